@@ -1,0 +1,1 @@
+"""One module per `dozen` subcommand; each defines `register(subparsers, common)`."""

@@ -1,0 +1,1 @@
+"""Dozen simulator."""
