@@ -8,6 +8,7 @@ the row counts below are derived, never stored.
 from __future__ import annotations
 
 import dataclasses
+import json
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -70,7 +71,8 @@ class ChipConfig:
             if not isinstance(value, int) or isinstance(value, bool):
                 raise ConfigError(f"config {self.name!r}: {key} must be an integer, got {value!r}")
         if not (2 <= self.n <= 256) or self.n & (self.n - 1):
-            raise ConfigError(f"config {self.name!r}: n must be a power of two in 2..256, got {self.n}")
+            raise ConfigError(f"config {self.name!r}: n must be a power of two in 2..256, "
+                              f"got {self.n}")
         for key in ("sp_bytes", "acc_bytes"):
             size = getattr(self, key)
             if size <= 0 or size % self.row_bytes:
@@ -78,23 +80,29 @@ class ChipConfig:
                                   f"of the row size {self.row_bytes} bytes (n * 4)")
             rows = size // self.row_bytes
             if rows > 1 << ROW_FIELD_BITS:
-                raise ConfigError(f"config {self.name!r}: {key}={size} gives {rows} rows, more than "
-                                  f"the {1 << ROW_FIELD_BITS} a 16-bit row address reaches")
+                raise ConfigError(f"config {self.name!r}: {key}={size} gives {rows} rows, "
+                                  f"more than the {1 << ROW_FIELD_BITS} a 16-bit row address "
+                                  "reaches")
         if self.sp_rows < 2 * self.n:
-            raise ConfigError(f"config {self.name!r}: scratchpad holds {self.sp_rows} rows; it needs "
-                              f"at least 2n = {2 * self.n} (weights and inputs)")
+            raise ConfigError(f"config {self.name!r}: scratchpad holds {self.sp_rows} rows; "
+                              f"it needs at least 2n = {2 * self.n} (weights and inputs)")
         if self.acc_rows < self.n:
             raise ConfigError(f"config {self.name!r}: accumulator holds {self.acc_rows} rows; "
                               f"it needs at least n = {self.n}")
         if not (0 < self.dram_bytes <= 1 << DRAM_ADDR_BITS):
-            raise ConfigError(f"config {self.name!r}: dram_bytes must be in 1..2^32, got {self.dram_bytes}")
+            raise ConfigError(f"config {self.name!r}: dram_bytes must be in 1..2^32, "
+                              f"got {self.dram_bytes}")
         for key, lo, hi in (("dram_latency", 0, 1 << 16), ("dram_bw", 1, 1 << 16),
                             ("queue_depth", 1, 1024), ("token_depth", 1, 1 << 16)):
             value = getattr(self, key)
             if not lo <= value <= hi:
                 raise ConfigError(f"config {self.name!r}: {key} must be in {lo}..{hi}, got {value}")
-        if not isinstance(self.clock_mhz, (int, float)) or not 0 < self.clock_mhz <= 10_000:
-            raise ConfigError(f"config {self.name!r}: clock_mhz must be in (0, 10000], got {self.clock_mhz!r}")
+        if not isinstance(self.name, str) or not self.name:
+            raise ConfigError(f"config name must be a non-empty string, got {self.name!r}")
+        clock_ok = isinstance(self.clock_mhz, (int, float)) and not isinstance(self.clock_mhz, bool)
+        if not clock_ok or not 0 < self.clock_mhz <= 10_000:
+            raise ConfigError(f"config {self.name!r}: clock_mhz must be in (0, 10000], "
+                              f"got {self.clock_mhz!r}")
         unknown = [d for d in self.dtypes if d not in DTYPES]
         if unknown or not self.dtypes:
             raise ConfigError(f"config {self.name!r}: dtypes must be a non-empty subset of "
@@ -117,18 +125,22 @@ class ChipConfig:
             if isinstance(value, str):
                 lines.append(f'{key} = "{value}"')
             elif isinstance(value, list):
-                lines.append(f"{key} = [{', '.join(repr(v).replace(chr(39), chr(34)) for v in value)}]")
+                items = ", ".join(json.dumps(v) for v in value)
+                lines.append(f"{key} = [{items}]")
             else:
                 lines.append(f"{key} = {value}")
         return "\n".join(lines) + "\n"
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], name: str | None = None) -> ChipConfig:
+        if not isinstance(data, dict):
+            raise ConfigError(f"a chip config must be a table of keys, got {type(data).__name__}")
         known = {f.name for f in dataclasses.fields(cls)}
         base = data.get("preset")
         unknown = sorted(set(data) - known - {"preset"})
         if unknown:
-            raise ConfigError(f"unknown config key {unknown[0]!r} (known: {', '.join(sorted(known))})")
+            raise ConfigError(f"unknown config key {unknown[0]!r} "
+                              f"(known: {', '.join(sorted(known))})")
         values = dict(data)
         values.pop("preset", None)
         if "dtypes" in values:
@@ -137,6 +149,8 @@ class ChipConfig:
             values["dtypes"] = tuple(values["dtypes"])
         if name is not None and "name" not in values:
             values["name"] = name
+        if base is not None and not isinstance(base, str):
+            raise ConfigError(f"config key 'preset' must be a preset name, got {base!r}")
         start = preset(base) if base is not None else ChipConfig()
         return dataclasses.replace(start, **values)
 
@@ -158,7 +172,8 @@ def preset(name: str) -> ChipConfig:
     try:
         return PRESETS[name]
     except KeyError:
-        raise ConfigError(f"unknown config preset {name!r} (presets: {', '.join(PRESETS)})") from None
+        raise ConfigError(f"unknown config preset {name!r} "
+                          f"(presets: {', '.join(PRESETS)})") from None
 
 
 def load_config(spec: str | Path | None) -> ChipConfig:
@@ -176,6 +191,10 @@ def load_config(spec: str | Path | None) -> ChipConfig:
         data = tomllib.loads(path.read_text())
     except FileNotFoundError:
         raise ConfigError(f"config file not found: {path}") from None
+    except IsADirectoryError:
+        raise ConfigError(f"config {path} is a directory, not a TOML file") from None
+    except OSError as exc:
+        raise ConfigError(f"cannot read config {path}: {exc.strerror}") from None
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{path}: not valid TOML: {exc}") from None
     if isinstance(data.get("chip"), dict):  # allow an optional [chip] table

@@ -61,7 +61,8 @@ class Symbol:
 
     @property
     def nbytes(self) -> int:
-        return int(np.prod(self.shape, dtype=np.int64)) * np.dtype(SYMBOL_DTYPES[self.dtype]).itemsize
+        itemsize = np.dtype(SYMBOL_DTYPES[self.dtype]).itemsize
+        return int(np.prod(self.shape, dtype=np.int64)) * itemsize
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"name": self.name, "kind": self.kind, "addr": self.addr,
@@ -101,7 +102,7 @@ class Program:
         """Check segments and symbols against the chip's DRAM; raise ContainerError."""
         dram = self.config.dram_bytes
         spans = sorted((s.addr, s.end) for s in self.segments)
-        for (a0, e0), (a1, _) in zip(spans, spans[1:], strict=False):
+        for (_, e0), (a1, _) in zip(spans, spans[1:], strict=False):
             if a1 < e0:
                 raise ContainerError(f"data segments overlap at DRAM address {a1:#x}")
         for s in self.segments:
