@@ -10,11 +10,12 @@
     .meta   {"source": "hand"}
     start:                           ; a label is the index of the next instruction
         load sp:0, 0x0, 16, ROWS, 16, i8, push_next       ; positional, in table order
-        matmul dst=acc:0, inp=sp:0, wgt=sp:16, rows=ROWS, pop_prev
+        matmul dst=0, inp=0, wgt=16, rows=ROWS, pop_prev  ; ACC row 0 = SP rows 0.. x SP 16..
 
 Operands are positional (in the ISA table's field order) or `name=value`; a bare
 token-flag name (`pop_prev`, `push_next`, ...) sets that flag. Local addresses are
-`sp:ROW` or `acc:ROW`; enum fields take their names (`i8`, `add`, `lanes`). `f32(1.5)`
+`sp:ROW` or `acc:ROW` (MATMUL's rows are plain numbers: `dst` is always an ACC row,
+`inp` and `wgt` SP rows); enum fields take their names (`i8`, `add`, `lanes`). `f32(1.5)`
 gives the bits of an fp32 constant. The disassembler prints every field by name, so
 asm -> disasm -> asm reproduces the same bytes.
 """
@@ -40,10 +41,13 @@ from isa.table import BY_MNEMONIC, TOKEN_FLAGS, Kind, Mem, Op
 _LABEL = re.compile(r"^\s*([A-Za-z_][A-Za-z0-9_.]*)\s*:(?!\S)")
 _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _HEX_FIELDS = {"dram", "imm", "d_dram"}
+_MAX_SHIFT = 64  # larger shifts only build huge integers that no field holds
 
 
 def f32_bits(x: float) -> int:
-    return struct.unpack("<I", struct.pack("<f", float(x)))[0]
+    """The bits of `x` rounded to fp32 (to nearest even; too large gives +-inf)."""
+    with np.errstate(over="ignore"):
+        return int(np.array(float(x), dtype=np.float32).view(np.uint32))
 
 
 def bits_f32(bits: int) -> float:
@@ -80,8 +84,11 @@ class _Evaluator:
             return self.names[node.id]
         if isinstance(node, ast.UnaryOp) and isinstance(node.op, (ast.USub, ast.UAdd, ast.Invert)):
             v = self._eval(node.operand)
-            return -v if isinstance(node.op, ast.USub) else (~v if isinstance(node.op, ast.Invert)
-                                                             else v)
+            try:
+                return -v if isinstance(node.op, ast.USub) else (
+                    ~v if isinstance(node.op, ast.Invert) else +v)
+            except TypeError:
+                raise ValueError(f"bad operand for {ast.unparse(node)!r}") from None
         if isinstance(node, ast.BinOp):
             a, b = self._eval(node.left), self._eval(node.right)
             ops = {ast.Add: lambda: a + b, ast.Sub: lambda: a - b, ast.Mult: lambda: a * b,
@@ -91,6 +98,9 @@ class _Evaluator:
             fn = ops.get(type(node.op))
             if fn is None:
                 raise ValueError("unsupported operator in expression")
+            if isinstance(node.op, (ast.LShift, ast.RShift)) and isinstance(b, int) \
+                    and not 0 <= b <= _MAX_SHIFT:
+                raise ValueError(f"shift amount {b} out of range 0..{_MAX_SHIFT}")
             try:
                 return fn()
             except (ZeroDivisionError, TypeError, ValueError) as exc:
@@ -147,6 +157,7 @@ class Assembler:
         self.source, self.filename, self.cli_config = source, filename, config
         self.names: dict[str, int] = {}
         self.config: ChipConfig | None = None
+        self.config_line: _Line | None = None
 
     def error(self, message: str, line: _Line | int, col: int | None = None) -> AsmError:
         number = line.number if isinstance(line, _Line) else line
@@ -193,7 +204,7 @@ class Assembler:
                 self._directive(line, head, rest, rest_col, evaluate, segments, symbols, meta)
             else:
                 pending.append((line, head, _split_operands(rest, rest_col)))
-        config = self._resolve_config(lines[0] if lines else 1)
+        config = self._resolve_config(self.config_line or 1)
         for line, mnemonic, operands in pending:
             code.append(self._instruction(line, mnemonic, operands, evaluate))
         program = Program(config, code, segments, symbols, meta)
@@ -224,6 +235,7 @@ class Assembler:
             elif head == ".config":
                 if self.config is not None:
                     raise self.error(".config given twice", line)
+                self.config_line = line
                 if rest.startswith("{"):
                     self.config = ChipConfig.from_dict(json.loads(rest))
                 elif rest in PRESETS:
@@ -246,8 +258,10 @@ class Assembler:
                 for (text, c), v in zip(ops[2:], values, strict=True):
                     if info is not None and not (isinstance(v, int) and info.min <= v <= info.max):
                         raise self.error(f"value {text} does not fit {dtype}", line, c)
+                    if info is None and not isinstance(v, (int, float)):
+                        raise self.error(f"value {text} is not a number", line, c)
                 data = np.array(values, dtype=SYMBOL_DTYPES[dtype]).tobytes()
-                segments.append(Segment(self._value(line, ops[0][0], ops[0][1], evaluate), data))
+                segments.append(Segment(self._address(line, ops[0], evaluate), data))
             elif head == ".bytes":
                 ops = _split_operands(rest, col)
                 if len(ops) != 2 or not (ops[1][0].startswith('"') and ops[1][0].endswith('"')):
@@ -256,7 +270,7 @@ class Assembler:
                     data = bytes.fromhex(ops[1][0][1:-1])
                 except ValueError:
                     raise self.error("invalid hex string", line, ops[1][1]) from None
-                segments.append(Segment(self._value(line, ops[0][0], ops[0][1], evaluate), data))
+                segments.append(Segment(self._address(line, ops[0], evaluate), data))
             elif head == ".meta":
                 value = json.loads(rest)
                 if not isinstance(value, dict):
@@ -268,6 +282,12 @@ class Assembler:
             raise self.error(f"invalid JSON: {exc.msg}", line, col + exc.pos) from None
         except ConfigError as exc:
             raise self.error(str(exc), line, col) from None
+
+    def _address(self, line: _Line, operand: tuple[str, int], evaluate: _Evaluator) -> int:
+        value = self._value(line, operand[0], operand[1], evaluate)
+        if not isinstance(value, int) or value < 0:
+            raise self.error(f"expected a DRAM byte address, got {operand[0]!r}", line, operand[1])
+        return value
 
     def _value(self, line: _Line, text: str, col: int, evaluate: _Evaluator) -> Any:
         try:
@@ -294,11 +314,21 @@ class Assembler:
         shape = args["shape"]
         if isinstance(shape, int):
             shape = (shape,)
+        if not isinstance(shape, tuple) or not all(isinstance(d, int) and d >= 0 for d in shape):
+            raise self.error(f".{kind} {ops[0][0]}: shape must be a tuple of non-negative "
+                             "integers", line, col)
+        if not isinstance(args["addr"], int):
+            raise self.error(f".{kind} {ops[0][0]}: addr must be an integer", line, col)
+        if not isinstance(args.get("scale", 0.0), (int, float)) \
+                or not isinstance(args.get("zero_point", 0), int):
+            raise self.error(f".{kind} {ops[0][0]}: scale must be a number and zero_point an "
+                             "integer", line, col)
         if args["dtype"] not in SYMBOL_DTYPES:
             raise self.error(f"unknown dtype {args['dtype']!r} (known: "
                              f"{', '.join(SYMBOL_DTYPES)})", line, col)
-        return Symbol(ops[0][0], kind, int(args["addr"]), tuple(int(d) for d in shape),
-                      args["dtype"], scale=args.get("scale"),
+        scale = args.get("scale")
+        return Symbol(ops[0][0], kind, args["addr"], shape, args["dtype"],
+                      scale=float(scale) if scale is not None else None,
                       zero_point=int(args.get("zero_point", 0)))
 
     def _instruction(self, line: _Line, mnemonic: str, operands: list[tuple[str, int]],
@@ -411,8 +441,10 @@ def format_instruction(insn: Instruction) -> str:
 
 def disassemble(program: Program, with_data: bool = True) -> str:
     cfg = program.config
+    preset_name = next((name for name, p in PRESETS.items() if p == cfg), None)
+    config_text = preset_name or json.dumps(cfg.to_dict(), sort_keys=True)
     lines = [f"; Dozen program: {len(program.code)} instructions, chip {cfg.name!r} "
-             f"(n={cfg.n})", f".config {json.dumps(cfg.to_dict(), sort_keys=True)}"]
+             f"(n={cfg.n})", f".config {config_text}"]
     for sym in program.symbols:
         extra = f", scale={sym.scale!r}, zero_point={sym.zero_point}" if sym.scale is not None \
             else ""
@@ -426,6 +458,8 @@ def disassemble(program: Program, with_data: bool = True) -> str:
     if program.meta:
         lines.append(f".meta {json.dumps(program.meta, sort_keys=True)}")
     width = len(str(max(len(program.code) - 1, 0)))
-    for pc, insn in enumerate(program.code):
-        lines.append(f"    {format_instruction(insn)}".ljust(4) + f"  ; {pc:>{width}}")
+    texts = [format_instruction(insn) for insn in program.code]
+    column = max((len(t) for t in texts), default=0)
+    for pc, text in enumerate(texts):
+        lines.append(f"    {text:<{column}}  ; {pc:>{width}}")
     return "\n".join(lines) + "\n"
