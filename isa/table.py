@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import enum
 import math
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -458,7 +459,29 @@ FUNC_DTYPES: dict[str, dict[Any, frozenset[DType]]] = {
     "reduce": REDUCE_DTYPES,
 }
 
-FUNCTION_DOC: dict[Any, str] = {
+class FunctionTable(Mapping[Any, str]):
+    """A mapping from function enum members to text that keeps UnaryFn.NEG and BinaryFn.ADD
+    apart (IntEnum members of different enums with the same value hash and compare equal, so
+    a plain dict would silently merge them). Give one dict per enum."""
+
+    def __init__(self, *groups: dict[Any, str]):
+        self._entries = {(type(fn), int(fn)): (fn, text)
+                         for group in groups for fn, text in group.items()}
+
+    def __getitem__(self, fn: Any) -> str:
+        try:
+            return self._entries[(type(fn), int(fn))][1]
+        except (TypeError, ValueError):
+            raise KeyError(fn) from None
+
+    def __iter__(self) -> Iterator[Any]:
+        return (fn for fn, _ in self._entries.values())
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+
+FUNCTION_DOC: Mapping[Any, str] = FunctionTable({
     UnaryFn.NEG: "-x (int32 wraps: -(-2^31) = -2^31)",
     UnaryFn.ABS: "|x| (int32 wraps: |-2^31| = -2^31)",
     UnaryFn.RELU: "max(x, 0)",
@@ -471,6 +494,7 @@ FUNCTION_DOC: dict[Any, str] = {
     UnaryFn.ITOF: "int32 -> fp32, round to nearest even (dtype i32; the result is fp32)",
     UnaryFn.FTOI: "fp32 -> int32, round to nearest even, saturating at the int32 range, "
                   "NaN -> 0 (dtype f32; the result is int32)",
+}, {
     BinaryFn.ADD: "a + b (int32 wraps)",
     BinaryFn.SUB: "a - b (int32 wraps)",
     BinaryFn.MUL: "a * b (int32: low 32 bits of the product)",
@@ -484,12 +508,19 @@ FUNCTION_DOC: dict[Any, str] = {
     BinaryFn.XOR: "bitwise xor (int32 only)",
     BinaryFn.SHL: "a << (b & 31), low 32 bits (int32 only)",
     BinaryFn.SHR: "a >> (b & 31), arithmetic (int32 only)",
+}, {
     TernaryFn.WHERE: "a != 0 ? b : c",
     TernaryFn.MULACC: "a * b + c, rounded twice (int32 wraps)",
+}, {
     ReduceFn.SUM: "sum (int32 wraps)",
     ReduceFn.MAX: "maximum",
     ReduceFn.MIN: "minimum",
-}
+}, {
+    MoveFn.COPY: "dst row = src row (any 32-bit contents)",
+    MoveFn.TRANSPOSE: "an n x n block: dst row i, lane j = src row j, lane i",
+    MoveFn.BCAST: "every lane of the dst row = lane `imm` of the src row (imm < n)",
+    MoveFn.FILL: "every lane of the dst row = `imm` (src1 unused)",
+})
 
 
 def unit_of(op: OpDef, values: dict[str, int]) -> Unit:
