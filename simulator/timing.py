@@ -1,0 +1,363 @@
+"""The event schedule: dispatcher, unit queues, dependency tokens and cycle-exact timing.
+
+This implements isa/model.py TIMING to the letter. Each cycle t has three steps:
+complete (pushes), start (pops, data effect), dispatch. Instead of ticking every
+cycle, the loop jumps from one event to the next: after a cycle in which the
+dispatcher did something, the next interesting cycle is t+1; otherwise nothing can
+change before the earliest completion of a running instruction. So the cost is a
+few loop turns per instruction, however many cycles the instructions take.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any
+
+from isa.asm import format_instruction
+from isa.config import ChipConfig
+from isa.encoding import Instruction, check
+from isa.errors import EncodingError
+from isa.table import (
+    BY_OPCODE,
+    LATENCY_NAMES,
+    LOOP_MAX_DEPTH,
+    TOKEN_FLAGS,
+    Fault,
+    Kind,
+    Op,
+    Unit,
+)
+from simulator.errors import FaultSignal, SimulationError
+from simulator.semantics import Machine
+
+DEFAULT_MAX_CYCLES = 200_000_000
+
+UNITS = (Unit.LOAD, Unit.COMPUTE, Unit.STORE)
+UNIT_NAMES = ("load", "compute", "store")
+# Token channels: (pushing unit, popping unit).
+CHANNELS = ((Unit.LOAD, Unit.COMPUTE), (Unit.COMPUTE, Unit.LOAD),
+            (Unit.COMPUTE, Unit.STORE), (Unit.STORE, Unit.COMPUTE))
+CHANNEL_NAMES = tuple(f"{a.name[0]}->{b.name[0]}" for a, b in CHANNELS)
+_CHANNEL_OF = {pair: i for i, pair in enumerate(CHANNELS)}
+ROLES = ("dram", "dst", "src1", "src2", "src3")  # the order of LOOP's d_* fields
+
+
+def _neighbour(unit: Unit, side: str) -> Unit:
+    return Unit(unit + (1 if side == "next" else -1))
+
+
+@dataclass(frozen=True)
+class Decoded:
+    """What the scheduler needs of one static instruction, worked out once per pc."""
+
+    pc: int
+    insn: Instruction
+    opcode: int
+    unit: int  # 0..2 a unit, 3 the dispatcher
+    latency: int | None  # None: the formula reads a LOOP-moved field, evaluate per issue
+    pops: tuple[int, ...]
+    pushes: tuple[int, ...]
+    roles: tuple[tuple[str, int, bool], ...]  # (field, index into ROLES, is a local address)
+    illegal: str | None = None
+
+    @classmethod
+    def of(cls, pc: int, insn: Instruction, cfg: ChipConfig) -> Decoded:
+        op = insn.op
+        try:
+            check(insn)
+            illegal = None
+        except EncodingError as exc:
+            illegal = str(exc)
+        unit = int(insn.unit)
+        pops: list[int] = []
+        pushes: list[int] = []
+        if unit != Unit.DISPATCH and illegal is None:
+            for flag in TOKEN_FLAGS:
+                if flag in insn.flags:
+                    kind, side = flag.split("_")
+                    other = _neighbour(Unit(unit), side)
+                    if kind == "pop":
+                        pops.append(_CHANNEL_OF[(other, Unit(unit))])
+                    else:
+                        pushes.append(_CHANNEL_OF[(Unit(unit), other)])
+        roles = tuple((f.name, ROLES.index(f.role), f.kind is Kind.LOCAL)
+                      for f in op.fields if f.role is not None)
+        latency = None
+        if unit != Unit.DISPATCH and illegal is None:
+            code = compile(op.latency, "<latency>", "eval")
+            moved = {name for name, _, _ in roles}
+            if not moved & set(code.co_names) - set(LATENCY_NAMES):
+                latency = op.cycles(insn.values, cfg)
+        return cls(pc, insn, op.opcode, unit, latency, tuple(pops), tuple(pushes), roles, illegal)
+
+
+@dataclass
+class Counters:
+    """Raw event counts of one run; `simulator.report` derives rates and the roofline."""
+
+    cycles: int = 0
+    instructions: int = 0
+    by_opcode: dict[str, int] = field(default_factory=dict)
+    busy: list[int] = field(default_factory=lambda: [0, 0, 0])
+    stalled: list[int] = field(default_factory=lambda: [0, 0, 0])  # waiting on a token
+    unit_instructions: list[int] = field(default_factory=lambda: [0, 0, 0])
+    dispatch_stalled: int = 0  # cycles the dispatcher waited on a full queue
+    halt_cycle: int | None = None
+    tokens_left: list[int] = field(default_factory=lambda: [0, 0, 0, 0])
+
+
+@dataclass
+class TraceLog:
+    """Raw timeline: (unit, start, end, pc, values) runs, token waits and dispatcher stalls."""
+
+    runs: list[tuple[int, int, int, int, dict[str, int]]] = field(default_factory=list)
+    waits: list[tuple[int, int, int, int, tuple[int, ...]]] = field(default_factory=list)
+    stalls: list[tuple[int, int, int]] = field(default_factory=list)  # (start, end, pc)
+    dispatches: list[tuple[int, int]] = field(default_factory=list)  # LOOP/HALT: (cycle, pc)
+
+
+class Schedule:
+    """Runs a decoded program on a Machine, cycle-exactly, and counts what happened."""
+
+    def __init__(self, code: list[Instruction], machine: Machine,
+                 max_cycles: int = DEFAULT_MAX_CYCLES, trace: bool = False):
+        self.cfg = machine.cfg
+        self.machine = machine
+        self.code = code
+        self.decoded = [Decoded.of(pc, insn, self.cfg) for pc, insn in enumerate(code)]
+        self.max_cycles = max_cycles
+        self.counters = Counters()
+        self.log = TraceLog() if trace else None
+
+    # Errors --------------------------------------------------------------------------
+    def _fault(self, fault: Fault, message: str, pc: int | None, cycle: int,
+               values: dict[str, int] | None = None) -> SimulationError:
+        text = None
+        if pc is not None and 0 <= pc < len(self.code):
+            insn = self.code[pc]
+            if values is not None and values is not insn.values:
+                insn = Instruction(insn.op, values, insn.flags)
+            text = format_instruction(insn)
+        return SimulationError(fault, message, pc=pc, cycle=cycle, insn=text)
+
+    # The loop ------------------------------------------------------------------------
+    def run(self) -> Counters:  # noqa: C901 - one tight loop, kept in one place for speed
+        cfg, machine, decoded, log = self.cfg, self.machine, self.decoded, self.log
+        execute = machine.execute
+        qdepth, tdepth = cfg.queue_depth, cfg.token_depth
+        ncode = len(decoded)
+        counters = self.counters
+        by_opcode = [0] * 16
+        busy, stalled, unit_count = counters.busy, counters.stalled, counters.unit_instructions
+        tokens = [0, 0, 0, 0]
+        queues: list[deque[tuple[Decoded, dict[str, int], str | None]]] = [deque(), deque(),
+                                                                            deque()]
+        running: list[tuple[Decoded, dict[str, int]] | None] = [None, None, None]
+        ends = [0, 0, 0]
+        wait_since: list[int | None] = [None, None, None]
+        loops: list[list[Any]] = []  # [start_pc, end_pc, count, iteration, deltas]
+        offsets = (0, 0, 0, 0, 0)
+        pc = 0
+        halted = False
+        halt_cycle: int | None = None
+        dispatch_stall_since: int | None = None
+        last_end = 0
+        t = 0
+        max_cycles = self.max_cycles
+
+        while True:
+            if t > max_cycles:
+                raise self._fault(Fault.CYCLE_LIMIT, f"the program ran past the cycle limit "
+                                  f"({max_cycles} cycles; raise it with --max-cycles)",
+                                  pc if not halted else None, t)
+            # 1. Complete: pushes of everything finishing now.
+            for u in (0, 1, 2):
+                current = running[u]
+                if current is not None and ends[u] == t:
+                    dec = current[0]
+                    for ch in dec.pushes:
+                        if tokens[ch] >= tdepth:
+                            raise self._fault(Fault.TOKEN_OVERFLOW,
+                                              f"push to {CHANNEL_NAMES[ch]} would exceed "
+                                              f"token_depth = {tdepth}", dec.pc, t, current[1])
+                        tokens[ch] += 1
+                    running[u] = None
+            # 2. Start: each free unit takes its queue head if its tokens are there.
+            for u in (0, 1, 2):
+                queue = queues[u]
+                if running[u] is not None or not queue:
+                    continue
+                dec, values, bad = queue[0]
+                pops = dec.pops
+                if pops and not all(tokens[ch] for ch in pops):
+                    if wait_since[u] is None:
+                        wait_since[u] = t
+                    continue
+                for ch in pops:
+                    tokens[ch] -= 1
+                queue.popleft()
+                since = wait_since[u]
+                if since is not None:
+                    stalled[u] += t - since
+                    wait_since[u] = None
+                    if log is not None:
+                        log.waits.append((u, since, t, dec.pc, pops))
+                if bad is not None:
+                    raise self._fault(Fault.SRAM_OUT_OF_BOUNDS, bad, dec.pc, t, values)
+                try:
+                    execute(dec.opcode, values)
+                except FaultSignal as sig:
+                    raise self._fault(sig.fault, sig.message, dec.pc, t, values) from None
+                latency = dec.latency
+                if latency is None:
+                    latency = dec.insn.op.cycles(values, cfg)
+                end = t + latency
+                running[u] = (dec, values)
+                ends[u] = end
+                busy[u] += latency
+                unit_count[u] += 1
+                if end > last_end:
+                    last_end = end
+                if log is not None:
+                    log.runs.append((u, t, end, dec.pc, values))
+            # 3. Dispatch: at most one instruction (LOOP and HALT included) per cycle.
+            dispatched = False
+            if not halted:
+                if pc >= ncode:
+                    raise self._fault(Fault.PC_OUT_OF_RANGE, f"fetch at pc {pc} past the last "
+                                      f"instruction (pc {ncode - 1}); the program has no HALT "
+                                      "on this path", None, t)
+                dec = decoded[pc]
+                if dec.illegal is not None:
+                    raise self._fault(Fault.ILLEGAL_INSTRUCTION, dec.illegal, pc, t)
+                u = dec.unit
+                if u != Unit.DISPATCH:
+                    queue = queues[u]
+                    if len(queue) < qdepth:
+                        values = dec.insn.values
+                        bad = None
+                        if loops and dec.roles:
+                            values, bad = _apply_offsets(values, dec.roles, offsets)
+                        queue.append((dec, values, bad))
+                        dispatched = True
+                    elif dispatch_stall_since is None:
+                        dispatch_stall_since = t
+                elif dec.opcode == Op.LOOP:
+                    v = dec.insn.values
+                    end_pc = pc + 1 + v["body"]
+                    if len(loops) >= LOOP_MAX_DEPTH:
+                        raise self._fault(Fault.LOOP_NESTING, f"loops nest deeper than "
+                                          f"{LOOP_MAX_DEPTH}", pc, t)
+                    limit = loops[-1][1] if loops else ncode
+                    if end_pc > limit:
+                        where = "the enclosing loop body" if loops else "the program"
+                        raise self._fault(Fault.LOOP_NESTING, f"the body (pc {pc + 1}.."
+                                          f"{end_pc - 1}) runs past the end of {where} "
+                                          f"(pc {limit - 1})", pc, t)
+                    loops.append([pc + 1, end_pc, v["count"], 0,
+                                  (v["d_dram"], v["d_dst"], v["d_src1"], v["d_src2"],
+                                   v["d_src3"])])
+                    dispatched = True
+                    if log is not None:
+                        log.dispatches.append((t, pc))
+                else:  # HALT
+                    halted = True
+                    halt_cycle = t
+                    dispatched = True
+                    if log is not None:
+                        log.dispatches.append((t, pc))
+                if dispatched:
+                    by_opcode[dec.opcode] += 1
+                    if dispatch_stall_since is not None:
+                        counters.dispatch_stalled += t - dispatch_stall_since
+                        if log is not None:
+                            log.stalls.append((dispatch_stall_since, t, pc))
+                        dispatch_stall_since = None
+                    if not halted:
+                        pc += 1
+                        # Loop back edges and exits cost nothing.
+                        changed = False
+                        while loops and pc == loops[-1][1]:
+                            frame = loops[-1]
+                            frame[3] += 1
+                            changed = True
+                            if frame[3] < frame[2]:
+                                pc = frame[0]
+                                break
+                            loops.pop()
+                        if changed or dec.opcode == Op.LOOP:
+                            offsets = _offsets(loops)
+            # Next event.
+            if dispatched:
+                t += 1
+                continue
+            pending = [ends[u] for u in (0, 1, 2) if running[u] is not None]
+            if pending:
+                t = min(pending)
+                continue
+            if halted and not (queues[0] or queues[1] or queues[2]):
+                break
+            raise self._deadlock(queues, tokens, halted, pc, t)
+
+        counters.halt_cycle = halt_cycle
+        assert halt_cycle is not None
+        counters.cycles = max(halt_cycle + 1, last_end)
+        counters.instructions = sum(by_opcode)
+        counters.by_opcode = {BY_OPCODE[i].mnemonic: c for i, c in enumerate(by_opcode) if c}
+        counters.tokens_left = tokens
+        return counters
+
+    def _deadlock(self, queues: list[deque[Any]], tokens: list[int], halted: bool, pc: int,
+                  t: int) -> SimulationError:
+        parts = []
+        first_pc = None
+        for u, queue in enumerate(queues):
+            if not queue:
+                parts.append(f"{UNIT_NAMES[u]} idle (queue empty)")
+                continue
+            dec, values, _ = queue[0]
+            first_pc = dec.pc if first_pc is None else first_pc
+            missing = [CHANNEL_NAMES[ch] for ch in dec.pops if not tokens[ch]]
+            insn = format_instruction(Instruction(dec.insn.op, values, dec.insn.flags))
+            parts.append(f"{UNIT_NAMES[u]} waits at pc {dec.pc} ({' '.join(insn.split())}) "
+                         f"for token {', '.join(missing)}")
+        if halted:
+            parts.append("dispatcher halted")
+        else:
+            parts.append(f"dispatcher stalled at pc {pc} on a full "
+                         f"{UNIT_NAMES[self.decoded[pc].unit]} queue")
+        tok = ", ".join(f"{name}={count}" for name, count in zip(CHANNEL_NAMES, tokens,
+                                                                    strict=True))
+        return SimulationError(Fault.DEADLOCK, f"no unit can proceed: {'; '.join(parts)} "
+                                               f"(tokens {tok})", pc=first_pc, cycle=t)
+
+
+def _offsets(loops: list[list[Any]]) -> tuple[int, ...]:
+    total = [0, 0, 0, 0, 0]
+    for frame in loops:
+        i = frame[3]
+        if i:
+            for k, d in enumerate(frame[4]):
+                total[k] += i * d
+    return tuple(total)
+
+
+def _apply_offsets(values: dict[str, int], roles: tuple[tuple[str, int, bool], ...],
+                   offsets: tuple[int, ...]) -> tuple[dict[str, int], str | None]:
+    """The instruction's fields with LOOP offsets added (the memory bit never moves)."""
+    out = dict(values)
+    bad = None
+    for name, role, is_local in roles:
+        off = offsets[role]
+        if not off:
+            continue
+        if is_local:
+            row = (values[name] & 0xFFFF) + off
+            if not 0 <= row <= 0xFFFF:
+                bad = f"{name} row {row} (after LOOP offsets) lies outside every memory"
+                row &= 0xFFFF
+            out[name] = (values[name] & ~0xFFFF) | row
+        else:
+            out[name] = values[name] + off
+    return out, bad
