@@ -1,0 +1,183 @@
+"""Tiled, double-buffered GEMM on the matrix unit, with a fused epilogue.
+
+C[M, N] = A[M, K] @ B[K, N] per batch entry. The schedule follows the latency formula
+`matmul = n + rows + 2`: stream as many rows as the accumulator half holds through each
+MATMUL (an M block of up to `acc_rows / 2` rows), one n-column output tile at a time in
+an accumulator half (double-buffered, so storing tile t overlaps computing tile t + 1),
+K streamed in n-wide chunks. A chunks (M block x n lanes) and W tiles (n x n) sit in
+scratchpad buffers that alternate between steps, so the load unit fetches step s + 1
+while the compute unit multiplies step s; dependency tokens order the units:
+
+    load  --L->C "step s loaded"-->  compute  --C->S "tile t ready"-->  store
+    load  <-C->L "step s done, its buffer is free"--  compute  <-S->C "tile t stored"--
+
+When the whole M block of A fits the scratchpad it stays resident across the N tiles and
+only W tiles stream. The epilogue (bias, activation, requantisation: any kernel epilogue)
+runs on the accumulator tile before its store.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+from compiler.isa_builder import CompileError, Credits, Emitter, acc, sp
+from isa.table import Fmt, MatType
+
+
+@dataclass(frozen=True)
+class Mat:
+    """A row-major matrix in DRAM: `rows` x `cols` elements, rows `ld` bytes apart."""
+
+    addr: int
+    rows: int
+    cols: int
+    ld: int
+    fmt: Fmt
+
+    @property
+    def esize(self) -> int:
+        return 4 if self.fmt == Fmt.X32 else 1
+
+    def at(self, r: int, c: int) -> int:
+        return self.addr + r * self.ld + c * self.esize
+
+
+@dataclass(frozen=True)
+class Tile:
+    """One output tile: batch entry, first row and rows, first column and columns."""
+
+    batch: int
+    m0: int
+    rows: int
+    n0: int
+    cols: int
+    index: int  # tile number in emission order (selects the buffers)
+
+
+class TileEpilogue(Protocol):
+    """What a GEMM needs from a fused epilogue; see `compiler.isa_kernels`."""
+
+    tile_regions: int  # M-block-sized SP regions loaded per tile (double-buffered)
+    temp_regions: int  # M-block-sized SP regions for intermediate values
+
+    def resident_rows(self) -> int: ...
+    def emit_resident(self, em: Emitter, base: int) -> None: ...
+    def emit_tile_loads(self, em: Emitter, tile: Tile, base: int) -> None: ...
+    def emit_tile_compute(self, em: Emitter, tile: Tile, acc_addr: int, inputs: int,
+                          temps: int, resident: int) -> int: ...
+
+
+@dataclass(frozen=True)
+class GemmPlan:
+    mb: int  # rows per M block (rows streamed per MATMUL)
+    group: int  # K chunks per step
+    resident_a: bool
+
+
+def plan(cfg, m: int, k: int, epi_regions: int, resident_rows: int) -> GemmPlan:
+    """Choose the M block, the K-chunk group and whether A stays resident."""
+    n = cfg.n
+    kc = -(-k // n)
+    mb = min(m, cfg.acc_rows // 2, 1024)
+    while True:
+        free = cfg.sp_rows - resident_rows - epi_regions * mb
+        if kc * mb + 2 * n * min(kc, 8) <= free:
+            group = max(1, min(kc, (free - kc * mb) // (2 * n), 16))
+            return GemmPlan(mb, group, True)
+        group = min(kc, max(1, free // (2 * (mb + n))), 4)
+        if 2 * group * (mb + n) <= free:
+            return GemmPlan(mb, group, False)
+        if mb <= 1:
+            raise CompileError(f"matrix tile does not fit the scratchpad ({cfg.sp_rows} rows)")
+        mb = max(1, mb // 2)
+
+
+def emit_gemm(em: Emitter, problems: list[tuple[Mat, Mat, Mat]], dtype: MatType,
+              epilogue: TileEpilogue | None = None) -> None:
+    """Emit C = A @ B (then epilogue) for each (A, B, C) in `problems`; shapes must agree."""
+    cfg, n = em.cfg, em.cfg.n
+    a0, b0, _ = problems[0]
+    m, k, ncols = a0.rows, a0.cols, b0.cols
+    for a, b, c in problems:
+        if (a.rows, a.cols, b.rows, b.cols, c.rows, c.cols) != (m, k, k, ncols, m, ncols):
+            raise CompileError("batched GEMM entries differ in shape")
+    epi_tile = epilogue.tile_regions if epilogue else 0
+    epi_temp = epilogue.temp_regions if epilogue else 0
+    res_rows = epilogue.resident_rows() if epilogue else 0
+    p = plan(cfg, m, k, 2 * epi_tile + epi_temp, res_rows)
+    mb, group, kc = p.mb, p.group, -(-k // n)
+    # Scratchpad layout.
+    res_base = 0
+    w_base = res_base + res_rows
+    w_size = group * n
+    a_base = w_base + 2 * w_size
+    a_size = kc * mb if p.resident_a else group * mb
+    a_bufs = 1 if p.resident_a else 2
+    tile_base = a_base + a_bufs * a_size
+    temp_base = tile_base + 2 * epi_tile * mb
+    if temp_base + epi_temp * mb > cfg.sp_rows:
+        raise CompileError("GEMM scratchpad plan overflows")
+    if epilogue and res_rows:
+        epilogue.emit_resident(em, res_base)
+    data_free = Credits(2)  # compute -> load: W/A/epilogue buffers free
+    acc_free = Credits(2)  # store -> compute: accumulator halves free
+    step = tile_no = 0
+    # K chunks split into near-equal groups: a short group followed by a long one would
+    # leave the compute unit waiting for the long group's loads.
+    count = -(-kc // group)
+    bounds = [kc * i // count for i in range(count + 1)]
+    groups = list(zip(bounds[:-1], bounds[1:], strict=True))
+    for bi, (a, b, c) in enumerate(problems):
+        for m0 in range(0, m, mb):
+            rows = min(mb, m - m0)
+            for ti, n0 in enumerate(range(0, ncols, n)):
+                cols = min(n, ncols - n0)
+                tile = Tile(bi, m0, rows, n0, cols, tile_no)
+                half = (tile_no % 2) * mb
+                for gi, (g0, g1) in enumerate(groups):
+                    buf = step % 2
+                    # Load unit: A chunks (unless resident), the W rows, epilogue tile inputs.
+                    start = len(em.code)
+                    owe = data_free.need(step)
+                    if p.resident_a and ti == 0 and gi == 0:
+                        owe += data_free.need_all(step)
+                        for j in range(kc):
+                            em.emit("load", sram=sp(a_base + j * mb), dram=a.at(m0, j * n),
+                                    stride=a.ld, rows=rows, cols=min(n, k - j * n), fmt=a.fmt)
+                    if not p.resident_a:
+                        for j in range(g0, g1):
+                            em.emit("load", sram=sp(a_base + buf * a_size + (j - g0) * mb),
+                                    dram=a.at(m0, j * n), stride=a.ld, rows=rows,
+                                    cols=min(n, k - j * n), fmt=a.fmt)
+                    krows = min(k, g1 * n) - g0 * n
+                    em.emit("load", sram=sp(w_base + buf * w_size), dram=b.at(g0 * n, n0),
+                            stride=b.ld, rows=krows, cols=cols, fmt=b.fmt)
+                    if epilogue and gi == 0 and epi_tile:
+                        epilogue.emit_tile_loads(em, tile,
+                                                 tile_base + (tile_no % 2) * epi_tile * mb)
+                    em.flag(len(em.code) - 1, "push_next")
+                    em.pops(start, "load", "pop_next", owe)
+                    # Compute unit: the MATMULs of this step, the epilogue after the last.
+                    start = len(em.code)
+                    for j in range(g0, g1):
+                        inp = (a_base + j * mb) if p.resident_a else \
+                            (a_base + buf * a_size + (j - g0) * mb)
+                        wgt = w_base + buf * w_size + (j - g0) * n
+                        em.emit("matmul", dst=half, inp=inp, wgt=wgt, rows=rows,
+                                acc=int(j > 0), dtype=int(dtype))
+                    last_group = gi == len(groups) - 1
+                    result = acc(half)
+                    if last_group and epilogue:
+                        result = epilogue.emit_tile_compute(
+                            em, tile, acc(half), tile_base + (tile_no % 2) * epi_tile * mb,
+                            temp_base, res_base)
+                    em.flag(len(em.code) - 1, "push_prev", *(("push_next",) if last_group else ()))
+                    em.flag(start, "pop_prev")
+                    if gi == 0:
+                        em.pops(start, "compute", "pop_next", acc_free.need(tile_no))
+                    step += 1
+                # Store unit: the finished tile.
+                em.emit("store", ("pop_prev", "push_prev"), sram=result, dram=c.at(m0, n0),
+                        stride=c.ld, rows=rows, cols=cols, fmt=c.fmt)
+                tile_no += 1
