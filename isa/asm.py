@@ -143,9 +143,13 @@ def _split_operands(text: str, col: int) -> list[tuple[str, int]]:
 
 
 def _strip_comment(line: str) -> str:
-    in_str = False
+    in_str, escaped = False, False
     for i, ch in enumerate(line):
-        if ch == '"':
+        if escaped:
+            escaped = False
+        elif in_str and ch == "\\":
+            escaped = True
+        elif ch == '"':
             in_str = not in_str
         elif ch in ";#" and not in_str:
             return line[:i]

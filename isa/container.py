@@ -169,6 +169,8 @@ def _json(obj: Any) -> bytes:
 
 
 def _parse(blob: bytes) -> Program:
+    if not blob.startswith(MAGIC) and not MAGIC.startswith(blob):
+        raise ContainerError(f"not a Dozen program (magic {blob[:4]!r}, expected {MAGIC!r})")
     if len(blob) < _HEADER.size:
         raise ContainerError(f"truncated: {len(blob)} bytes, shorter than the {_HEADER.size}-byte "
                              "header")
