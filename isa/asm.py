@@ -26,6 +26,7 @@ import ast
 import json
 import re
 import struct
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -69,7 +70,9 @@ class _Evaluator:
 
     def __call__(self, text: str) -> Any:
         try:
-            tree = ast.parse(text.strip(), mode="eval")
+            with warnings.catch_warnings():  # e.g. "invalid hexadecimal literal": we report it
+                warnings.simplefilter("ignore")
+                tree = ast.parse(text.strip(), mode="eval")
         except SyntaxError:
             raise ValueError(f"cannot parse expression {text.strip()!r}") from None
         return self._eval(tree.body)
@@ -235,7 +238,11 @@ class Assembler:
                     raise self.error("expected .const NAME = EXPRESSION", line, col)
                 if name in self.names:
                     raise self.error(f"name {name!r} is already defined", line, col)
-                self.names[name] = evaluate.integer(expr)
+                expr_col = col + len(rest) - len(rest.partition("=")[2].lstrip())
+                try:
+                    self.names[name] = evaluate.integer(expr)
+                except ValueError as exc:
+                    raise self.error(str(exc), line, expr_col) from None
             elif head == ".config":
                 if self.config is not None:
                     raise self.error(".config given twice", line)
