@@ -1,0 +1,536 @@
+"""The Dozen core: dispatcher, instruction queues, dependency tokens, units and SRAMs.
+
+Timing follows `isa.model.TIMING` cycle by cycle. Every unit instruction carries its
+latency L (the table's formula, evaluated in hardware at dispatch); a unit that starts
+it at cycle s is busy until s+L. Each cycle does, in this order: completions (token
+pushes), starts (token pops), one dispatch (queue occupancy counted after the starts).
+
+The units' datapaths do their work within those L cycles in the common case (a row per
+cycle). When one needs longer (a TRANSPOSE, or a DMA of many narrow rows: the SRAMs
+take one row per cycle while the formula charges DRAM bytes), the core *holds*: the
+architectural clock stops, nothing completes, starts or dispatches, until the datapath
+has drained. `cycles` counts architectural cycles only, so it always equals the
+ISA's count; `hold_cycles` reports the extra clock cycles such a prototype spent.
+
+Program code lives in an instruction memory written through the `imem_*` port while
+`run` is low (one 128-bit word per clock: word i is bytes 16i..16i+15 of the .dzn
+CODE section, little-endian); `code_len` gives the number of instructions. Raising
+`run` zeroes both SRAMs (one row per clock), then starts at pc 0; `done` or a non-zero
+`fault` ends the run; lowering `run` resets every register for the next program.
+"""
+
+from __future__ import annotations
+
+from amaranth.hdl import Array, Cat, Const, Module, Mux, ResetInserter, Signal, signed
+from amaranth.lib import wiring
+from amaranth.lib.memory import Memory
+from amaranth.lib.wiring import In, Out
+
+from isa.config import ChipConfig
+from isa.table import (
+    BY_OPCODE,
+    INSN_BITS,
+    LAYOUTS,
+    LOOP_MAX_DEPTH,
+    NEIGHBOURS,
+    TOKEN_FLAGS,
+    Axis,
+    Fault,
+    Fmt,
+    Kind,
+    MatType,
+    Mem,
+    MoveFn,
+    Op,
+    Unit,
+    esize,
+)
+from rtl.compute import ComputeUnit
+from rtl.dma import LoadUnit, StoreUnit
+from rtl.fields import (
+    LATENCY_BITS,
+    enum_in_range,
+    field_values,
+    flag_bit,
+    fn_dtype_legal,
+    latency_value,
+    reserved_clear,
+)
+from rtl.ports import DramPort, row_width
+from rtl.queue import InstructionQueue
+from rtl.support import matmul_supported, supported
+
+PC_BITS = 16
+COUNTER_BITS = 48
+UNITS = (Unit.LOAD, Unit.COMPUTE, Unit.STORE)
+PERF_COUNTERS = ("cycles", "hold_cycles", "dispatched", "dispatch_stall",
+                 "load_busy", "compute_busy", "store_busy",
+                 "load_token_stall", "compute_token_stall", "store_token_stall")
+_LOOP = BY_OPCODE[Op.LOOP]
+# LOOP's d_X field moves every field whose role is X.
+ROLE_DELTAS = {f.name[2:]: f.name for f in _LOOP.fields if f.name.startswith("d_")}
+_OFF_BITS = 50
+
+
+def _channel(src: Unit, dst: Unit) -> tuple[int, int]:
+    return (int(src), int(dst))
+
+
+def _flag_channels(unit: Unit) -> dict[str, tuple[int, int] | None]:
+    """Which token channel each flag of `unit` pops or pushes (None: no such neighbour)."""
+    prev, nxt = NEIGHBOURS[unit]
+    return {
+        "pop_prev": _channel(prev, unit) if prev is not None else None,
+        "pop_next": _channel(nxt, unit) if nxt is not None else None,
+        "push_prev": _channel(unit, prev) if prev is not None else None,
+        "push_next": _channel(unit, nxt) if nxt is not None else None,
+    }
+
+
+CHANNELS = sorted({ch for u in UNITS for ch in _flag_channels(u).values() if ch is not None})
+
+
+class Core(wiring.Component):
+    """The whole chip for one ChipConfig, with room for `imem_depth` instructions."""
+
+    def __init__(self, cfg: ChipConfig, imem_depth: int = 1024):
+        self.cfg = cfg
+        self.imem_depth = imem_depth
+        members = {
+            "run": In(1),
+            "imem_we": In(1), "imem_addr": In(PC_BITS), "imem_data": In(INSN_BITS),
+            "code_len": In(PC_BITS + 1),
+            "dram": Out(DramPort(cfg)),
+            "done": Out(1), "fault": Out(4), "fault_pc": Out(PC_BITS),
+        }
+        members.update({name: Out(COUNTER_BITS) for name in PERF_COUNTERS})
+        super().__init__(members)
+
+    def elaborate(self, platform):
+        m = Module()
+        logic = Module()
+        self._build(logic)
+        m.submodules.logic = ResetInserter({"sync": ~self.run})(logic)
+        return m
+
+    # --------------------------------------------------------------------------------
+    def _build(self, m: Module) -> None:  # noqa: C901 - the chip's control in one place
+        cfg = self.cfg
+        width = row_width(cfg)
+
+        # Memories ---------------------------------------------------------------------
+        m.submodules.imem = imem = Memory(shape=INSN_BITS, depth=self.imem_depth, init=[])
+        imem_w = imem.write_port()
+        imem_r = imem.read_port(domain="comb")
+        m.d.comb += [imem_w.en.eq(self.imem_we), imem_w.addr.eq(self.imem_addr),
+                     imem_w.data.eq(self.imem_data)]
+        m.submodules.sp = sp = Memory(shape=width, depth=cfg.sp_rows, init=[])
+        m.submodules.acc = acc = Memory(shape=width, depth=cfg.acc_rows, init=[])
+
+        m.submodules.load = load = LoadUnit(cfg)
+        m.submodules.compute = compute = ComputeUnit(cfg)
+        m.submodules.store = store = StoreUnit(cfg)
+        engines = {Unit.LOAD: load, Unit.COMPUTE: compute, Unit.STORE: store}
+
+        m.d.comb += [self.dram.rd_en.eq(load.dram.rd_en), self.dram.rd_addr.eq(load.dram.rd_addr),
+                     load.dram.rd_data.eq(self.dram.rd_data),
+                     self.dram.wr_en.eq(store.dram.wr_en), self.dram.wr_addr.eq(store.dram.wr_addr),
+                     self.dram.wr_len.eq(store.dram.wr_len),
+                     self.dram.wr_data.eq(store.dram.wr_data)]
+
+        # SRAM clearing when a run begins.
+        started = Signal()
+        clearing = Signal()
+        clr = Signal(range(max(cfg.sp_rows, cfg.acc_rows) + 1))
+        with m.If(self.run & ~started):
+            m.d.sync += [started.eq(1), clearing.eq(1), clr.eq(0)]
+        with m.If(clearing):
+            m.d.sync += clr.eq(clr + 1)
+            with m.If(clr == max(cfg.sp_rows, cfg.acc_rows) - 1):
+                m.d.sync += clearing.eq(0)
+
+        for chan in (compute.rd_a, compute.rd_b, compute.rd_c, store.rd):
+            mem_sel = Signal()
+            ports = []
+            for mem in (sp, acc):
+                port = mem.read_port()
+                m.d.comb += [port.addr.eq(chan.row), port.en.eq(chan.en)]
+                ports.append(port)
+            with m.If(chan.en):
+                m.d.sync += mem_sel.eq(chan.mem)
+            m.d.comb += chan.data.eq(Mux(mem_sel, ports[1].data, ports[0].data))
+        for chan in (load.wr, compute.wr):
+            for mem_id, mem in ((Mem.SP, sp), (Mem.ACC, acc)):
+                port = mem.write_port()
+                m.d.comb += [port.addr.eq(chan.row), port.data.eq(chan.data),
+                             port.en.eq(chan.en & (chan.mem == mem_id))]
+                if chan is load.wr:
+                    with m.If(clearing):
+                        m.d.comb += [port.addr.eq(clr), port.data.eq(0),
+                                     port.en.eq(clr < mem.depth)]
+
+        # Run state ----------------------------------------------------------------------
+        done = Signal()
+        fault = Signal(4)
+        fault_pc = Signal(PC_BITS)
+        cycle = Signal(COUNTER_BITS)
+        m.d.comb += [self.done.eq(done), self.fault.eq(fault), self.fault_pc.eq(fault_pc)]
+        raise_fault = Signal()
+        fault_cause = Signal(4)
+        fault_at = Signal(PC_BITS)
+
+        # Units: queues, busy timers, tokens -----------------------------------------------
+        entry_width = INSN_BITS + LATENCY_BITS + PC_BITS
+        queues = {}
+        busy, left, flags, cur_pc = {}, {}, {}, {}
+        for u in UNITS:
+            q = InstructionQueue(entry_width, cfg.queue_depth)
+            m.submodules[f"queue_{u.name.lower()}"] = q
+            queues[u] = q
+            busy[u] = Signal(name=f"busy_{u.name.lower()}")
+            left[u] = Signal(LATENCY_BITS, name=f"left_{u.name.lower()}")
+            flags[u] = Signal(4, name=f"flags_{u.name.lower()}")
+            cur_pc[u] = Signal(PC_BITS, name=f"pc_{u.name.lower()}")
+
+        completing = {u: busy[u] & (left[u] == 0) for u in UNITS}
+        hold = Signal()
+        m.d.comb += hold.eq(Cat(*[completing[u] & ~engines[u].idle for u in UNITS]).any())
+        tick = Signal()
+        m.d.comb += tick.eq(started & ~clearing & ~done & (fault == 0) & ~hold)
+
+        flag_index = {name: i for i, name in enumerate(TOKEN_FLAGS)}
+        tokens = {ch: Signal(range(cfg.token_depth + 2), name=f"tok_{ch[0]}_{ch[1]}")
+                  for ch in CHANNELS}
+        pushed = {ch: Const(0) for ch in CHANNELS}
+        for u in UNITS:
+            for name, ch in _flag_channels(u).items():
+                if ch is not None and name.startswith("push"):
+                    pushed[ch] = pushed[ch] | (completing[u] & flags[u][flag_index[name]])
+        after_push = {ch: tokens[ch] + pushed[ch] for ch in CHANNELS}
+        overflow = Cat(*[after_push[ch] > cfg.token_depth for ch in CHANNELS]).any()
+
+        head = {u: queues[u].r_data for u in UNITS}
+        head_word = {u: head[u][0:INSN_BITS] for u in UNITS}
+        head_lat = {u: head[u][INSN_BITS:INSN_BITS + LATENCY_BITS] for u in UNITS}
+        head_pc = {u: head[u][INSN_BITS + LATENCY_BITS:] for u in UNITS}
+        free = {u: ~busy[u] | completing[u] for u in UNITS}
+        start = {}
+        popped = {ch: Const(0) for ch in CHANNELS}
+        token_wait = {}
+        for u in UNITS:
+            ok = Const(1)
+            pops = []
+            for name, ch in _flag_channels(u).items():
+                if ch is not None and name.startswith("pop"):
+                    wants = flag_bit(head_word[u], name)
+                    ok = ok & (~wants | (after_push[ch] >= 1))
+                    pops.append((ch, wants))
+            waiting = free[u] & (queues[u].level != 0)
+            start[u] = Signal(name=f"start_{u.name.lower()}")
+            m.d.comb += start[u].eq(tick & waiting & ok)
+            token_wait[u] = tick & waiting & ~ok
+            for ch, wants in pops:
+                popped[ch] = popped[ch] | (start[u] & wants)
+            m.d.comb += [queues[u].r_en.eq(start[u]), engines[u].go.eq(start[u]),
+                         engines[u].insn.eq(head_word[u])]
+            with m.If(tick):
+                with m.If(start[u]):
+                    m.d.sync += [busy[u].eq(1), left[u].eq(head_lat[u] - 1),
+                                 flags[u].eq(head_word[u][4:8]), cur_pc[u].eq(head_pc[u])]
+                with m.Elif(completing[u]):
+                    m.d.sync += busy[u].eq(0)
+                with m.Elif(busy[u]):
+                    m.d.sync += left[u].eq(left[u] - 1)
+        with m.If(tick):
+            for ch in CHANNELS:
+                m.d.sync += tokens[ch].eq(after_push[ch] - popped[ch])
+
+        # Dispatcher ------------------------------------------------------------------------
+        pc = Signal(PC_BITS)
+        halted = Signal()
+        depth = Signal(range(LOOP_MAX_DEPTH + 1))
+        lp_start = Array(Signal(PC_BITS, name=f"lp_start{i}") for i in range(LOOP_MAX_DEPTH))
+        lp_end = Array(Signal(PC_BITS, name=f"lp_end{i}") for i in range(LOOP_MAX_DEPTH))
+        lp_count = Array(Signal(16, name=f"lp_count{i}") for i in range(LOOP_MAX_DEPTH))
+        lp_iter = Array(Signal(16, name=f"lp_iter{i}") for i in range(LOOP_MAX_DEPTH))
+        lp_off = {role: Array(Signal(signed(_OFF_BITS), name=f"lp_off_{role}{i}")
+                              for i in range(LOOP_MAX_DEPTH)) for role in ROLE_DELTAS}
+        lp_delta = {role: Array(Signal(signed(32), name=f"lp_d_{role}{i}")
+                                for i in range(LOOP_MAX_DEPTH)) for role in ROLE_DELTAS}
+        total = {}
+        for role in ROLE_DELTAS:
+            acc_sum = Const(0, signed(_OFF_BITS))
+            for i in range(LOOP_MAX_DEPTH):
+                acc_sum = acc_sum + Mux(depth > i, lp_off[role][i], 0)
+            total[role] = Signal(signed(_OFF_BITS + 2), name=f"off_{role}")
+            m.d.comb += total[role].eq(acc_sum)
+
+        m.d.comb += imem_r.addr.eq(pc)
+        word = imem_r.data
+        opcode = word[0:4]
+        fv = {op.opcode: field_values(word, op) for op in BY_OPCODE.values()}
+
+        # Loop offsets applied per field role; wide signed values for the range checks.
+        eff: dict[int, dict[str, object]] = {}
+        adjusted: dict[int, object] = {}
+        for op in BY_OPCODE.values():
+            vals = dict(fv[op.opcode])
+            parts = [word[0:8]]
+            pos = 8
+            for f, lsb in LAYOUTS[op.opcode]:
+                raw = word[lsb:lsb + f.bits]
+                if f.role is not None:
+                    off = total[f.role]
+                    if f.kind is Kind.LOCAL:
+                        row = Signal(signed(_OFF_BITS + 4), name=f"{op.mnemonic}_{f.name}_row")
+                        m.d.comb += row.eq(raw[0:16] + off)
+                        vals[f.name + ".row"] = row
+                        vals[f.name + ".mem"] = raw[16]
+                        parts.append(Cat(row[0:16], raw[16]))
+                    else:
+                        value = Signal(signed(_OFF_BITS + 4), name=f"{op.mnemonic}_{f.name}_eff")
+                        m.d.comb += value.eq(raw + off)
+                        vals[f.name + ".eff"] = value
+                        parts.append(value[0:f.bits])
+                else:
+                    if f.kind is Kind.LOCAL:
+                        vals[f.name + ".row"] = raw[0:16]
+                        vals[f.name + ".mem"] = raw[16]
+                    parts.append(raw)
+                pos = lsb + f.bits
+            if pos < INSN_BITS:
+                parts.append(word[pos:])
+            eff[op.opcode] = vals
+            adjusted[op.opcode] = Cat(*parts)
+
+        def limit(mem_bit):
+            return Mux(mem_bit, cfg.acc_rows, cfg.sp_rows)
+
+        def span(row, lo, hi, rows):
+            """Rows row+lo .. row+hi-1 all inside a memory of `rows` rows."""
+            return ((row + lo) >= 0) & ((row + hi) <= rows)
+
+        def local_span(vals, name, count, step=1):
+            row, mem = vals[name + ".row"], vals[name + ".mem"]
+            return span(row, 0, Mux(step, count, 1), limit(mem))
+
+        illegal = Signal()
+        sram_bad = Signal()
+        dram_bad = Signal()
+        latency = Signal(LATENCY_BITS)
+        target = Signal(2)  # Unit of a unit instruction
+        is_unit_insn = Signal()
+        with m.Switch(opcode):
+            for op in BY_OPCODE.values():
+                with m.Case(op.opcode):
+                    v = eff[op.opcode]
+                    raw = fv[op.opcode]
+                    legal = reserved_clear(word, op) & enum_in_range(op, raw)
+                    legal = legal & fn_dtype_legal(op, raw, supported)
+                    if op.unit is Unit.DISPATCH:
+                        legal = legal & (word[4:8] == 0)
+                        m.d.comb += is_unit_insn.eq(0)
+                    else:
+                        m.d.comb += [is_unit_insn.eq(1),
+                                     latency.eq(latency_value(op, raw, cfg))]
+                        if op.opcode == Op.SYNC:
+                            m.d.comb += target.eq(raw["unit"])
+                            for u in UNITS:
+                                bad = _bad_flags(word, u)
+                                legal = legal & ~((raw["unit"] == int(u)) & bad)
+                        else:
+                            m.d.comb += target.eq(int(op.unit))
+                            legal = legal & ~_bad_flags(word, op.unit)
+                    sram_ok, dram_ok, extra = _checks(op, v, raw, cfg, limit, span, local_span)
+                    m.d.comb += [illegal.eq(~legal | ~extra), sram_bad.eq(~sram_ok),
+                                 dram_bad.eq(~dram_ok)]
+            with m.Default():
+                m.d.comb += illegal.eq(1)
+
+        # Next pc after a unit instruction at `pc`: loop back edges, innermost first.
+        chain = Const(1)
+        jump_to = Signal(PC_BITS)
+        jumping = Signal()
+        jump_level = {}
+        pop_level = {}
+        for level in reversed(range(LOOP_MAX_DEPTH)):
+            active = depth > level
+            at_end = chain & active & (lp_end[level] == pc)
+            more = (lp_iter[level] + 1) < lp_count[level]
+            jump_level[level] = at_end & more
+            pop_level[level] = at_end & ~more
+            chain = chain & (~active | pop_level[level])
+        new_depth = Signal.like(depth)
+        m.d.comb += new_depth.eq(depth)
+        for level in reversed(range(LOOP_MAX_DEPTH)):
+            with m.If(pop_level[level]):
+                m.d.comb += new_depth.eq(level)
+        for level in range(LOOP_MAX_DEPTH):
+            with m.If(jump_level[level]):
+                m.d.comb += [jumping.eq(1), jump_to.eq(lp_start[level])]
+
+        def advance():
+            m.d.sync += [pc.eq(Mux(jumping, jump_to, pc + 1)), depth.eq(new_depth)]
+            for level in range(LOOP_MAX_DEPTH):
+                with m.If(jump_level[level]):
+                    m.d.sync += lp_iter[level].eq(lp_iter[level] + 1)
+                    for role in ROLE_DELTAS:
+                        m.d.sync += lp_off[role][level].eq(lp_off[role][level] +
+                                                           lp_delta[role][level])
+
+        lv = fv[Op.LOOP]
+        loop_end = pc + lv["body"]
+        top_end = lp_end[(depth - 1)[0:max(1, (LOOP_MAX_DEPTH - 1).bit_length())]]
+        loop_bad = ((depth == LOOP_MAX_DEPTH) | (loop_end >= self.code_len) |
+                    ((depth != 0) & (loop_end > top_end)))
+        occupancy = Array(queues[u].level - start[u] for u in UNITS)
+        room = occupancy[target] < cfg.queue_depth
+        dispatch_stall = Signal()
+        dispatched = Signal()
+
+        with m.If(tick & ~halted & ~raise_fault):
+            with m.If(pc >= self.code_len):
+                pass
+            with m.Elif(opcode == Op.HALT):
+                m.d.sync += halted.eq(1)
+            with m.Elif(opcode == Op.LOOP):
+                slot = depth[0:max(1, (LOOP_MAX_DEPTH - 1).bit_length())]
+                m.d.sync += [lp_start[slot].eq(pc + 1), lp_end[slot].eq(loop_end),
+                             lp_count[slot].eq(lv["count"]), lp_iter[slot].eq(0),
+                             depth.eq(depth + 1), pc.eq(pc + 1)]
+                for role, dname in ROLE_DELTAS.items():
+                    m.d.sync += [lp_off[role][slot].eq(0), lp_delta[role][slot].eq(lv[dname])]
+            with m.Elif(room):
+                m.d.comb += dispatched.eq(1)
+                advance()
+            with m.Else():
+                m.d.comb += dispatch_stall.eq(1)
+
+        for u in UNITS:
+            entry = Cat(_select(opcode, adjusted), latency, pc)
+            m.d.comb += [queues[u].w_data.eq(entry),
+                         queues[u].w_en.eq(dispatched & (target == int(u)))]
+
+        # Faults ------------------------------------------------------------------------
+        dispatching = tick & ~halted
+        with m.If(tick & overflow):
+            m.d.comb += [raise_fault.eq(1), fault_cause.eq(Fault.TOKEN_OVERFLOW),
+                         fault_at.eq(_first_pushing_pc(completing, flags, cur_pc))]
+        with m.Elif(dispatching & (pc >= self.code_len)):
+            m.d.comb += [raise_fault.eq(1), fault_cause.eq(Fault.PC_OUT_OF_RANGE), fault_at.eq(pc)]
+        with m.Elif(dispatching & illegal):
+            m.d.comb += [raise_fault.eq(1), fault_cause.eq(Fault.ILLEGAL_INSTRUCTION),
+                         fault_at.eq(pc)]
+        with m.Elif(dispatching & (opcode == Op.LOOP) & loop_bad):
+            m.d.comb += [raise_fault.eq(1), fault_cause.eq(Fault.LOOP_NESTING), fault_at.eq(pc)]
+        with m.Elif(dispatching & is_unit_insn & sram_bad):
+            m.d.comb += [raise_fault.eq(1), fault_cause.eq(Fault.SRAM_OUT_OF_BOUNDS),
+                         fault_at.eq(pc)]
+        with m.Elif(dispatching & is_unit_insn & dram_bad):
+            m.d.comb += [raise_fault.eq(1), fault_cause.eq(Fault.DRAM_OUT_OF_BOUNDS),
+                         fault_at.eq(pc)]
+        with m.If(raise_fault):
+            m.d.sync += [fault.eq(fault_cause), fault_pc.eq(fault_at)]
+
+        # Completion and counters ----------------------------------------------------------
+        all_idle = Cat(*[free[u] & (queues[u].level == 0) for u in UNITS]).all()
+        with m.If(tick & ~raise_fault):
+            with m.If(halted & all_idle):
+                m.d.sync += done.eq(1)
+            with m.Else():
+                m.d.sync += cycle.eq(cycle + 1)
+        counters = {name: Signal(COUNTER_BITS, name=f"perf_{name}") for name in PERF_COUNTERS}
+        events = {"dispatched": dispatched & tick & ~raise_fault,
+                  "dispatch_stall": dispatch_stall & ~raise_fault,
+                  "hold_cycles": started & ~clearing & ~done & (fault == 0) & hold}
+        for u in UNITS:
+            name = u.name.lower()
+            events[f"{name}_busy"] = tick & ((busy[u] & ~completing[u]) | start[u])
+            events[f"{name}_token_stall"] = token_wait[u]
+        for name, sig in counters.items():
+            if name == "cycles":
+                m.d.comb += self.cycles.eq(cycle)
+                continue
+            with m.If(events[name]):
+                m.d.sync += sig.eq(sig + 1)
+            m.d.comb += getattr(self, name).eq(sig)
+
+
+def _select(opcode, adjusted: dict[int, object]):
+    out = Const(0, INSN_BITS)
+    for code, value in adjusted.items():
+        out = Mux(opcode == code, value, out)
+    return out
+
+
+def _bad_flags(word, unit: Unit):
+    """1 when the word sets a token flag that `unit` has no neighbour for."""
+    bad = Const(0)
+    for name, ch in _flag_channels(unit).items():
+        if ch is None:
+            bad = bad | flag_bit(word, name)
+    return bad
+
+
+def _first_pushing_pc(completing, flags, cur_pc):
+    out = Const(0, PC_BITS)
+    for u in reversed(UNITS):
+        out = Mux(completing[u] & (flags[u][2:4] != 0), cur_pc[u], out)
+    return out
+
+
+def _checks(op, v, raw, cfg: ChipConfig, limit, span, local_span):
+    """(sram in range, dram in range, other legality) of one instruction after LOOP offsets."""
+    one = Const(1)
+    n = cfg.n
+    if op.opcode in (Op.LOAD, Op.STORE):
+        nbytes = Mux(raw["fmt"] == Fmt.X32, raw["cols"] * esize(Fmt.X32),
+                     raw["cols"] * esize(Fmt.I8))
+        sram = local_span(v, "sram", raw["rows"]) & (raw["cols"] <= n)
+        addr = v["dram.eff"]
+        last = addr + (raw["rows"] - 1) * raw["stride"] + nbytes
+        return sram, (addr >= 0) & (last <= cfg.dram_bytes), one
+    if op.opcode == Op.MATMUL:
+        sram = (span(v["dst.eff"], 0, raw["rows"], cfg.acc_rows)
+                & span(v["inp.eff"], 0, raw["rows"], cfg.sp_rows)
+                & span(v["wgt.eff"], 0, n, cfg.sp_rows))
+        dtype_ok = Const(0)
+        for mat_type in MatType:
+            if matmul_supported(mat_type):
+                dtype_ok = dtype_ok | (raw["dtype"] == int(mat_type))
+        return sram, one, dtype_ok
+    if op.opcode == Op.UNARY:
+        return (local_span(v, "dst", raw["count"]) &
+                local_span(v, "src1", raw["count"], raw["step1"])), one, one
+    if op.opcode == Op.BINARY:
+        src2 = raw["imm_mode"] | local_span(v, "src2", raw["count"], raw["step2"])
+        return (local_span(v, "dst", raw["count"]) &
+                local_span(v, "src1", raw["count"], raw["step1"]) & src2), one, one
+    if op.opcode == Op.TERNARY:
+        return (local_span(v, "dst", raw["count"]) &
+                local_span(v, "src1", raw["count"], raw["step1"]) &
+                local_span(v, "src2", raw["count"], raw["step2"]) &
+                local_span(v, "src3", raw["count"], raw["step3"])), one, one
+    if op.opcode == Op.REDUCE:
+        lanes = raw["axis"] == Axis.LANES
+        return (local_span(v, "dst", raw["count"], lanes) &
+                local_span(v, "src1", raw["count"])), one, one
+    if op.opcode == Op.REQUANT:
+        return (local_span(v, "dst", raw["count"]) &
+                local_span(v, "src1", raw["count"], raw["step1"]) &
+                local_span(v, "src2", 2)), one, one
+    if op.opcode == Op.MOVE:
+        fn = raw["fn"]
+        ext = Mux(fn == MoveFn.TRANSPOSE, n, 1)
+        last = raw["count"] - 1
+
+        def items(name, stride):
+            reach = last * stride
+            lo = Mux(reach < 0, reach, 0)
+            hi = Mux(reach > 0, reach, 0) + ext
+            return span(v[name + ".row"], lo, hi, limit(v[name + ".mem"]))
+
+        sram = items("dst", raw["dstride"]) & ((fn == MoveFn.FILL) | items("src1", raw["sstride"]))
+        lane_ok = (fn != MoveFn.BCAST) | (raw["imm"] < n)
+        return sram, one, lane_ok
+    return one, one, one

@@ -1,0 +1,129 @@
+"""The load and store DMA units: one SRAM row per cycle between DRAM and the SRAMs.
+
+Each unit starts on `go` with the instruction word at the head of its queue (so its
+first request goes out in the start cycle) and keeps a copy for the cycles after.
+`idle` falls while a transfer is in flight; the core holds the instruction's
+completion until it rises again (see `rtl/core.py`).
+"""
+
+from __future__ import annotations
+
+from amaranth.hdl import Cat, Const, Module, Mux, Signal
+from amaranth.lib import wiring
+from amaranth.lib.wiring import In, Out
+
+from isa.config import ChipConfig
+from isa.table import INSN_BITS, Fmt, Op, esize
+from rtl.fields import field_values
+from rtl.ports import ROW_BITS, DramPort, ReadChannel, WriteChannel, len_bits
+
+_LOAD = Op.LOAD.value
+_STORE = Op.STORE.value
+
+
+def dma_fields(word, opcode: int) -> dict:
+    from isa.table import BY_OPCODE
+
+    return field_values(word, BY_OPCODE[opcode])
+
+
+class LoadUnit(wiring.Component):
+    """LOAD: DRAM row r (at dram + r*stride) -> lanes -> SRAM row sram+r; SYNC does nothing."""
+
+    def __init__(self, cfg: ChipConfig):
+        self.cfg = cfg
+        super().__init__({
+            "go": In(1), "insn": In(INSN_BITS), "idle": Out(1),
+            "dram": Out(DramPort(cfg)), "wr": Out(WriteChannel(cfg)),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        cfg = self.cfg
+        held = Signal(INSN_BITS)
+        running = Signal()
+        k = Signal(16)
+        addr = Signal(33)
+        word = Mux(self.go, self.insn, held)
+        f = dma_fields(word, _LOAD)
+        is_load = word[0:4] == _LOAD
+        active = (self.go & is_load) | running
+        cur_k = Mux(self.go, 0, k)
+        cur_addr = Mux(self.go, f["dram"], addr)
+
+        m.d.comb += [self.dram.rd_en.eq(active), self.dram.rd_addr.eq(cur_addr)]
+        with m.If(self.go):
+            m.d.sync += held.eq(self.insn)
+        with m.If(active):
+            m.d.sync += [k.eq(cur_k + 1), addr.eq(cur_addr + f["stride"]),
+                         running.eq(cur_k + 1 < f["rows"])]
+
+        # Stage 1: the DRAM bytes arrive; unpack them into lanes and write the row.
+        p1_valid = Signal()
+        p1_row = Signal(ROW_BITS)
+        p1_mem = Signal()
+        m.d.sync += p1_valid.eq(active)
+        m.d.sync += [p1_row.eq(f["sram"][0:16] + cur_k), p1_mem.eq(f["sram"][16])]
+        hf = dma_fields(held, _LOAD)
+        data = self.dram.rd_data
+        lanes = []
+        for c in range(cfg.n):
+            byte = data[8 * c:8 * c + 8]
+            word32 = data[32 * c:32 * c + 32]
+            value = Mux(hf["fmt"] == Fmt.X32, word32,
+                        Mux(hf["fmt"] == Fmt.I8, byte.as_signed(), byte))
+            lanes.append(Mux(c < hf["cols"], value, 0)[0:32])
+        m.d.comb += [self.wr.en.eq(p1_valid), self.wr.row.eq(p1_row), self.wr.mem.eq(p1_mem),
+                     self.wr.data.eq(Cat(*lanes))]
+        m.d.comb += self.idle.eq(~running & ~p1_valid)
+        return m
+
+
+class StoreUnit(wiring.Component):
+    """STORE: SRAM row sram+r -> bytes -> DRAM at dram + r*stride; SYNC does nothing."""
+
+    def __init__(self, cfg: ChipConfig):
+        self.cfg = cfg
+        super().__init__({
+            "go": In(1), "insn": In(INSN_BITS), "idle": Out(1),
+            "dram": Out(DramPort(cfg)), "rd": Out(ReadChannel(cfg)),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        cfg = self.cfg
+        held = Signal(INSN_BITS)
+        running = Signal()
+        k = Signal(16)
+        addr = Signal(33)
+        word = Mux(self.go, self.insn, held)
+        f = dma_fields(word, _STORE)
+        is_store = word[0:4] == _STORE
+        active = (self.go & is_store) | running
+        cur_k = Mux(self.go, 0, k)
+        cur_addr = Mux(self.go, f["dram"], addr)
+
+        m.d.comb += [self.rd.en.eq(active), self.rd.mem.eq(f["sram"][16]),
+                     self.rd.row.eq(f["sram"][0:16] + cur_k)]
+        with m.If(self.go):
+            m.d.sync += held.eq(self.insn)
+        with m.If(active):
+            m.d.sync += [k.eq(cur_k + 1), addr.eq(cur_addr + f["stride"]),
+                         running.eq(cur_k + 1 < f["rows"])]
+
+        # Stage 1: the SRAM row arrives; pack its lanes into bytes and write DRAM.
+        p1_valid = Signal()
+        p1_addr = Signal(32)
+        m.d.sync += [p1_valid.eq(active), p1_addr.eq(cur_addr)]
+        hf = dma_fields(held, _STORE)
+        row = self.rd.data
+        narrow = Cat(*[row[32 * c:32 * c + 8] for c in range(cfg.n)])
+        wide_fmt = hf["fmt"] == Fmt.X32
+        nbytes = Mux(wide_fmt, hf["cols"] * esize(Fmt.X32), hf["cols"] * esize(Fmt.I8))
+        m.d.comb += [
+            self.dram.wr_en.eq(p1_valid), self.dram.wr_addr.eq(p1_addr),
+            self.dram.wr_data.eq(Mux(wide_fmt, row, Cat(narrow, Const(0, len(row) - len(narrow))))),
+            self.dram.wr_len.eq(nbytes[:len_bits(cfg)]),
+        ]
+        m.d.comb += self.idle.eq(~running & ~p1_valid)
+        return m

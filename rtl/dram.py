@@ -1,0 +1,46 @@
+"""The testbench DRAM: a byte array behind the core's row-wide DRAM port.
+
+Shared by the Amaranth-simulator harness (`rtl/testbench.py`) and the cocotb bench
+(`rtl/cocotb_bench.py`): both call `step` once per clock with the port's request of
+the cycle that just ended, and drive `rd_data` with what it returns.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from isa.config import ChipConfig
+from isa.container import Program
+
+
+@dataclass
+class DramModel:
+    cfg: ChipConfig
+    data: np.ndarray  # uint8, dram_bytes long
+
+    @classmethod
+    def for_program(cls, program: Program, inputs: dict[str, np.ndarray] | None = None,
+                    cfg: ChipConfig | None = None) -> DramModel:
+        """DRAM as a program starts: its data segments, then the named inputs written over them."""
+        cfg = cfg or program.config
+        data = np.zeros(cfg.dram_bytes, np.uint8)
+        for seg in program.segments:
+            data[seg.addr:seg.end] = np.frombuffer(seg.data, np.uint8)
+        for name, value in (inputs or {}).items():
+            sym = program.symbol(name)
+            raw = np.ascontiguousarray(value).view(np.uint8).ravel()
+            data[sym.addr:sym.addr + raw.size] = raw
+        return cls(cfg, data)
+
+    def read_row(self, addr: int) -> int:
+        """`row_bytes` bytes from `addr` as a little-endian integer (bytes past the end are 0)."""
+        width = self.cfg.row_bytes
+        chunk = self.data[addr:addr + width].tobytes()
+        return int.from_bytes(chunk.ljust(width, b"\0"), "little")
+
+    def write(self, addr: int, length: int, value: int) -> None:
+        raw = value.to_bytes(self.cfg.row_bytes, "little")[:length]
+        end = min(addr + length, self.data.size)
+        self.data[addr:end] = np.frombuffer(raw[:end - addr], np.uint8)
