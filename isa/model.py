@@ -84,14 +84,22 @@ dispatched at cycle 0 starts at 1 and completes at 9.
 **Data effects.** An instruction reads its sources and writes its destinations within its
 busy cycles; since a unit runs one instruction at a time and tokens order the units,
 a correctly synchronised program's results do not depend on exactly when. The
-simulator applies each instruction's effect at its start cycle.
+simulator applies each instruction's effect at its start cycle, all of an instruction's
+reads before any of its writes; a vector instruction whose destination rows overlap its
+source rows at a different row (not exactly in place) has undefined results, since
+hardware may stream rows. A STORE whose DRAM rows overlap writes them in row order (later
+rows win).
 
 **Faults** stop the chip: the simulator raises `SimulationError` naming the fault, the pc
 and the instruction; the RTL latches the fault cause (see the fault table) and its pc and
-stops. **Deadlock**: if no instruction is running, the dispatcher is halted or stalled on a
-full queue, and every unit with a waiting instruction lacks a token, nothing can ever
-change: the simulator reports DEADLOCK naming each unit's state and the instruction it
-waits at.
+stops. A fault is raised where it arises: PC_OUT_OF_RANGE, LOOP_NESTING and an
+undecodable instruction when the dispatcher reaches it; out-of-bounds addresses and
+illegal operand values (a bcast lane >= n) when the instruction starts on its unit;
+TOKEN_OVERFLOW at the completion whose push overflows.
+
+**Deadlock**: if no instruction is running, the dispatcher is halted or stalled on a full
+queue, and every unit with a waiting instruction lacks a token, nothing can ever change:
+the simulator reports DEADLOCK naming each unit's state and the instruction it waits at.
 
 **What is not modelled**: SRAM bank conflicts, DRAM refresh and row misses (a DMA costs
 `dram_latency + ceil(bytes / dram_bw)` whatever its stride), instruction fetch bandwidth
@@ -109,7 +117,8 @@ NUMERICS = """\
   between backends).
 - **Requantisation** (REQUANT), the one integer rounding rule every backend must match bit
   for bit: `p = x * m` (64-bit), `q = s == 0 ? p : (p + 2^(s-1)) >> s` (arithmetic shift,
-  so halves round towards +infinity), `y = min(max(q + zp, lo), hi)`.
+  so halves round towards +infinity; the add must not overflow, so compute it in 65 bits:
+  x = m = -2^31 with s = 63 gives q = 1), `y = min(max(q + zp, lo), hi)`.
 - **Casts**: ITOF rounds to nearest even; FTOI rounds to nearest even, saturates to
   [-2^31, 2^31-1], and maps NaN to 0.
 """

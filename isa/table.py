@@ -140,8 +140,8 @@ class Fault(enum.IntEnum):
 
 FAULT_DOC = {
     Fault.ILLEGAL_INSTRUCTION: "opcode 12..15, reserved bits set, an enum value out of its range, "
-                               "a function not defined for the dtype, or a token flag the unit "
-                               "has no neighbour for",
+                               "a function not defined for the dtype, a token flag the unit "
+                               "has no neighbour for, or a MOVE bcast lane (imm) >= n",
     Fault.DRAM_OUT_OF_BOUNDS: "a DMA touches a byte at or beyond `dram_bytes`",
     Fault.SRAM_OUT_OF_BOUNDS: "an instruction touches a row at or beyond the memory's row count "
                               "(or below 0 after LOOP offsets), or a cols > n",
