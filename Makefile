@@ -1,4 +1,5 @@
-# Dozen: `make demo` runs the main job, `make test` the test suite; both set up .venv themselves.
+# Dozen: `make demo` runs the tour, `make test` the test suite; both set up .venv themselves.
+# Also: `make bench` (benchmarks), `make lint` (ruff), `make spec` (regenerate isa/SPEC.md).
 PY      ?= python3
 VENV    := .venv
 BIN     := $(VENV)/bin
@@ -25,7 +26,7 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 
 spec: $(STAMP)
-	$(BIN)/python -m isa.spec > isa/SPEC.md
+	$(BIN)/python -m isa.spec > isa/SPEC.md.tmp && mv isa/SPEC.md.tmp isa/SPEC.md
 
 clean:
 	rm -rf $(VENV) build out .pytest_cache .hypothesis
