@@ -469,8 +469,21 @@ def disassemble(program: Program, with_data: bool = True) -> str:
     if program.meta:
         lines.append(f".meta {json.dumps(program.meta, sort_keys=True)}")
     width = len(str(max(len(program.code) - 1, 0)))
-    texts = [format_instruction(insn) for insn in program.code]
+    depths = _loop_depths(program.code)
+    texts = ["  " * depth + format_instruction(insn) for insn, depth in zip(program.code, depths,
+                                                                            strict=True)]
     column = max((len(t) for t in texts), default=0)
     for pc, text in enumerate(texts):
         lines.append(f"    {text:<{column}}  ; {pc:>{width}}")
     return "\n".join(lines) + "\n"
+
+
+def _loop_depths(code: list[Instruction]) -> list[int]:
+    """How many LOOP bodies enclose each instruction, to indent the disassembly."""
+    depths, ends = [], []  # ends: pc just past each open loop body
+    for pc, insn in enumerate(code):
+        ends = [end for end in ends if end > pc]
+        depths.append(len(ends))
+        if insn.op.opcode == Op.LOOP:
+            ends.append(pc + 1 + insn.values["body"])
+    return depths

@@ -123,7 +123,7 @@ class ChipConfig:
         lines = []
         for key, value in self.to_dict().items():
             if isinstance(value, str):
-                lines.append(f'{key} = "{value}"')
+                lines.append(f"{key} = {json.dumps(value)}")
             elif isinstance(value, list):
                 items = ", ".join(json.dumps(v) for v in value)
                 lines.append(f"{key} = [{items}]")

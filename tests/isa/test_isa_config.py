@@ -157,3 +157,10 @@ def test_missing_file_and_directory(tmp_path):
 def test_config_is_frozen():
     with pytest.raises(dataclasses.FrozenInstanceError):
         PRESETS["tiny"].n = 8  # type: ignore[misc]
+
+
+def test_to_toml_quotes_names(tmp_path):
+    cfg = ChipConfig(name='my "chip"\\1')
+    path = tmp_path / "q.toml"
+    path.write_text(cfg.to_toml())
+    assert load_config(str(path)) == cfg
