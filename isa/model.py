@@ -46,6 +46,9 @@ Every instruction carries the four flags `pop_prev`, `pop_next`, `push_prev`, `p
 flags are illegal, as are any flags on LOOP and HALT. The compiler, not the hardware, is
 responsible for double buffering: a program whose units touch the same memory rows
 without a token ordering between them has undefined results.
+
+**At reset** every token counter is 0, every queue is empty, every unit is free, the
+dispatcher's program counter is 0 with no loop open, and SP and ACC hold zeros.
 """
 
 TIMING = """\
