@@ -7,6 +7,7 @@ from pathlib import Path
 
 from isa.asm import assemble_file
 from isa.config import load_config
+from isa.errors import InputError
 
 
 def register(subparsers: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
@@ -22,6 +23,8 @@ def run(args: argparse.Namespace) -> int:
     cfg = load_config(args.config) if args.config is not None else None
     program = assemble_file(args.source, cfg)
     out = args.output or args.source.with_suffix(".dzn")
+    if out.resolve() == args.source.resolve():
+        raise InputError(f"output {out} would overwrite the source; choose another -o")
     program.save(out)
     size = out.stat().st_size
     print(f"{out}: {len(program.code)} instructions, {len(program.segments)} data segments, "

@@ -161,6 +161,11 @@ def test_asm_missing_input_output_dir_and_config_mismatch(capsys, tmp_path):
     assert_one_line_error(code, err, "differs from --config (default)")
     code, _, err = run(capsys, "asm", str(TINY_MATMUL), "--config", "nope")
     assert_one_line_error(code, err, "unknown config preset 'nope'")
+    source = tmp_path / "self.dzn"
+    source.write_text("halt\n")
+    code, _, err = run(capsys, "asm", str(source))
+    assert_one_line_error(code, err, "would overwrite the source")
+    assert source.read_text() == "halt\n"
 
 
 def test_disasm_bad_inputs(capsys, tmp_path, tiny_dzn):
