@@ -29,15 +29,22 @@ def report(result: Result) -> dict[str, Any]:
                        "busy_fraction": c.busy[u] / cycles}
     achieved = result.macs / cycles
     balance = peak / cfg.dram_bw
-    intensity = result.macs / dram_bytes if dram_bytes else float("inf")
-    bound = min(float(peak), intensity * cfg.dram_bw)
+    if dram_bytes:
+        intensity: float | None = result.macs / dram_bytes
+        bound = min(float(peak), intensity * cfg.dram_bw)
+        verdict = "compute" if intensity >= balance else "memory"
+    else:  # no DRAM traffic at all: only the array can bound it
+        intensity, bound, verdict = None, float(peak), "compute"
     roofline = {
-        "operational_intensity": intensity,  # MACs per DRAM byte
+        "operational_intensity": intensity,  # MACs per DRAM byte (None: no DRAM traffic)
         "machine_balance": balance,
-        "bound": "compute" if intensity >= balance else "memory",
+        "bound": verdict,
         "attainable_macs_per_cycle": bound,
         "achieved_macs_per_cycle": achieved,
-        "fraction_of_bound": achieved / bound if bound else 0.0,
+        # Memory-bound: achieved / (intensity * dram_bw) is the DRAM bandwidth used, which
+        # also covers programs with no MACs at all.
+        "fraction_of_bound": (achieved / bound if verdict == "compute"
+                              else dram_bytes / (cycles * cfg.dram_bw)),
     }
     return {
         "config": cfg.name,
@@ -73,10 +80,12 @@ def summary_rows(rep: dict[str, Any]) -> list[tuple[str, Any]]:
         ("DRAM bandwidth (B/cycle)", round(rep["dram_bytes_per_cycle"], 3)),
         ("DRAM bandwidth (GB/s)", round(rep["dram_bandwidth_gbs"], 3)),
         ("dispatcher stalled (cycles)", rep["dispatcher_stalled"]),
-        ("operational intensity (MAC/B)", round(roof["operational_intensity"], 3)),
+        ("operational intensity (MAC/B)", "n/a (no DRAM traffic)"
+         if roof["operational_intensity"] is None else round(roof["operational_intensity"], 3)),
         ("machine balance (MAC/B)", round(roof["machine_balance"], 3)),
         ("roofline", f"{roof['bound']}-bound, at {roof['fraction_of_bound']:.1%} of its bound "
-                     f"({roof['attainable_macs_per_cycle']:.4g} MAC/cycle)"),
+                     + (f"({roof['attainable_macs_per_cycle']:.4g} MAC/cycle)"
+                        if roof["bound"] == "compute" else "(DRAM bandwidth)")),
     ]
     return rows
 

@@ -1,0 +1,117 @@
+"""`dozen sim`: counters as a table or JSON, inputs/outputs as .npy, traces, one-line errors."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from frontend.cli import main
+from isa.asm import assemble_file
+from isa.encoding import make
+from isa.table import SyncUnit
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+
+
+@pytest.fixture
+def elementwise(tmp_path: Path) -> Path:
+    out = tmp_path / "elementwise.dzn"
+    assemble_file(EXAMPLES / "elementwise.s").save(out)
+    return out
+
+
+def test_table_output_and_npy_round_trip(elementwise, tmp_path, capsys):
+    x = np.linspace(-3, 3, 256 * 16, dtype=np.float32).reshape(256, 16)
+    np.save(tmp_path / "x.npy", x)
+    y_path = tmp_path / "y.npy"
+    trace = tmp_path / "trace.json"
+    assert main(["sim", str(elementwise), "--input", f"X={tmp_path / 'x.npy'}",
+                 "--output", f"Y={y_path}", "--trace", str(trace)]) == 0
+    out = capsys.readouterr().out
+    for word in ("cycles", "MAC utilisation", "roofline", "memory-bound", "compute", "ternary",
+                 "stalled on token", "ui.perfetto.dev"):
+        assert word in out
+    assert np.array_equal(np.load(y_path), np.where(x < 0, x * np.float32(0.1), x))
+    events = json.loads(trace.read_text())["traceEvents"]
+    names = {e.get("args", {}).get("name") for e in events if e["ph"] == "M"}
+    assert {"dispatcher", "load unit", "compute unit", "store unit"} <= names
+    slices = [e for e in events if e["ph"] == "X"]
+    assert any(e["name"].startswith("ternary ") for e in slices)
+    assert any(e["name"].startswith("wait token") for e in slices)
+    assert any(e["ph"] == "C" for e in events)
+
+
+def test_json_has_the_documented_keys(elementwise, capsys):
+    assert main(["sim", str(elementwise), "--json"]) == 0
+    captured = capsys.readouterr()
+    data = json.loads(captured.out)
+    for key in ("cycles", "instructions", "macs", "mac_utilization", "dram_bytes_read",
+                "dram_bytes_written", "units", "roofline"):
+        assert key in data
+    assert data["missing_inputs"] == ["X"] and "left zero" in captured.err
+    assert data["dram_bytes_read"] == 256 * 16 * 4
+
+
+def test_missing_inputs_are_announced(elementwise, capsys):
+    assert main(["sim", str(elementwise)]) == 0
+    assert "inputs not given, left zero: X" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--input", "X=nowhere.npy"], "file not found"),
+    (["--input", "X"], "NAME=FILE.npy"),
+    (["--input", "Q=x.npy"], "no input named 'Q'"),
+    (["--output", "Q=out.npy"], "no output named 'Q'"),
+    (["--max-cycles", "0"], "--max-cycles"),
+    (["--config", "nonsense"], "unknown config preset"),
+])
+def test_bad_input_is_one_line_exit_2(elementwise, tmp_path, capsys, monkeypatch, args, message):
+    monkeypatch.chdir(tmp_path)
+    np.save(tmp_path / "x.npy", np.zeros((256, 16), np.float32))
+    assert main(["sim", str(elementwise), *args]) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1
+
+
+def test_wrong_input_shape_or_dtype_exit_2(elementwise, tmp_path, capsys):
+    np.save(tmp_path / "bad.npy", np.zeros((256, 16), np.float64))
+    assert main(["sim", str(elementwise), "-i", f"X={tmp_path / 'bad.npy'}"]) == 2
+    assert "dtype float64" in capsys.readouterr().err
+    np.save(tmp_path / "bad.npy", np.zeros((4, 4), np.float32))
+    assert main(["sim", str(elementwise), "-i", f"X={tmp_path / 'bad.npy'}"]) == 2
+    assert "shape (4, 4)" in capsys.readouterr().err
+
+
+def test_missing_or_corrupt_program_exit_2(tmp_path, capsys):
+    assert main(["sim", str(tmp_path / "none.dzn")]) == 2
+    (tmp_path / "bad.dzn").write_bytes(b"garbage")
+    assert main(["sim", str(tmp_path / "bad.dzn")]) == 2
+    assert capsys.readouterr().err.count("\n") == 2
+
+
+def test_fault_is_one_line_exit_1(tmp_path, capsys):
+    from isa.config import PRESETS
+    from isa.container import Program
+    wait = make("sync", ("pop_prev",), unit=SyncUnit.STORE)
+    path = tmp_path / "deadlock.dzn"
+    Program(PRESETS["tiny"], [wait, make("halt")]).save(path)
+    assert main(["sim", str(path)]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("dozen sim: error: DEADLOCK") and err.count("\n") == 1
+
+
+def test_cycle_limit_option(tmp_path, capsys):
+    path = tmp_path / "gemm.dzn"
+    assemble_file(EXAMPLES / "gemm_tiny.s").save(path)
+    assert main(["sim", str(path), "--max-cycles", "50"]) == 1
+    assert "CYCLE_LIMIT" in capsys.readouterr().err
+
+
+def test_other_config_is_noted(tmp_path, capsys):
+    path = tmp_path / "m.dzn"
+    assemble_file(EXAMPLES / "matmul_tiny.s").save(path)
+    assert main(["sim", str(path), "--config", "default"]) == 0
+    assert "the program was built for 'tiny'" in capsys.readouterr().out
