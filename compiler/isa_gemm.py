@@ -58,6 +58,7 @@ class Tile:
 class TileEpilogue(Protocol):
     """What a GEMM needs from a fused epilogue; see `compiler.isa_kernels`."""
 
+    mb: int  # rows per M block, set by emit_gemm
     tile_regions: int  # M-block-sized SP regions loaded per tile (double-buffered)
     temp_regions: int  # M-block-sized SP regions for intermediate values
 
@@ -107,6 +108,8 @@ def emit_gemm(em: Emitter, problems: list[tuple[Mat, Mat, Mat]], dtype: MatType,
     res_rows = epilogue.resident_rows() if epilogue else 0
     p = plan(cfg, m, k, 2 * epi_tile + epi_temp, res_rows)
     mb, group, kc = p.mb, p.group, -(-k // n)
+    if epilogue is not None:
+        epilogue.mb = mb
     # Scratchpad layout.
     res_base = 0
     w_base = res_base + res_rows

@@ -1,0 +1,661 @@
+"""Kernels to ISA code: elementwise and reduce kernels on the vector unit, contractions on
+the matrix unit (`compiler.isa_gemm`) with their epilogues fused.
+
+Each `emit_*` function writes one kernel's instructions and leaves the token channels for
+`Emitter.barrier` to drain. Row blocks alternate between two scratchpad buffers so the
+load of block b + 1 and the store of block b - 1 overlap the compute of block b.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from compiler.ir import Op
+from compiler.isa_builder import CompileError, Credits, DramBuffer, Emitter, sp
+from compiler.isa_gemm import Mat, Tile, emit_gemm
+from compiler.isa_vector import (
+    AccessPlan,
+    ExprEmitter,
+    Imm,
+    Operand,
+    RegionPool,
+    Rows,
+    VectorBlock,
+    access_mode,
+    collapse,
+    count_temps,
+    f32_bits,
+    imm_bits,
+    row_offsets,
+    split_lanes,
+    vdtype,
+)
+from compiler.schedule import ACC, Expr
+from compiler.view import View, contiguous_strides
+from isa.table import Axis, BinaryFn, Fmt, MatType, ReduceFn, TernaryFn
+
+Lookup = Callable[[object], DramBuffer]
+
+
+def _fmt(buf: DramBuffer) -> Fmt:
+    return buf.fmt
+
+
+def scalar_of(buf: DramBuffer, view: View, data: np.ndarray | None) -> Imm | None:
+    """A constant read through an all-zero-stride view is one immediate."""
+    if data is None or any(view.strides) or (view.mask is not None and not view.is_empty):
+        return None
+    value = 0 if view.is_empty else np.asarray(data).reshape(-1)[view.offset]
+    return Imm(imm_bits(value, buf.dtype))
+
+
+@dataclass
+class Leaf:
+    """An expression leaf's source: a DRAM buffer seen through a View (or an immediate)."""
+
+    buf: DramBuffer | None
+    view: View | None
+    data: np.ndarray | None = None  # constant contents, when known at compile time
+    imm: Imm | None = None
+
+
+def requant_view(expr: Expr, shape: tuple[int, ...]) -> View:
+    """A View of the channel index for REQUANT params over `shape` (stride 1 on the axis)."""
+    arg = expr.arg
+    strides = [0] * len(shape)
+    if arg.multiplier.size > 1 and shape:
+        strides[arg.axis] = 1
+    return View(tuple(shape), tuple(strides), 0, None)
+
+
+def _requants(expr: Expr) -> list[Expr]:
+    out = [expr] if expr.op is Op.REQUANT else []
+    for s in expr.srcs:
+        out += _requants(s)
+    return out
+
+
+def emit_elementwise(em: Emitter, shape: tuple[int, ...], leaves: list[Leaf], body: Expr,
+                     out: DramBuffer, acc_leaf: Leaf | None = None) -> None:
+    """out (contiguous over `shape`) = body evaluated lane by lane."""
+    cfg, n = em.cfg, em.cfg.n
+    all_leaves = list(leaves) + ([acc_leaf] if acc_leaf is not None else [])
+    for leaf in all_leaves:
+        if leaf.imm is None and leaf.buf is not None and leaf.view is not None:
+            leaf.imm = scalar_of(leaf.buf, leaf.view, leaf.data)
+    loaded = [lf for lf in all_leaves if lf.imm is None]
+    rqs = _requants(body)
+    views = [lf.view for lf in loaded] + [requant_view(r, shape) for r in rqs] \
+        + [View.contiguous(shape)]
+    cshape, cviews = collapse(tuple(shape), views)
+    cshape, cviews = split_lanes(cshape, cviews, n)
+    if len(cshape) == 1:
+        cshape = (1,) + cshape
+        cviews = [View((1,) + v.shape, (0,) + v.strides, v.offset,
+                       None if v.mask is None else ((0, 1),) + v.mask) for v in cviews]
+    rq_views = cviews[len(loaded):len(loaded) + len(rqs)]
+    out_view = cviews[-1]
+    d = cshape[-1]
+    p_total = math.prod(cshape[:-1])
+    chunks = -(-d // n)
+    plans: list[AccessPlan] = []
+    for lf, v in zip(loaded, cviews, strict=False):
+        assert lf.buf is not None
+        buf, view = lf.buf, v
+        mode = access_mode(view)
+        if mode == "gather" and lf.data is not None:  # fold a constant's layout on the host
+            arr = view.gather(np.asarray(lf.data).reshape(-1)).astype(lf.data.dtype)
+            buf = em.constant(f"{lf.buf.name}.relayout", arr)
+            view, mode = View.contiguous(cshape), "direct"
+        plans.append(AccessPlan(buf, view, mode, n * chunks if mode == "gather" else 0))
+    # Resident rows: lane masks and per-lane REQUANT params.
+    resident: list[np.ndarray] = []
+    mask_index: dict[tuple[int, int], int] = {}
+
+    def mask_row(a: int, b: int) -> int:
+        if (a, b) not in mask_index:
+            row = np.zeros(n, np.int32)
+            row[a:b] = f32_bits(1.0)
+            mask_index[(a, b)] = len(resident)
+            resident.append(row)
+        return mask_index[(a, b)]
+
+    for plan in plans:  # masks are known up front: reserve them now
+        if plan.view.mask is not None and not plan.view.is_empty:
+            lo, hi = plan.view.mask[-1]
+            for c in range(chunks):
+                a, b = max(lo - c * n, 0), min(hi - c * n, n)
+                if not (a <= 0 and b >= min(n, d - c * n)):
+                    mask_row(a, max(a, b))
+                    mask_row(0, 0)
+    rq_rows: dict[int, tuple[str, int]] = {}  # id(expr) -> (kind, first resident row)
+    rq_tables: list[tuple[Expr, np.ndarray]] = []
+    for r, v in zip(rqs, rq_views, strict=True):
+        mult = np.asarray(r.arg.multiplier, np.int64)
+        shift = np.asarray(r.arg.shift, np.int64)
+        outer_zero = not any(st for st, sz in zip(v.strides[:-1], v.shape[:-1], strict=True)
+                             if sz > 1)
+        if outer_zero:
+            rq_rows[id(r)] = ("lane", len(resident))
+            for c in range(chunks):
+                lane = np.arange(c * n, c * n + n)
+                idx = np.clip(v.offset + lane * v.strides[-1], 0, mult.size - 1)
+                resident.append(mult[idx].astype(np.int64).astype(np.int32))
+                resident.append(shift[idx].astype(np.int32))
+        else:  # per-row params: a host-built table of (multiplier, shift) row pairs
+            idx, _ = View(v.shape, v.strides, v.offset, None).indices()
+            table = np.stack([mult[idx], shift[idx]], axis=-2)  # (..., 2, d)
+            table = table.reshape(p_total, 2, d)
+            padded = np.zeros((p_total, chunks, 2, n), np.int64)
+            for c in range(chunks):
+                w = min(n, d - c * n)
+                padded[:, c, :, :w] = table[:, :, c * n:c * n + w]
+            rq_rows[id(r)] = ("row", len(rq_tables))
+            rq_tables.append((r, padded.astype(np.int32)))
+    res_base = 0
+    res_count = len(resident)
+    # Block size: per outer row, each plan needs `chunks` rows (+ gather scratch), the
+    # destination and the temporaries `chunks` rows each, per buffer.
+    temps = count_temps(body) + 1
+    per_row = sum(chunks + p.scratch_per_row for p in plans) + (1 + temps) * chunks \
+        + 2 * chunks * len(rq_tables)
+    budget = cfg.sp_rows - res_count
+    pb = min(p_total, max(0, budget // (2 * per_row)), 4096)
+    if pb < 1:
+        raise CompileError(f"an elementwise kernel over {list(shape)} needs {per_row * 2} "
+                           f"scratchpad rows per block row; the chip has {budget}")
+    if any(p.mode == "gather" for p in plans):
+        pb = min(pb, 64)
+    buf_rows = per_row * pb
+    if resident:
+        table = np.stack(resident).astype(np.int32)
+        cbuf = em.constant("vector.params", table)
+        em.emit("load", sram=sp(res_base), dram=cbuf.addr, stride=n * 4, rows=len(resident),
+                cols=n, fmt=int(Fmt.X32))
+    rq_dram = [em.constant("requant.rows", t.reshape(-1, n)) for _, t in rq_tables]
+    data_free, out_free = Credits(2), Credits(2)
+    blocks = list(range(0, p_total, pb))
+    for bi, p0 in enumerate(blocks):
+        count = min(pb, p_total - p0)
+        base = res_count + (bi % 2) * buf_rows
+        block = VectorBlock(em, d, pb)
+        # Load unit.
+        start = len(em.code)
+        owe = data_free.need(bi)
+        region = base
+        leaf_rows: dict[int, int] = {}
+        for lf, plan in zip(loaded, plans, strict=True):
+            scratch = region + pb * chunks
+            block.emit_access(plan, p0, count, region, scratch,
+                              lambda a, b: res_base + mask_row(a, b))
+            leaf_rows[id(lf)] = region
+            region = scratch + pb * plan.scratch_per_row
+        rq_base = region
+        for ti in range(len(rq_tables)):
+            em.emit("load", sram=sp(rq_base + ti * 2 * chunks * pb),
+                    dram=rq_dram[ti].addr + p0 * chunks * 2 * n * 4, stride=n * 4,
+                    rows=count * chunks * 2, cols=n, fmt=int(Fmt.X32))
+        region = rq_base + len(rq_tables) * 2 * chunks * pb
+        dst_row = region
+        temp_base = dst_row + chunks * pb
+        if len(em.code) == start:
+            em.sync("load")
+        em.flag(len(em.code) - 1, "push_next")
+        em.pops(start, "load", "pop_next", owe)
+        # Compute unit.
+        start = len(em.code)
+        for fix in block.fixups:
+            fix()
+        for c in range(chunks):
+            pool = RegionPool(temp_base + c * pb, chunks * pb, temps)
+            leaf_of = _leaf_resolver(all_leaves, leaf_rows, c, pb)
+
+            def rq_row(e: Expr, c: int = c) -> int:
+                kind, idx = rq_rows[id(e)]
+                return res_base + idx + 2 * c if kind == "lane" else -1
+
+            per_row_rq = [e for e in rqs if rq_rows[id(e)][0] == "row"]
+            if per_row_rq:
+                _emit_per_row_requant(em, body, count, leaf_of, pool, rq_rows, rq_base, c,
+                                      chunks, pb, sp(dst_row + c * pb))
+            else:
+                ExprEmitter(em, count, leaf_of, pool, rq_row).emit(body, sp(dst_row + c * pb))
+        if len(em.code) == start:
+            em.sync("compute")
+        em.flag(len(em.code) - 1, "push_prev", "push_next")
+        em.flag(start, "pop_prev")
+        em.pops(start, "compute", "pop_next", out_free.need(bi))
+        # Store unit.
+        start = len(em.code)
+        off, _ = row_offsets(out_view, p0, count)
+        for c in range(chunks):
+            cols = min(n, d - c * n)
+            em.emit("store", sram=sp(dst_row + c * pb), dram=out.addr + (int(off[0]) + c * n)
+                    * out.esize, stride=d * out.esize, rows=count, cols=cols, fmt=int(out.fmt))
+        em.flag(start, "pop_prev")
+        em.flag(len(em.code) - 1, "push_prev")
+
+
+def _leaf_resolver(leaves: list[Leaf], rows: dict[int, int], c: int, pb: int
+                   ) -> Callable[[Expr], Operand]:
+    def resolve(e: Expr) -> Operand:
+        lf = leaves[-1] if e.op == ACC else leaves[e.arg]
+        if lf.imm is not None:
+            return lf.imm
+        return Rows(sp(rows[id(lf)] + c * pb))
+    return resolve
+
+
+def _emit_per_row_requant(em: Emitter, body: Expr, count: int, leaf_of, pool: RegionPool,
+                          rq_rows, rq_base: int, c: int, chunks: int, pb: int, dst: int) -> None:
+    """REQUANT whose params change from row to row: one instruction per row, in a LOOP."""
+    def rq_row(e: Expr) -> int:
+        raise CompileError("internal: per-row requant resolved as lanes")
+
+    def emit_node(e: Expr, into: int) -> None:
+        if e.op is Op.REQUANT:
+            t = pool.take()
+            ExprEmitter(em, count, leaf_of, pool, rq_row).emit(e.srcs[0], sp(t))
+            _, ti = rq_rows[id(e)]
+            params = rq_base + ti * 2 * chunks * pb + c * 2
+            em.emit("loop", count=count, body=1, d_dst=1, d_src1=1, d_src2=2 * chunks)
+            em.emit("requant", dst=into, src1=sp(t), src2=sp(params), count=1, zp=e.arg.zp,
+                    lo=e.arg.lo, hi=e.arg.hi, step1=1)
+            em.sync("compute")  # token flags must never sit on a loop body
+            pool.give(t)
+            return
+        raise CompileError("REQUANT with per-row channels must be the last op of its kernel")
+    if body.op is not Op.REQUANT:
+        raise CompileError("REQUANT with per-row channels must be the last op of its kernel")
+    # Rows of the table for chunk c sit at 2*(c*pb + p): rearranged by the load below.
+    emit_node(body, dst)
+
+
+# Reductions ------------------------------------------------------------------------------
+
+def emit_reduce_rows(em: Emitter, src: DramBuffer, p_total: int, q: int, fn: Op,
+                     epilogue: Expr | None, epi_leaves: list[Leaf], out: DramBuffer,
+                     out_shape: tuple[int, ...]) -> None:
+    """out[p] = epilogue(reduce over q of src[p, :]) with src contiguous (p_total, q)."""
+    cfg, n = em.cfg, em.cfg.n
+    chunks = -(-q // n)
+    is_float = src.dtype == "float32"
+    rfn = ReduceFn.SUM if fn is Op.REDUCE_SUM else ReduceFn.MAX
+    bfn = BinaryFn.ADD if fn is Op.REDUCE_SUM else BinaryFn.MAX
+    ident = 0.0 if fn is Op.REDUCE_SUM else (-np.inf if is_float else -(1 << 31))
+    resident = []
+    tail = q - (chunks - 1) * n
+    mask = np.zeros(n, np.int32)
+    mask[:tail] = f32_bits(1.0)
+    resident.append(mask)
+    resident.append(np.full(n, imm_bits(ident, src.dtype), np.uint32).view(np.int32))
+    cbuf = em.constant("reduce.params", np.stack(resident))
+    em.emit("load", sram=sp(0), dram=cbuf.addr, stride=n * 4, rows=2, cols=n, fmt=int(Fmt.X32))
+    res = 2
+    leaves = [Leaf(lf.buf, lf.view, lf.data, lf.imm) for lf in epi_leaves]
+    for lf in leaves:
+        if lf.imm is None and lf.buf is not None and lf.view is not None:
+            lf.imm = scalar_of(lf.buf, lf.view, lf.data)
+    loaded = [lf for lf in leaves if lf.imm is None]
+    if epilogue is not None and _requants(epilogue):
+        rq = _requants(epilogue)
+        if any(r.arg.multiplier.size > 1 for r in rq):
+            raise CompileError("per-channel REQUANT after a reduction is not supported on "
+                               "the chip")
+    temps = (count_temps(epilogue) + 1) if epilogue is not None else 0
+    per_row = chunks + len(loaded) + temps + 1
+    pb = min(p_total, (cfg.sp_rows - res - 8) // (2 * per_row), 4096)
+    if pb < 1:
+        raise CompileError(f"a reduction over {q} elements does not fit the scratchpad")
+    buf_rows = per_row * pb
+    rq_param_rows: dict[int, int] = {}
+    if epilogue is not None:
+        for r in _requants(epilogue):
+            row = np.stack([np.full(n, int(r.arg.multiplier.reshape(-1)[0]), np.int64),
+                            np.full(n, int(r.arg.shift.reshape(-1)[0]), np.int64)])
+            b = em.constant("reduce.requant", row.astype(np.int32))
+            rq_param_rows[id(r)] = cfg.sp_rows - 2 * (len(rq_param_rows) + 1)
+            em.emit("load", sram=sp(rq_param_rows[id(r)]), dram=b.addr, stride=n * 4, rows=2,
+                    cols=n, fmt=int(Fmt.X32))
+    data_free, out_free = Credits(2), Credits(2)
+    src_view = View((p_total, q), (q, 1), 0, None)
+    for bi, p0 in enumerate(range(0, p_total, pb)):
+        count = min(pb, p_total - p0)
+        base = res + (bi % 2) * buf_rows
+        block = VectorBlock(em, q, pb)
+        start = len(em.code)
+        owe = data_free.need(bi)
+        block.emit_access(AccessPlan(src, src_view, "direct", 0), p0, count, base, base,
+                          lambda a, b: 0)
+        rows_of: dict[int, int] = {}
+        region = base + chunks * pb
+        for lf in loaded:
+            assert lf.view is not None and lf.buf is not None
+            view = lf.view.reshape(tuple(out_shape) + (1,)) if out_shape else \
+                View((1, 1), (0, 0), lf.view.offset, None)
+            if view is None:
+                raise CompileError("reduce epilogue input view cannot be laid out")
+            eblock = VectorBlock(em, 1, pb)
+            eblock.emit_access(AccessPlan(lf.buf, view, "direct", 0), p0, count, region, region,
+                               lambda a, b: 0)
+            block.fixups += eblock.fixups
+            rows_of[id(lf)] = region
+            region += pb
+        dst = region
+        temp_base = dst + pb
+        em.flag(len(em.code) - 1, "push_next")
+        em.pops(start, "load", "pop_next", owe)
+        start = len(em.code)
+        for fix in block.fixups:
+            fix()
+        dt = vdtype(src.dtype)
+        last = base + (chunks - 1) * pb
+        if tail < n:
+            em.emit("ternary", dst=sp(last), src1=sp(0), src2=sp(last), src3=sp(1), count=count,
+                    fn=int(TernaryFn.WHERE), dtype=dt, step1=0, step2=1, step3=0)
+        if pb == 1 and chunks > 1:  # chunk rows are adjacent: one rows-reduction
+            em.emit("reduce", dst=sp(base), src1=sp(base), count=chunks, fn=int(rfn),
+                    axis=int(Axis.ROWS), dtype=dt)
+        else:
+            for c in range(1, chunks):
+                em.emit("binary", dst=sp(base), src1=sp(base), src2=sp(base + c * pb),
+                        count=count, fn=int(bfn), dtype=dt, step1=1, step2=1)
+        em.emit("reduce", dst=sp(base), src1=sp(base), count=count, fn=int(rfn),
+                axis=int(Axis.LANES), dtype=dt)
+        if epilogue is None:
+            result = sp(base)
+        else:
+            def leaf_of(e: Expr, base: int = base, rows_of: dict[int, int] = rows_of
+                        ) -> Operand:
+                if e.op == ACC:
+                    return Rows(sp(base))
+                lf = leaves[e.arg]
+                return lf.imm if lf.imm is not None else Rows(sp(rows_of[id(lf)]))
+            pool = RegionPool(temp_base, pb, temps)
+            ExprEmitter(em, count, leaf_of, pool, lambda e: rq_param_rows[id(e)]).emit(
+                epilogue, sp(dst))
+            result = sp(dst)
+        em.flag(len(em.code) - 1, "push_prev", "push_next")
+        em.flag(start, "pop_prev")
+        em.pops(start, "compute", "pop_next", out_free.need(bi))
+        em.emit("store", ("pop_prev", "push_prev"), sram=result, dram=out.addr + p0 * out.esize,
+                stride=out.esize, rows=count, cols=1, fmt=int(out.fmt))
+
+
+# Contractions ----------------------------------------------------------------------------
+
+@dataclass
+class GemmAxes:
+    """The kernel-space axes of a contraction, by role."""
+
+    batch: list[int]
+    m: list[int]
+    n: list[int]
+    k: list[int]
+
+
+def classify(shape: tuple[int, ...], reduce_axes: tuple[int, ...], va: View, vb: View
+             ) -> GemmAxes:
+    g = GemmAxes([], [], [], [])
+    for i, s in enumerate(shape):
+        if s == 1:
+            continue
+        if i in reduce_axes:
+            g.k.append(i)
+            continue
+        sa, sb = va.strides[i], vb.strides[i]
+        if sa != 0 and sb == 0:
+            g.m.append(i)
+        elif sa == 0 and sb != 0:
+            g.n.append(i)
+        else:
+            g.batch.append(i)
+    return g
+
+
+def merged(view: View, axes: list[int]) -> tuple[int, int] | None:
+    """(size, stride) when `axes` of `view` read as one strided, unmasked axis."""
+    if not axes:
+        return 1, 0
+    for a in axes:
+        if view.mask is not None and view.mask[a] != (0, view.shape[a]):
+            return None
+    for a, b in zip(axes, axes[1:], strict=False):
+        if view.strides[a] != view.strides[b] * view.shape[b]:
+            return None
+    return math.prod(view.shape[a] for a in axes), view.strides[axes[-1]]
+
+
+class GemmEpilogue:
+    """A kernel epilogue run on each accumulator tile (the `TileEpilogue` of isa_gemm).
+
+    Leaves constant along the tile's rows become resident rows, one per n-column tile;
+    leaves that vary along rows are loaded with each tile; REQUANT params are per column.
+    """
+
+    def __init__(self, em: Emitter, expr: Expr, leaves: list[Leaf], g: GemmAxes,
+                 batches: list[tuple[int, ...]], nn: int) -> None:
+        self.em, self.expr, self.leaves, self.g, self.batches = em, expr, leaves, g, batches
+        self.n = em.cfg.n
+        self.nn = nn
+        self.tiles_n = -(-nn // self.n)
+        self.kind: dict[int, str] = {}
+        self.tile_leaves: list[Leaf] = []
+        self.lane_leaves: list[Leaf] = []
+        for lf in leaves:
+            if lf.imm is not None:
+                continue
+            assert lf.view is not None
+            row_varies = any(lf.view.strides[i] for i in g.m + g.batch)
+            (self.tile_leaves if row_varies else self.lane_leaves).append(lf)
+            self.kind[id(lf)] = "tile" if row_varies else "lane"
+        self.requants = _requants(expr)
+        self.tile_regions = len(self.tile_leaves)
+        self.temp_regions = count_temps(expr) + 1
+        self.row_of: dict[int, int] = {}
+        self.mb = 0  # set by emit_gemm
+
+    @staticmethod
+    def fits(expr: Expr, leaves: list[Leaf], g: GemmAxes, out_shape: tuple[int, ...],
+             red_shape: tuple[int, ...]) -> list[Leaf] | None:
+        """Leaves re-viewed over the reduced shape, or None when the epilogue cannot tile."""
+        out: list[Leaf] = []
+        for lf in leaves:
+            if lf.imm is not None:
+                out.append(lf)
+                continue
+            v = lf.view.reshape(red_shape) if lf.view is not None else None
+            if v is None or v.mask is not None or any(st < 0 for st in v.strides):
+                return None
+            nm, mm = merged(v, g.n), merged(v, g.m)
+            if nm is None or mm is None or (nm[1] != 1 and nm[0] > 1):
+                return None
+            if any(v.strides[i] for i in g.m + g.batch) and nm[1] != 1 and nm[0] > 1:
+                return None
+            out.append(Leaf(lf.buf, v, lf.data))
+        for r in _requants(expr):
+            if r.arg.multiplier.size > 1:
+                rv = requant_view(r, out_shape).reshape(red_shape)
+                if rv is None or any(rv.strides[i] for i in g.m + g.batch):
+                    return None
+                nm = merged(rv, g.n)
+                if nm is None or nm[1] != 1:
+                    return None
+        return out
+
+    def resident_rows(self) -> int:
+        return (len(self.lane_leaves) + 2 * len(self.requants)) * self.tiles_n
+
+    def emit_resident(self, em: Emitter, base: int) -> None:
+        n, tn, row = self.n, self.tiles_n, base
+        cols = np.minimum(np.arange(tn * n), self.nn - 1)
+        for lf in self.lane_leaves:
+            assert lf.buf is not None and lf.view is not None
+            self.row_of[id(lf)] = row
+            ns = (merged(lf.view, self.g.n) or (1, 0))[1]
+            if lf.data is not None:
+                flat = np.asarray(lf.data).reshape(-1)
+                vals = flat[lf.view.offset + cols * ns]
+                b = em.constant("epilogue.lane", vals.reshape(tn, n))
+                em.emit("load", sram=sp(row), dram=b.addr, stride=n * b.esize, rows=tn, cols=n,
+                        fmt=int(b.fmt))
+            elif ns == 1:
+                for t in range(tn):
+                    em.emit("load", sram=sp(row + t), dram=lf.buf.addr + (lf.view.offset + t * n)
+                            * lf.buf.esize, stride=0, rows=1, cols=min(n, self.nn - t * n),
+                            fmt=int(lf.buf.fmt))
+            else:
+                for t in range(tn):
+                    em.emit("load", sram=sp(row + t), dram=lf.buf.addr + lf.view.offset
+                            * lf.buf.esize, stride=0, rows=1, cols=1, fmt=int(lf.buf.fmt))
+                    em.emit("move", dst=sp(row + t), src1=sp(row + t), count=1, fn=2,
+                            dstride=1, sstride=1, imm=0)
+            row += tn
+        for r in self.requants:
+            mult = np.asarray(r.arg.multiplier, np.int64).reshape(-1)
+            shift = np.asarray(r.arg.shift, np.int64).reshape(-1)
+            table = np.zeros((tn, 2, n), np.int64)
+            idx = cols if mult.size > 1 else np.zeros_like(cols)
+            table[:, 0, :] = mult[idx].reshape(tn, n)
+            table[:, 1, :] = shift[idx].reshape(tn, n)
+            b = em.constant("epilogue.requant", table.reshape(tn * 2, n).astype(np.int32))
+            self.row_of[id(r)] = row
+            em.emit("load", sram=sp(row), dram=b.addr, stride=n * 4, rows=2 * tn, cols=n,
+                    fmt=int(Fmt.X32))
+            row += 2 * tn
+
+    def emit_tile_loads(self, em: Emitter, tile: Tile, base: int) -> None:
+        bidx = self.batches[tile.batch]
+        for i, lf in enumerate(self.tile_leaves):
+            assert lf.buf is not None and lf.view is not None
+            v = lf.view
+            ms = (merged(v, self.g.m) or (1, 0))[1]
+            ns = (merged(v, self.g.n) or (1, 0))[1]
+            off = v.offset + sum(j * v.strides[a] for j, a in zip(bidx, self.g.batch,
+                                                                    strict=True))
+            off += tile.m0 * ms + tile.n0 * ns
+            cols = tile.cols if ns == 1 else 1
+            em.emit("load", sram=sp(base + i * self.mb), dram=lf.buf.addr + off * lf.buf.esize,
+                    stride=ms * lf.buf.esize, rows=tile.rows, cols=cols, fmt=int(lf.buf.fmt))
+
+    def emit_tile_compute(self, em: Emitter, tile: Tile, acc_addr: int, inputs: int,
+                          temps: int, resident: int) -> int:
+        t = tile.n0 // self.n
+
+        def leaf_of(e: Expr) -> Operand:
+            if e.op == ACC:
+                return Rows(acc_addr)
+            lf = self.leaves[e.arg]
+            if lf.imm is not None:
+                return lf.imm
+            if self.kind[id(lf)] == "lane":
+                return Rows(sp(self.row_of[id(lf)] + t), 0)
+            return Rows(sp(inputs + self.tile_leaves.index(lf) * self.mb))
+
+        pool = RegionPool(temps, self.mb, self.temp_regions)
+        n_acc = sum(1 for leaf in self.expr.leaves() if leaf.op == ACC)
+        dst = acc_addr if n_acc == 1 else sp(pool.take())
+        ExprEmitter(em, tile.rows, leaf_of, pool,
+                    lambda e: self.row_of[id(e)] + 2 * t).emit(self.expr, dst)
+        return dst
+
+
+Materialise = Callable[[Leaf, list[int], tuple[int, ...]], tuple[DramBuffer, View]]
+
+
+def emit_contraction(em: Emitter, shape: tuple[int, ...], reduce_axes: tuple[int, ...],
+                     a: Leaf, b: Leaf, epilogue: Expr | None, epi_leaves: list[Leaf],
+                     out: DramBuffer, out_shape: tuple[int, ...], materialise: Materialise
+                     ) -> None:
+    """out = epilogue(sum over reduce_axes of a * b) on the matrix unit.
+
+    The operands are brought to (batch, M, K) and (batch, K, N) matrices with unit-stride
+    rows (through a copy kernel when their Views do not allow it); the output tile's lanes
+    run along N. Of the two orientations, the one that writes the output in place wins.
+    """
+    assert a.view is not None and b.view is not None
+    red_shape = tuple(1 if i in reduce_axes else s for i, s in enumerate(shape))
+    ostr = contiguous_strides(red_shape)
+    ov = View(red_shape, ostr, 0, None)
+
+    def direct(g: GemmAxes) -> bool:
+        o_m, o_n = merged(ov, g.m), merged(ov, g.n)
+        return o_m is not None and o_n is not None and (o_n[1] == 1 or o_n[0] == 1) and \
+            len(g.batch) <= 1 or (o_m is not None and o_n is not None
+                                  and (o_n[1] == 1 or o_n[0] == 1))
+
+    first, second = (b, a) if (a.data is not None and b.data is None) else (a, b)
+    g = classify(shape, reduce_axes, first.view, second.view)
+    if not direct(g):
+        g2 = classify(shape, reduce_axes, second.view, first.view)
+        if direct(g2):
+            first, second, g = second, first, g2
+    a, b = first, second
+    assert a.view is not None and b.view is not None and a.buf is not None and b.buf is not None
+    sizes = [math.prod(shape[i] for i in ax) for ax in (g.batch, g.m, g.n, g.k)]
+    bt, m, nn, k = sizes
+    dtype = MatType.I8 if a.buf.dtype == "int8" else MatType.F32
+
+    def operand(leaf: Leaf, rows: list[int], cols: list[int]) -> tuple[DramBuffer, View]:
+        assert leaf.view is not None and leaf.buf is not None
+        v = leaf.view
+        mr, mc = merged(v, rows), merged(v, cols)
+        ok = mr is not None and mc is not None and (mc[1] == 1 or mc[0] == 1) \
+            and mr[1] >= 0 and v.mask is None and all(v.strides[x] >= 0 for x in g.batch)
+        if ok:
+            return leaf.buf, v
+        return materialise(leaf, g.batch + rows + cols, shape)
+
+    abuf, av = operand(a, g.m, g.k)
+    bbuf, bv = operand(b, g.k, g.n)
+    o_m, o_n = merged(ov, g.m), merged(ov, g.n)
+    is_direct = o_m is not None and o_n is not None and (o_n[1] == 1 or nn == 1)
+    batches = list(np.ndindex(*[shape[i] for i in g.batch])) if g.batch else [()]
+    epi = None
+    epi_fit = None
+    if is_direct and epilogue is not None:
+        for lf in epi_leaves:
+            if lf.imm is None and lf.buf is not None and lf.view is not None:
+                lf.imm = scalar_of(lf.buf, lf.view, lf.data)
+        epi_fit = GemmEpilogue.fits(epilogue, epi_leaves, g, out_shape, red_shape)
+        if epi_fit is not None:
+            epi = GemmEpilogue(em, epilogue, epi_fit, g, batches, nn)
+    fused = is_direct and (epilogue is None or epi is not None)
+    acc_dtype = "int32" if dtype == MatType.I8 else "float32"
+    target = out if fused else em.alloc(f"{out.name}.acc", (bt, m, nn), acc_dtype)
+    a_m = merged(av, g.m) or (1, 0)
+    b_k = merged(bv, g.k) or (1, 0)
+    out_ld = ((o_m or (1, 0))[1] if m > 1 else nn) if fused else nn
+    problems = []
+    for bi, bidx in enumerate(batches):
+        a_off = av.offset + sum(i * av.strides[x] for i, x in zip(bidx, g.batch, strict=True))
+        b_off = bv.offset + sum(i * bv.strides[x] for i, x in zip(bidx, g.batch, strict=True))
+        o_off = sum(i * ostr[x] for i, x in zip(bidx, g.batch, strict=True)) if fused \
+            else bi * m * nn
+        problems.append((
+            Mat(abuf.addr + a_off * abuf.esize, m, k, max(a_m[1], 0) * abuf.esize, abuf.fmt),
+            Mat(bbuf.addr + b_off * bbuf.esize, k, nn, max(b_k[1], 0) * bbuf.esize, bbuf.fmt),
+            Mat(target.addr + o_off * target.esize, m, nn, max(out_ld, 1) * target.esize,
+                target.fmt)))
+    emit_gemm(em, problems, dtype, epi)
+    if fused:
+        return
+    em.barrier()
+    # The epilogue (and the layout change) as an elementwise kernel over the output shape.
+    strides = [0] * len(shape)
+    cs = contiguous_strides((bt, m, nn))
+    for axes, st in ((g.batch, cs[0]), (g.m, cs[1]), (g.n, cs[2])):
+        sub = 1
+        for ax in reversed(axes):
+            strides[ax] = st * sub if shape[ax] > 1 else 0
+            sub *= shape[ax]
+    acc_view = View(red_shape, tuple(0 if i in reduce_axes else strides[i]
+                                     for i in range(len(shape))), 0, None).reshape(out_shape)
+    if acc_view is None:
+        raise CompileError("cannot lay out a contraction result for its epilogue")
+    body = epilogue if epilogue is not None else Expr(ACC, (), None, acc_dtype)
+    emit_elementwise(em, out_shape, epi_leaves, body, out, Leaf(target, acc_view))

@@ -1,0 +1,156 @@
+"""Graph -> .dzn: schedule the graph into kernels, plan DRAM, emit each kernel's ISA code.
+
+`compile_graph(graph, cfg)` returns an `isa.container.Program` whose symbols are the
+graph's inputs and outputs. Constants become data segments; every intermediate buffer
+gets its own DRAM range (no reuse: DRAM is large and this keeps kernels independent).
+Kernels run one after another, separated by a token barrier; within a kernel the load,
+compute and store units overlap through double buffering.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from compiler.ir import Graph, Op
+from compiler.isa_builder import CompileError, DramBuffer, Emitter
+from compiler.isa_kernels import Leaf, emit_contraction, emit_elementwise, emit_reduce_rows
+from compiler.isa_vector import Imm
+from compiler.schedule import LOAD, Buffer, Expr, Kernel, Schedule, schedule
+from compiler.view import View, contiguous_strides
+from isa.config import ChipConfig
+from isa.container import Program
+
+DRAM_GUARD = 64 * 1024  # unused bytes around the buffers: padded views may read there
+DTYPE_SUPPORT = {"int8": "int8", "int32": "int32", "float32": "fp32"}
+
+
+class Lowering:
+    """Holds the emitter and the DRAM home of every schedule buffer."""
+
+    def __init__(self, cfg: ChipConfig, sched: Schedule) -> None:
+        self.cfg = cfg
+        self.sched = sched
+        self.em = Emitter(cfg)
+        self.em.dram_top = DRAM_GUARD
+        self.home: dict[int, DramBuffer] = {}
+        for buf in sched.inputs.values():
+            self.home[id(buf)] = d = self.em.alloc(buf.name, buf.shape, buf.dtype)
+            self.em.symbol(d, "input")
+        for buf in sched.outputs.values():
+            self.home[id(buf)] = d = self.em.alloc(buf.name, buf.shape, buf.dtype)
+            self.em.symbol(d, "output")
+
+    def dram(self, buf: Buffer) -> DramBuffer:
+        d = self.home.get(id(buf))
+        if d is None:
+            if buf.kind == "const":
+                assert buf.data is not None
+                d = self.em.constant(buf.name, np.asarray(buf.data))
+            else:
+                d = self.em.alloc(buf.name, buf.shape, buf.dtype)
+            self.home[id(buf)] = d
+        return d
+
+    def leaf(self, kernel: Kernel, index: int) -> Leaf:
+        access = kernel.inputs[index]
+        data = access.buffer.data if access.buffer.kind == "const" else None
+        return Leaf(self.dram(access.buffer), access.view, data)
+
+    def materialise(self, leaf: Leaf, order: list[int], shape: tuple[int, ...]
+                    ) -> tuple[DramBuffer, View]:
+        """A contiguous copy of `leaf` over the axes `order` (other axes at index 0)."""
+        assert leaf.view is not None and leaf.buf is not None
+        bounds = [(0, s) if i in order else (0, 1) for i, s in enumerate(shape)]
+        rest = [i for i in range(len(shape)) if i not in order]
+        v = leaf.view.shrink(bounds).permute(order + rest)
+        full = tuple(shape[i] for i in order)
+        v = v.reshape(full) if v.shape != full else v
+        assert v is not None
+        if leaf.data is not None:
+            arr = v.gather(np.asarray(leaf.data).reshape(-1)).astype(np.asarray(leaf.data).dtype)
+            buf = self.em.constant(f"{leaf.buf.name}.matrix", arr)
+        else:
+            buf = self.em.alloc(f"{leaf.buf.name}.matrix", full, leaf.buf.dtype)
+            emit_elementwise(self.em, full, [Leaf(leaf.buf, v)], Expr(LOAD, (), 0, buf.dtype),
+                             buf)
+            self.em.barrier()
+        strides = [0] * len(shape)
+        for pos, axis in enumerate(order):
+            strides[axis] = contiguous_strides(full)[pos]
+        return buf, View(tuple(shape), tuple(strides), 0, None)
+
+    def kernel(self, k: Kernel) -> None:
+        for dtype in {k.output.dtype, *(a.buffer.dtype for a in k.inputs)}:
+            if DTYPE_SUPPORT[dtype] not in self.cfg.dtypes and dtype != "int32":
+                raise CompileError(f"kernel {k.name} uses {dtype}, which chip "
+                                   f"{self.cfg.name!r} does not support")
+        out = self.dram(k.output)
+        leaves = [self.leaf(k, i) for i in range(len(k.inputs))]
+        used = {e.arg for e in k.epilogue.leaves() if e.op == LOAD} if k.epilogue else set()
+        epi_leaves = [lf if i in used else Leaf(None, None, imm=Imm(0))
+                      for i, lf in enumerate(leaves)]
+        if k.kind == "elementwise":
+            emit_elementwise(self.em, k.shape, leaves, k.body, out)
+        elif k.kind == "contraction":
+            assert k.contraction is not None
+            ia, ib = k.contraction
+            emit_contraction(self.em, k.shape, k.reduce_axes, leaves[ia], leaves[ib],
+                             k.epilogue, epi_leaves, out, k.output.shape, self.materialise)
+        else:
+            self.reduce(k, leaves, epi_leaves, out)
+        self.em.barrier()
+
+    def reduce(self, k: Kernel, leaves: list[Leaf], epi_leaves: list[Leaf], out: DramBuffer
+               ) -> None:
+        """Bring the body to a contiguous (kept, reduced) matrix, then reduce its rows."""
+        assert k.reduce_op is not None
+        keep = [i for i in range(len(k.shape)) if i not in k.reduce_axes]
+        order = keep + list(k.reduce_axes)
+        full = tuple(k.shape[i] for i in order)
+        p_total = int(np.prod([k.shape[i] for i in keep], dtype=np.int64))
+        q = int(np.prod([k.shape[i] for i in k.reduce_axes], dtype=np.int64))
+        body = k.body
+        src: DramBuffer | None = None
+        if body.op == LOAD and leaves[body.arg].data is None:
+            lf = leaves[body.arg]
+            assert lf.view is not None and lf.buf is not None
+            v = lf.view.permute(order)
+            if v.is_contiguous and v.offset == 0 and lf.buf.shape and \
+                    int(np.prod(lf.buf.shape)) == p_total * q:
+                src = lf.buf
+        if src is None:
+            src = self.em.alloc(f"{k.name}.body", full, body.dtype)
+            permuted = [Leaf(lf.buf, lf.view.permute(order) if lf.view is not None else None,
+                             lf.data, lf.imm) for lf in leaves]
+            emit_elementwise(self.em, full, permuted, body, src)
+            self.em.barrier()
+        emit_reduce_rows(self.em, src, p_total, q, k.reduce_op, k.epilogue, epi_leaves, out,
+                         k.output.shape)
+
+
+def compile_graph(graph: Graph, cfg: ChipConfig, progress: Callable[[int, int], Any] | None
+                  = None) -> Program:
+    """Compile `graph` for `cfg` into a runnable program (inputs/outputs as symbols)."""
+    started = time.perf_counter()
+    for node in graph.nodes():
+        if node.op.kind.name == "REDUCE" and node.op not in (Op.REDUCE_SUM, Op.REDUCE_MAX):
+            raise CompileError(f"the chip cannot run {node.op.name}")
+    sched = schedule(graph)
+    low = Lowering(cfg, sched)
+    for i, k in enumerate(sched.kernels):
+        try:
+            low.kernel(k)
+        except CompileError as exc:
+            raise CompileError(f"kernel {k.name} ({', '.join(k.source) or k.kind}): {exc}") \
+                from None
+        if progress is not None:
+            progress(i + 1, len(sched.kernels))
+    macs = sum(k.macs for k in sched.kernels)
+    meta = {"compiler": "dozen", "kernels": len(sched.kernels), "macs": int(macs),
+            "compile_seconds": round(time.perf_counter() - started, 3),
+            "kernel_list": [k.describe()[:200] for k in sched.kernels[:200]]}
+    return low.em.program(meta)
