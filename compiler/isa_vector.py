@@ -322,9 +322,10 @@ class VectorBlock:
         last = view.strides[-1]
         if not valid.all():
             inval = np.flatnonzero(~valid)
+            breaks = np.flatnonzero(np.diff(inval) != 1) + 1
+            spans = [(int(g[0]), len(g)) for g in np.split(inval, breaks)]
             for c in range(self.chunks):
-                for s, ln, _, _ in runs(inval, np.ones(len(inval), bool)):
-                    first = int(inval[s])
+                for first, ln in spans:
                     self.fixups.append(lambda r=dst + c * self.pb + first, k=ln: em.emit(
                         "move", dst=sp(r), count=k, fn=int(MoveFn.FILL), dstride=1, imm=0))
         for c in range(self.chunks):
