@@ -10,6 +10,7 @@ few loop turns per instruction, however many cycles the instructions take.
 
 from __future__ import annotations
 
+import functools
 from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
@@ -20,6 +21,7 @@ from isa.encoding import Instruction, check
 from isa.errors import EncodingError
 from isa.table import (
     BY_OPCODE,
+    FUNC_DTYPES,
     LATENCY_NAMES,
     LOOP_MAX_DEPTH,
     TOKEN_FLAGS,
@@ -43,8 +45,20 @@ _CHANNEL_OF = {pair: i for i, pair in enumerate(CHANNELS)}
 ROLES = ("dram", "dst", "src1", "src2", "src3")  # the order of LOOP's d_* fields
 
 
-def _neighbour(unit: Unit, side: str) -> Unit:
-    return Unit(unit + (1 if side == "next" else -1))
+def _flag_channels() -> dict[tuple[int, str], tuple[str, int]]:
+    """(unit, token flag) -> ("pop" or "push", channel index), for flags the unit may carry."""
+    out = {}
+    for unit in UNITS:
+        for flag in TOKEN_FLAGS:
+            kind, side = flag.split("_")
+            other = unit + (1 if side == "next" else -1)
+            if 0 <= other <= 2:
+                pair = (other, unit) if kind == "pop" else (unit, other)
+                out[(int(unit), flag)] = (kind, _CHANNEL_OF[pair])
+    return out
+
+
+_FLAG_CHANNEL = _flag_channels()
 
 
 @dataclass(frozen=True)
@@ -64,32 +78,76 @@ class Decoded:
     @classmethod
     def of(cls, pc: int, insn: Instruction, cfg: ChipConfig) -> Decoded:
         op = insn.op
-        try:
-            check(insn)
-            illegal = None
-        except EncodingError as exc:
-            illegal = str(exc)
+        facts = _op_facts(op.opcode)
+        illegal = None
+        if not _quick_legal(insn, facts):
+            try:
+                check(insn)  # the encoder's own check words the message
+                illegal = f"{op.mnemonic}: an encoding the decoder would reject"
+            except EncodingError as exc:
+                illegal = str(exc)
         unit = int(insn.unit)
         pops: list[int] = []
         pushes: list[int] = []
         if unit != Unit.DISPATCH and illegal is None:
-            for flag in TOKEN_FLAGS:
+            for flag in TOKEN_FLAGS:  # table order, so pops and pushes have a fixed order
                 if flag in insn.flags:
-                    kind, side = flag.split("_")
-                    other = _neighbour(Unit(unit), side)
-                    if kind == "pop":
-                        pops.append(_CHANNEL_OF[(other, Unit(unit))])
-                    else:
-                        pushes.append(_CHANNEL_OF[(Unit(unit), other)])
-        roles = tuple((f.name, ROLES.index(f.role), f.kind is Kind.LOCAL)
-                      for f in op.fields if f.role is not None)
+                    kind, channel = _FLAG_CHANNEL[(unit, flag)]
+                    (pops if kind == "pop" else pushes).append(channel)
         latency = None
-        if unit != Unit.DISPATCH and illegal is None:
-            code = compile(op.latency, "<latency>", "eval")
-            moved = {name for name, _, _ in roles}
-            if not moved & set(code.co_names) - set(LATENCY_NAMES):
-                latency = op.cycles(insn.values, cfg)
-        return cls(pc, insn, op.opcode, unit, latency, tuple(pops), tuple(pushes), roles, illegal)
+        if unit != Unit.DISPATCH and illegal is None and facts.static_latency:
+            latency = op.cycles(insn.values, cfg)
+        return cls(pc, insn, op.opcode, unit, latency, tuple(pops), tuple(pushes), facts.roles,
+                   illegal)
+
+
+@dataclass(frozen=True)
+class _OpFacts:
+    """Per-opcode facts the scheduler reuses for every instruction of that opcode."""
+
+    roles: tuple[tuple[str, int, bool], ...]
+    static_latency: bool  # the latency formula reads no field that LOOP offsets move
+    ranges: tuple[tuple[str, int, int], ...]  # (field, lo, hi) as the encoder checks them
+    func_dtypes: dict[Any, Any] | None
+
+
+@functools.cache
+def _op_facts(opcode: int) -> _OpFacts:
+    op = BY_OPCODE[opcode]
+    roles = tuple((f.name, ROLES.index(f.role), f.kind is Kind.LOCAL)
+                  for f in op.fields if f.role is not None)
+    code = compile(op.latency, "<latency>", "eval")
+    moved = {name for name, _, _ in roles}
+    static = not moved & (set(code.co_names) - set(LATENCY_NAMES))
+    ranges = tuple((f.name, 0, (2 << 16) - 1) if f.kind is Kind.LOCAL else (f.name, f.lo, f.hi)
+                   for f in op.fields)
+    return _OpFacts(roles, static, ranges, FUNC_DTYPES.get(op.mnemonic))
+
+
+def _quick_legal(insn: Instruction, facts: _OpFacts) -> bool:
+    """The encoder's checks, fast; False sends the instruction to `check` for the message."""
+    values = insn.values
+    try:
+        for name, lo, hi in facts.ranges:
+            if not lo <= values[name] <= hi:
+                return False
+        if facts.func_dtypes is not None:
+            if values["dtype"] not in facts.func_dtypes[values["fn"]]:
+                return False
+    except (KeyError, TypeError):
+        return False
+    flags = insn.flags
+    if not flags:
+        return True
+    unit = insn.unit
+    if unit == Unit.DISPATCH or not flags <= _FLAG_SET:
+        return False
+    return not flags & _NO_NEIGHBOUR_FLAGS.get(unit, frozenset())
+
+
+_FLAG_SET = frozenset(TOKEN_FLAGS)
+_NO_NEIGHBOUR_FLAGS = {Unit.LOAD: frozenset({"pop_prev", "push_prev"}),
+                       Unit.STORE: frozenset({"pop_next", "push_next"})}
 
 
 @dataclass
