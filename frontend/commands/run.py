@@ -1,0 +1,153 @@
+"""`dozen run`: run a model or a compiled program on a backend and summarise its outputs.
+
+    dozen run model.onnx|model.dzn [--backend sim|numpy|...] [--input NAME=x.npy]
+              [--output NAME=y.npy] [--quantize int8] [--trace out.json]
+
+Inputs not given are random (of the right shapes and dtypes). A .dzn runs on the chip
+backends only (`sim`); an .onnx model runs on any registered backend, `sim` compiling it
+first. The simulator's counters are printed too.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from tqdm import tqdm
+
+from compiler.backends import available_backends, get_backend, load_plugins
+from frontend.commands.compile import (
+    add_model_options,
+    compile_with_progress,
+    load_graph,
+    random_inputs,
+)
+from frontend.tables import format_table
+from isa.config import load_config
+from isa.container import Program, write_atomic
+from isa.errors import InputError
+
+CHIP_BACKENDS = ("sim",)
+
+
+def backend_names() -> list[str]:
+    load_plugins("frontend")
+    return available_backends()
+
+
+def register(subparsers: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
+    parser = subparsers.add_parser(
+        "run", parents=[common], help="run a model (.onnx) or program (.dzn) on a backend",
+        description="Run a model or compiled program; random inputs when none are given.")
+    parser.add_argument("model", type=Path, help="an .onnx model or a compiled .dzn program")
+    parser.add_argument("--backend", "-b", default="sim", metavar="NAME",
+                        help="backend: sim, numpy, or any registered one (default sim)")
+    parser.add_argument("--input", "-i", action="append", default=[], metavar="NAME=FILE.npy",
+                        help="an input tensor (repeatable)")
+    parser.add_argument("--output", "-o", action="append", default=[], metavar="NAME=FILE.npy",
+                        help="write an output tensor to a .npy file (repeatable)")
+    parser.add_argument("--trace", type=Path, metavar="OUT.json",
+                        help="sim: write a Perfetto/Chrome trace")
+    add_model_options(parser)
+    parser.set_defaults(func=run)
+
+
+def _pairs(items: list[str], what: str) -> dict[str, Path]:
+    out: dict[str, Path] = {}
+    for item in items:
+        name, eq, file = item.partition("=")
+        if not eq or not name or not file:
+            raise InputError(f"--{what} expects NAME=FILE.npy, got {item!r}")
+        out[name] = Path(file)
+    return out
+
+
+def _load(name: str, path: Path, shape: tuple[int, ...], dtype: str) -> np.ndarray:
+    try:
+        value = np.load(path, allow_pickle=False)
+    except FileNotFoundError:
+        raise InputError(f"input {name}: file not found: {path}") from None
+    except (ValueError, OSError, EOFError) as exc:
+        raise InputError(f"input {name}: {path} is not a readable .npy file ({exc})") from None
+    if tuple(value.shape) != tuple(shape):
+        raise InputError(f"input {name}: shape {list(value.shape)}, expected {list(shape)}")
+    return value.astype({"float32": np.float32, "int8": np.int8, "int32": np.int32,
+                         "uint8": np.uint8}[dtype])
+
+
+def run(args: argparse.Namespace) -> int:
+    names = backend_names()
+    if args.backend not in names:
+        raise InputError(f"unknown backend {args.backend!r} (available: {', '.join(names)})")
+    suffix = args.model.suffix.lower()
+    stats: dict[str, Any] = {}
+    program: Program | None = None
+    if suffix == ".dzn":
+        if args.backend not in CHIP_BACKENDS:
+            raise InputError(f"a .dzn program runs on the chip backends "
+                             f"({', '.join(CHIP_BACKENDS)}), not {args.backend!r}; give the "
+                             ".onnx model instead")
+        program = Program.load(args.model)
+        if args.config is not None and load_config(args.config) != program.config:
+            raise InputError(f"{args.model} was built for chip {program.config.name!r}; "
+                             "recompile it for another chip")
+        specs = {s.name: (tuple(s.shape), s.dtype) for s in program.inputs}
+    elif suffix == ".onnx":
+        graph = load_graph(args.model, args.quantize, args.calibrate, args.seed)
+        specs = graph.input_specs()
+    else:
+        raise InputError(f"{args.model}: expected an .onnx model or a .dzn program")
+    given = _pairs(args.input, "input")
+    for name in given:
+        if name not in specs:
+            raise InputError(f"no input named {name!r} (inputs: {', '.join(specs)})")
+    inputs = random_inputs(specs, args.seed)
+    for name, path in given.items():
+        inputs[name] = _load(name, path, *specs[name])
+    started = time.perf_counter()
+    if args.backend == "sim":
+        from frontend.backend_sim import simulate
+
+        if program is None:
+            program = compile_with_progress(graph, load_config(args.config))
+        bar = tqdm(total=1, desc=f"simulating {len(program.code):,} instructions",
+                   file=sys.stderr, disable=None, leave=False)
+        outputs = simulate(program, inputs, stats, args.trace)
+        bar.update(1)
+        bar.close()
+    else:
+        options: dict[str, Any] = {}
+        if args.config is not None:
+            options["cfg"] = load_config(args.config)
+        outputs = get_backend(args.backend)(graph, inputs, **options)
+    seconds = time.perf_counter() - started
+    wanted = _pairs(args.output, "output")
+    for name, path in wanted.items():
+        if name not in outputs:
+            raise InputError(f"no output named {name!r} (outputs: {', '.join(outputs)})")
+        buffer = io.BytesIO()
+        np.save(buffer, outputs[name])
+        write_atomic(path, buffer.getvalue())
+    rows = []
+    for name, a in outputs.items():
+        a = np.asarray(a)
+        finite = a[np.isfinite(a)] if a.dtype.kind == "f" else a
+        rows.append((name, "x".join(map(str, a.shape)) or "scalar", str(a.dtype),
+                     float(finite.min()) if finite.size else "", float(finite.max())
+                     if finite.size else "", float(np.abs(a).mean()) if a.size else "",
+                     str(wanted.get(name, ""))))
+    print(format_table(["output", "shape", "dtype", "min", "max", "mean |x|", "written to"],
+                       rows, title=f"{args.model} on backend {args.backend!r} "
+                                   f"({seconds:.2f} s)"))
+    if stats:
+        from simulator.report import summary_rows
+
+        print(format_table(["counter", "value"], summary_rows(stats["report"])))
+    if args.trace is not None and args.backend == "sim":
+        print(f"trace: {args.trace} (open it in ui.perfetto.dev)")
+    return 0
