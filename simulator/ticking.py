@@ -25,7 +25,7 @@ def run_ticks(code: list[Instruction], cfg: ChipConfig, machine: Machine | None 
               ) -> tuple[int, list[Run]]:
     """Simulate cycle by cycle; `stop_after` ends early after that many cycles (for timing)."""
     machine = machine or Machine(cfg)
-    decoded = [Decoded.of(pc, insn, cfg) for pc, insn in enumerate(code)]
+    decoded = _LazyDecode(code, cfg)
     queues: list[list[tuple[Decoded, dict[str, int], str | None]]] = [[], [], []]
     busy_until = [0, 0, 0]
     running: list[Decoded | None] = [None, None, None]
@@ -101,6 +101,19 @@ def run_ticks(code: list[Instruction], cfg: ChipConfig, machine: Machine | None 
         if idle and any(queues) and not progressed and (halted or stalled):
             raise SimulationError(Fault.DEADLOCK, "deadlock", cycle=t)
         t += 1
+
+
+class _LazyDecode:
+    """Decode on first fetch, so a short prefix of a long program costs only what it runs."""
+
+    def __init__(self, code: list[Instruction], cfg: ChipConfig):
+        self.code, self.cfg, self.cache = code, cfg, {}
+
+    def __getitem__(self, pc: int) -> Decoded:
+        dec = self.cache.get(pc)
+        if dec is None:
+            dec = self.cache[pc] = Decoded.of(pc, self.code[pc], self.cfg)
+        return dec
 
 
 def _offset_values(dec: Decoded, loops: list[list[int]], deltas: list[tuple[int, ...]]
