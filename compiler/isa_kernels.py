@@ -80,8 +80,13 @@ def _requants(expr: Expr) -> list[Expr]:
 
 
 def emit_elementwise(em: Emitter, shape: tuple[int, ...], leaves: list[Leaf], body: Expr,
-                     out: DramBuffer, acc_leaf: Leaf | None = None) -> None:
-    """out (contiguous over `shape`) = body evaluated lane by lane."""
+                     out: DramBuffer, acc_leaf: Leaf | None = None,
+                     rq_views: dict[int, View] | None = None) -> None:
+    """out (contiguous over `shape`) = body evaluated lane by lane.
+
+    `rq_views` gives, per REQUANT node, the View of its channel index over `shape` (when
+    the node's channel axis is not an axis of `shape`).
+    """
     cfg, n = em.cfg, em.cfg.n
     all_leaves = list(leaves) + ([acc_leaf] if acc_leaf is not None else [])
     for leaf in all_leaves:
@@ -89,7 +94,9 @@ def emit_elementwise(em: Emitter, shape: tuple[int, ...], leaves: list[Leaf], bo
             leaf.imm = scalar_of(leaf.buf, leaf.view, leaf.data)
     loaded = [lf for lf in all_leaves if lf.imm is None]
     rqs = _requants(body)
-    views = [lf.view for lf in loaded] + [requant_view(r, shape) for r in rqs] \
+    rq_views = rq_views or {}
+    views = [lf.view for lf in loaded] + [rq_views.get(id(r)) or requant_view(r, shape)
+                                          for r in rqs] \
         + [View.contiguous(shape)]
     cshape, cviews = collapse(tuple(shape), views)
     cshape, cviews = split_lanes(cshape, cviews, n)
@@ -653,9 +660,24 @@ def emit_contraction(em: Emitter, shape: tuple[int, ...], reduce_axes: tuple[int
         for ax in reversed(axes):
             strides[ax] = st * sub if shape[ax] > 1 else 0
             sub *= shape[ax]
-    acc_view = View(red_shape, tuple(0 if i in reduce_axes else strides[i]
-                                     for i in range(len(shape))), 0, None).reshape(out_shape)
-    if acc_view is None:
-        raise CompileError("cannot lay out a contraction result for its epilogue")
+    red_view = View(red_shape, tuple(0 if i in reduce_axes else strides[i]
+                                     for i in range(len(shape))), 0, None)
     body = epilogue if epilogue is not None else Expr(ACC, (), None, acc_dtype)
-    emit_elementwise(em, out_shape, epi_leaves, body, out, Leaf(target, acc_view))
+    acc_view = red_view.reshape(out_shape)
+    if acc_view is not None:
+        emit_elementwise(em, out_shape, epi_leaves, body, out, Leaf(target, acc_view))
+        return
+    # Same flat order: run the epilogue over the reduced shape instead.
+    leaves = []
+    for lf in epi_leaves:
+        v = lf.view.reshape(red_shape) if lf.view is not None and lf.imm is None else lf.view
+        if lf.imm is None and v is None:
+            raise CompileError("cannot lay out a contraction result for its epilogue")
+        leaves.append(Leaf(lf.buf, v, lf.data, lf.imm))
+    rq_views = {}
+    for r in _requants(body):
+        rv = requant_view(r, out_shape).reshape(red_shape)
+        if rv is None:
+            raise CompileError("cannot lay out per-channel REQUANT params for the epilogue")
+        rq_views[id(r)] = rv
+    emit_elementwise(em, red_shape, leaves, body, out, Leaf(target, red_view), rq_views)
