@@ -450,7 +450,9 @@ def format_instruction(insn: Instruction) -> str:
     return text
 
 
-def disassemble(program: Program, with_data: bool = True) -> str:
+def disassemble(program: Program, with_data: bool = True, with_hex: bool = False) -> str:
+    """Program text that assembles back to the same bytes; `with_hex` adds each instruction's
+    16 bytes (first byte first) to its pc comment."""
     cfg = program.config
     preset_name = next((name for name, p in PRESETS.items() if p == cfg), None)
     config_text = preset_name or json.dumps(cfg.to_dict(), sort_keys=True)
@@ -473,8 +475,9 @@ def disassemble(program: Program, with_data: bool = True) -> str:
     texts = ["  " * depth + format_instruction(insn) for insn, depth in zip(program.code, depths,
                                                                             strict=True)]
     column = max((len(t) for t in texts), default=0)
-    for pc, text in enumerate(texts):
-        lines.append(f"    {text:<{column}}  ; {pc:>{width}}")
+    for pc, (text, insn) in enumerate(zip(texts, program.code, strict=True)):
+        encoding = f"  {insn.encode().hex()}" if with_hex else ""
+        lines.append(f"    {text:<{column}}  ; {pc:>{width}}{encoding}")
     return "\n".join(lines) + "\n"
 
 

@@ -17,6 +17,8 @@ def register(subparsers: argparse._SubParsersAction, common: argparse.ArgumentPa
     parser.add_argument("binary", type=Path, help="program file (.dzn)")
     parser.add_argument("--no-data", action="store_true",
                         help="summarise data segments instead of printing their bytes")
+    parser.add_argument("--hex", action="store_true",
+                        help="show each instruction's 16 bytes in hex after its pc")
     parser.add_argument("-o", "--output", type=Path, help="write to this file, not stdout")
     parser.set_defaults(func=run)
 
@@ -28,7 +30,7 @@ def run(args: argparse.Namespace) -> int:
         if cfg != program.config:
             raise InputError(f"{args.binary} was built for chip {program.config.name!r}, "
                              f"not for --config {args.config} ({cfg.name!r})")
-    text = disassemble(program, with_data=not args.no_data)
+    text = disassemble(program, with_data=not args.no_data, with_hex=args.hex)
     if args.output is not None:
         write_atomic(args.output, text.encode())
     else:

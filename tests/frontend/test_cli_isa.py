@@ -130,6 +130,12 @@ def test_asm_reports_what_it_wrote(capsys, tmp_path):
 def test_disasm_no_data_and_output_file(capsys, tmp_path, tiny_dzn):
     code, out, _ = run(capsys, "disasm", str(tiny_dzn), "--no-data")
     assert code == 0 and "; data segment at 0x100: 16 bytes" in out and ".bytes" not in out
+    code, out, _ = run(capsys, "disasm", str(tiny_dzn), "--hex")
+    assert code == 0 and "; 4  00000000000000000000000000000000" in out
+    again = tmp_path / "hex.s"
+    again.write_text(out)
+    assert run(capsys, "asm", str(again))[0] == 0
+    assert (tmp_path / "hex.dzn").read_bytes() == tiny_dzn.read_bytes()
     target = tmp_path / "out.s"
     code, out, _ = run(capsys, "disasm", str(tiny_dzn), "-o", str(target))
     assert code == 0 and not out and ".bytes 0x100" in target.read_text()
