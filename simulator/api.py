@@ -12,6 +12,7 @@ For hand-written instruction lists (tests, the RTL's checks) use
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -70,7 +71,10 @@ class Simulator:
     """Cycle-level simulator of one chip: `Simulator(program)` or `Simulator(cfg)`."""
 
     def __init__(self, program_or_cfg: Program | ChipConfig, *,
-                 max_cycles: int = DEFAULT_MAX_CYCLES, trace: bool = False):
+                 max_cycles: int = DEFAULT_MAX_CYCLES, trace: bool = False,
+                 progress: Callable[[int, int], None] | None = None):
+        """`progress(instructions, cycle)`, if given, is called now and then while running
+        (the command line feeds a progress bar with it)."""
         if isinstance(program_or_cfg, Program):
             self.program: Program | None = program_or_cfg
             self.cfg = program_or_cfg.config
@@ -80,6 +84,7 @@ class Simulator:
             raise TypeError("Simulator takes a Program or a ChipConfig")
         self.max_cycles = max_cycles
         self.trace = trace
+        self.progress = progress
 
     def run(self, inputs: dict[str, np.ndarray] | None = None) -> Result:
         """Run the program with named inputs (missing ones stay zero); outputs by name."""
@@ -113,7 +118,7 @@ class Simulator:
         machine = Machine(self.cfg, dram)
         if segments:
             _place_segments(machine.dram, segments)
-        schedule = Schedule(list(code), machine, self.max_cycles, self.trace)
+        schedule = Schedule(list(code), machine, self.max_cycles, self.trace, self.progress)
         with np.errstate(all="ignore"):
             counters = schedule.run()
         return Result(self.cfg, counters, machine.dram, machine.sp, machine.acc,

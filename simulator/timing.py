@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import functools
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -34,6 +35,7 @@ from simulator.errors import FaultSignal, SimulationError
 from simulator.semantics import Machine
 
 DEFAULT_MAX_CYCLES = 200_000_000
+PROGRESS_EVERY = 2048  # dispatches between progress callbacks
 
 UNITS = (Unit.LOAD, Unit.COMPUTE, Unit.STORE)
 UNIT_NAMES = ("load", "compute", "store")
@@ -179,7 +181,10 @@ class Schedule:
     """Runs a decoded program on a Machine, cycle-exactly, and counts what happened."""
 
     def __init__(self, code: list[Instruction], machine: Machine,
-                 max_cycles: int = DEFAULT_MAX_CYCLES, trace: bool = False):
+                 max_cycles: int = DEFAULT_MAX_CYCLES, trace: bool = False,
+                 progress: Callable[[int, int], None] | None = None):
+        """`progress(instructions, cycle)` is called every PROGRESS_EVERY dispatches."""
+        self.progress = progress
         self.cfg = machine.cfg
         self.machine = machine
         self.code = code
@@ -223,6 +228,8 @@ class Schedule:
         last_end = 0
         t = 0
         max_cycles = self.max_cycles
+        progress = self.progress
+        countdown = PROGRESS_EVERY
 
         while True:
             if t > max_cycles:
@@ -327,6 +334,11 @@ class Schedule:
                         log.dispatches.append((t, pc))
                 if dispatched:
                     by_opcode[dec.opcode] += 1
+                    if progress is not None:
+                        countdown -= 1
+                        if not countdown:
+                            progress(PROGRESS_EVERY, t)
+                            countdown = PROGRESS_EVERY
                     if dispatch_stall_since is not None:
                         counters.dispatch_stalled += t - dispatch_stall_since
                         if log is not None:
@@ -358,6 +370,8 @@ class Schedule:
                 break
             raise self._deadlock(queues, tokens, halted, pc, t)
 
+        if progress is not None:
+            progress(PROGRESS_EVERY - countdown, t)
         counters.halt_cycle = halt_cycle
         assert halt_cycle is not None
         counters.cycles = max(halt_cycle + 1, last_end)

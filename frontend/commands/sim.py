@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from tqdm import tqdm
 
 from frontend.tables import format_table
 from isa.config import load_config
@@ -90,8 +91,15 @@ def run(args: argparse.Namespace) -> int:
         if name not in known:
             raise InputError(f"no output named {name!r} (outputs: "
                              f"{', '.join(sorted(known)) or 'none'})")
-    sim = Simulator(program, max_cycles=args.max_cycles, trace=args.trace is not None)
-    result = sim.run(inputs)
+    with tqdm(desc="simulating", unit=" insn", file=sys.stderr, disable=None,
+              leave=False) as bar:
+        def progress(instructions: int, cycle: int) -> None:
+            bar.set_postfix_str(f"cycle {cycle:,}", refresh=False)
+            bar.update(instructions)
+
+        sim = Simulator(program, max_cycles=args.max_cycles, trace=args.trace is not None,
+                        progress=progress)
+        result = sim.run(inputs)
     if result.missing_inputs:
         note.append(f"inputs not given, left zero: {', '.join(result.missing_inputs)}")
     for name, path in outputs.items():
