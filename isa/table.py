@@ -546,8 +546,15 @@ def describe(cfg: ChipConfig | None = None) -> list[dict[str, Any]]:
         fields = [{"name": f.name, "bits": f.bits, "kind": f.kind.value, "min": f.lo, "max": f.hi,
                    **({"values": [e.name.lower() for e in f.enum]} if f.enum else {}),
                    **({"loop_role": f.role} if f.role else {}), "doc": f.doc} for f in op.fields]
-        out.append({"opcode": op.opcode, "mnemonic": op.mnemonic, "unit": op.unit.name.lower(),
-                    "fields": fields, "summary": op.summary, "latency": op.latency})
+        entry = {"opcode": op.opcode, "mnemonic": op.mnemonic, "unit": op.unit.name.lower(),
+                 "fields": fields, "summary": op.summary, "latency": op.latency}
+        functions = [{"code": int(fn), "name": fn.name.lower(),
+                      "dtypes": sorted(d.name.lower() for d in dts) if dts is not None else None,
+                      "rule": FUNCTION_DOC[fn]}
+                     for mnemonic, fn, dts in all_functions() if mnemonic == op.mnemonic]
+        if functions:
+            entry["functions"] = functions
+        out.append(entry)
     return out
 
 

@@ -117,6 +117,17 @@ def test_describe_lists_every_opcode_with_fields():
     assert load["mnemonic"] == "load" and load["unit"] == "load"
     assert [f["name"] for f in load["fields"]] == ["sram", "dram", "stride", "rows", "cols", "fmt"]
     assert load["fields"][-1]["values"] == ["i8", "u8", "x32"]
+    assert "functions" not in load
+    unary = {f["name"]: f for f in data[Op.UNARY]["functions"]}
+    assert unary["exp2"]["dtypes"] == ["f32"] and unary["neg"]["dtypes"] == ["f32", "i32"]
+    assert [f["name"] for f in data[Op.MOVE]["functions"]] == ["copy", "transpose", "bcast", "fill"]
+
+
+def test_loop_roles_match_loop_deltas():
+    loop_deltas = {f.name.removeprefix("d_") for f in BY_MNEMONIC["loop"].fields
+                   if f.name.startswith("d_")}
+    roles = {f.role for op in OPS for f in op.fields if f.role}
+    assert roles == loop_deltas == {"dram", "dst", "src1", "src2", "src3"}
 
 
 # Encoder range checks ---------------------------------------------------------------------
