@@ -41,7 +41,8 @@ class IREmitter(Emitter):
             return b if a == "1" else a
         if op == "+" and (a == "0" or b == "0"):
             return b if a == "0" else a
-        name = {"+": "add nuw nsw", "*": "mul nuw nsw", "/": "udiv", "%": "urem"}[op]
+        # no nuw/nsw: View offsets and strides may be negative
+        name = {"+": "add", "*": "mul", "/": "udiv", "%": "urem"}[op]
         return self.ins(f"{name} i64 {a}, {b}")
 
     def icmp(self, op: str, a: str, b: str) -> str:
@@ -73,7 +74,8 @@ class IREmitter(Emitter):
         return self.ins(f"sext i8 {low} to i32")
 
     def call(self, fn: str, ret: str, args: str) -> str:
-        self.declares.add(f"declare {ret} @{fn}({', '.join(a.split()[0] for a in args.split(', '))})")
+        types = ", ".join(a.split()[0] for a in args.split(", "))
+        self.declares.add(f"declare {ret} @{fn}({types})")
         return self.ins(f"call {ret} @{fn}({args})")
 
     def fmax(self, x: str, y: str, pred: str) -> str:

@@ -69,7 +69,7 @@ class CEmitter(Emitter):
             if out == "float32":
                 return f"(float){a[0]}"
             if flt:
-                return wrap(f"convert_int_sat_rte({a[0]})", out)
+                return wrap(f"isnan({a[0]}) ? 0 : convert_int_sat_rte({a[0]})", out)
             return wrap(a[0], out)
         if flt:
             x = a[0]

@@ -7,6 +7,7 @@ import json
 from collections.abc import Callable
 from typing import Any
 
+from frontend.devices import opencl_section
 from frontend.tables import format_table
 from isa.config import ChipConfig, load_config
 from isa.table import INSN_BITS, OPS, Fault, describe
@@ -17,6 +18,7 @@ from isa.table import INSN_BITS, OPS, Fault, describe
 # example the OpenCL device listing).
 Section = tuple[str, list[str], list[list[Any]], Any]
 EXTRA_SECTIONS: list[Callable[[ChipConfig], Section]] = []
+EXTRA_SECTIONS.append(opencl_section)
 
 
 def register(subparsers: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
