@@ -15,6 +15,7 @@ from typing import Any
 
 from frontend.cli import main as dozen
 from frontend.commands.examples import EXAMPLES_DIR, HEADERS, build_examples, example_rows
+from frontend.demo_sim import step_simulate
 from frontend.tables import format_table
 from isa.asm import disassemble
 from isa.errors import DozenError
@@ -52,6 +53,7 @@ def step_examples(ctx: DemoContext) -> None:
 STEPS: list[tuple[str, Callable[[DemoContext], None]]] = [
     ("The chip and its ISA", step_info),
     ("Example programs: assemble, disassemble, round trip", step_examples),
+    ("Example programs on the cycle-level simulator", step_simulate),
 ]
 
 
