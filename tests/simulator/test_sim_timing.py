@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 
+import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -13,6 +14,7 @@ from sim_helpers import ACC, HALT, SP, TIMING, run
 from isa.encoding import make
 from isa.table import Axis, Fault, Fmt, MoveFn, SyncUnit
 from simulator import SimulationError
+from simulator.semantics import Machine
 from simulator.ticking import run_ticks
 
 
@@ -187,15 +189,19 @@ def pipelines(draw):
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(programs)
 def test_event_schedule_equals_per_cycle_model(code):
+    dram = np.random.default_rng(len(code)).integers(0, 256, TIMING.dram_bytes, dtype=np.uint8)
+    ticked = Machine(TIMING, dram.copy())
     try:
-        expected = run_ticks(code, TIMING, max_cycles=5000)
+        expected = run_ticks(code, TIMING, ticked, max_cycles=5000)
     except SimulationError as exc:
         with pytest.raises(SimulationError) as info:
-            run(code, max_cycles=5000)
+            run(code, dram=dram.copy(), max_cycles=5000)
         assert info.value.fault == exc.fault
         return
-    r = run(code, trace=True, max_cycles=5000)
+    r = run(code, dram=dram.copy(), trace=True, max_cycles=5000)
     assert (r.cycles, runs(r)) == expected
+    assert np.array_equal(r.dram, ticked.dram)
+    assert np.array_equal(r.sp, ticked.sp) and np.array_equal(r.acc, ticked.acc)
     c = r.counters
     for u in range(3):
         assert c.busy[u] + c.stalled[u] <= c.cycles
