@@ -18,6 +18,9 @@ MEMORIES = """\
   `inp`/`wgt` always SP rows. An instruction that touches a row at or beyond its memory's
   row count faults (SRAM_OUT_OF_BOUNDS); so does a DMA with `cols > n`.
 - Addresses are in **bytes** for DRAM and in **rows** for SRAM.
+- **Instruction memory** holds the program's code, apart from DRAM: the host writes it
+  before the start, only the dispatcher reads it, and the program counter counts
+  instructions (16 bytes each) from 0. No instruction can read or write it.
 """
 
 UNITS = """\
