@@ -20,6 +20,7 @@ from isa import model
 from isa.asm import __doc__ as ASM_DOC
 from isa.asm import format_instruction
 from isa.config import DRAM_ADDR_BITS, LANE_BYTES, PRESETS, ROW_FIELD_BITS, ChipConfig
+from isa.container import MAGIC, SYMBOL_DTYPES, VERSION
 from isa.container import __doc__ as CONTAINER_DOC
 from isa.encoding import Instruction, local_addr, make
 from isa.table import (
@@ -417,7 +418,14 @@ def section_assembly() -> str:
 
 def section_container() -> str:
     body = (CONTAINER_DOC or "").strip().split("\n", 1)[1].strip("\n")
-    return "## 14. The .dzn container\n\n" + _indent_block(body)
+    facts = (
+        f"\nThis is format version {VERSION[0]}.{VERSION[1]}; a reader accepts every minor "
+        f"version of its major version and refuses others. Magic: `{MAGIC.decode()}`. A SYMS "
+        "entry is `{\"name\", \"kind\": \"input\"|\"output\", \"addr\", \"shape\": [...], "
+        "\"dtype\"}` plus `\"scale\"` and `\"zero_point\"` for quantised tensors (real value = "
+        f"scale * (q - zero_point)); dtypes: {', '.join(SYMBOL_DTYPES)}. Data segments must "
+        "not overlap, and segments and symbols must lie inside the chip's DRAM.\n")
+    return "## 14. The .dzn container\n\n" + _indent_block(body) + facts
 
 
 def _indent_block(text: str) -> str:
