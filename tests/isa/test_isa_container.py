@@ -193,6 +193,13 @@ def test_write_atomic_into_missing_directory(tmp_path):
         write_atomic(tmp_path / "no" / "x.dzn", b"data")
 
 
+def test_write_atomic_onto_a_directory_leaves_nothing_behind(tmp_path):
+    (tmp_path / "out.dzn").mkdir()
+    with pytest.raises(ContainerError, match="cannot write"):
+        write_atomic(tmp_path / "out.dzn", b"data")
+    assert [p.name for p in tmp_path.iterdir()] == ["out.dzn"]
+
+
 @settings(max_examples=300, deadline=None)
 @given(st.binary(max_size=200))
 def test_random_bytes_never_crash(blob):
