@@ -10,7 +10,15 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from isa_strategies import instructions, programs
 
-from isa.asm import assemble, assemble_file, bits_f32, disassemble, f32_bits, format_instruction
+from isa.asm import (
+    assemble,
+    assemble_file,
+    bits_f32,
+    disassemble,
+    f32_bits,
+    format_instruction,
+    format_operand,
+)
 from isa.config import PRESETS
 from isa.container import Program
 from isa.encoding import local_addr, make
@@ -45,6 +53,21 @@ def test_each_instruction_round_trips_through_text(insn):
     text = format_instruction(insn)
     program = assemble(f".config tiny\n{text}\n")
     assert program.code == [insn]
+
+
+@settings(SLOW_OK, max_examples=200)
+@given(instructions(), st.randoms(use_true_random=False))
+def test_positional_operands_in_any_mix(insn, rnd):
+    """Positional operands in table order, some given by name instead, flags anywhere."""
+    parts = []
+    named_from = rnd.randint(0, len(insn.op.fields))
+    for i, f in enumerate(insn.op.fields):
+        text = format_operand(f, insn.values[f.name])
+        parts.append(text if i < named_from else f"{f.name}={text}")
+    for flag in sorted(insn.flags):
+        parts.insert(rnd.randint(0, len(parts)), flag)
+    source = f"{insn.mnemonic.upper() if rnd.random() < 0.2 else insn.mnemonic} {', '.join(parts)}"
+    assert assemble(source).code == [insn]
 
 
 @settings(SLOW_OK, max_examples=100)
