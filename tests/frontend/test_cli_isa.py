@@ -236,3 +236,15 @@ def test_real_process_round_trip_and_error(tmp_path):
     assert done.returncode == 2
     assert done.stderr.count("\n") == 1 and "truncated" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_every_command_takes_config():
+    import argparse
+
+    from frontend.cli import build_parser
+
+    parser = build_parser()
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    for name, command in sub.choices.items():
+        options = {s for action in command._actions for s in action.option_strings}
+        assert "--config" in options, f"dozen {name} lacks --config"
