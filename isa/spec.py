@@ -79,8 +79,8 @@ DECISIONS: list[tuple[str, str]] = [
      "TERNARY and REDUCE select among {n_functions} element-wise functions with a `fn` field, "
      "and the dtype is a field too, so a new function costs an enum entry, not an opcode."),
     ("Fixed 128-bit instructions",
-     "One DMA instruction needs a {dram_bits}-bit DRAM address, a 24-bit stride, a 16-bit row "
-     "count and a {local_bits}-bit local address ({load_bits} bits in all); MOVE uses "
+     "One DMA instruction needs a {dram_bits}-bit DRAM address, a {stride_bits}-bit stride, a "
+     "{rows_bits}-bit row count and a {local_bits}-bit local address ({load_bits} bits in all); MOVE uses "
      "{move_bits} and LOOP {loop_bits} of the {insn_bits} bits. A fixed width makes fetch one "
      "aligned word per cycle, lets LOOP count bodies in instructions and lets the RTL decode "
      "every field with constant bit slices generated from the table. VTA chose the same size."),
@@ -218,7 +218,8 @@ def decision_values() -> dict[str, Any]:
     by = {op.mnemonic: op for op in OPS}
     n_functions = sum(len(t) for t in FUNC_DTYPES.values())
     return {"n_functions": n_functions, "dram_bits": DRAM_ADDR_BITS, "local_bits": LOCAL_BITS,
-            "load_bits": by["load"].used_bits, "move_bits": by["move"].used_bits,
+            "load_bits": by["load"].used_bits, "stride_bits": by["load"].field("stride").bits,
+            "rows_bits": by["load"].field("rows").bits, "move_bits": by["move"].used_bits,
             "loop_bits": by["loop"].used_bits, "insn_bits": INSN_BITS,
             "first_free": NUM_OPCODES, "loop_depth": LOOP_MAX_DEPTH}
 
