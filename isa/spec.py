@@ -80,8 +80,9 @@ DECISIONS: list[tuple[str, str]] = [
      "and the dtype is a field too, so a new function costs an enum entry, not an opcode."),
     ("Fixed 128-bit instructions",
      "One DMA instruction needs a {dram_bits}-bit DRAM address, a {stride_bits}-bit stride, a "
-     "{rows_bits}-bit row count and a {local_bits}-bit local address ({load_bits} bits in all); MOVE uses "
-     "{move_bits} and LOOP {loop_bits} of the {insn_bits} bits. A fixed width makes fetch one "
+     "{rows_bits}-bit row count and a {local_bits}-bit local address ({load_bits} bits in "
+     "all); MOVE uses {move_bits} and LOOP {loop_bits} of the {insn_bits} bits. A fixed width "
+     "makes fetch one "
      "aligned word per cycle, lets LOOP count bodies in instructions and lets the RTL decode "
      "every field with constant bit slices generated from the table. VTA chose the same size."),
     ("Opcode in bits 0..3, token flags in bits 4..7 of every instruction",
