@@ -39,6 +39,8 @@ class ChipConfig:
     dtypes: tuple[str, ...] = field(default=DTYPES)
 
     def __post_init__(self) -> None:
+        if isinstance(self.dtypes, list):  # keep the config hashable whatever the caller passed
+            object.__setattr__(self, "dtypes", tuple(self.dtypes))
         self.validate()
 
     # Derived sizes -----------------------------------------------------------------

@@ -164,3 +164,9 @@ def test_to_toml_quotes_names(tmp_path):
     path = tmp_path / "q.toml"
     path.write_text(cfg.to_toml())
     assert load_config(str(path)) == cfg
+
+
+def test_configs_are_hashable_values():
+    cfg = ChipConfig(name="x", dtypes=["int8", "int32"])  # type: ignore[arg-type]
+    assert cfg.dtypes == ("int8", "int32")
+    assert len({cfg, ChipConfig(name="x", dtypes=("int8", "int32")), PRESETS["tiny"]}) == 2
