@@ -103,8 +103,8 @@ def select_device(selector: str | None = None) -> Any:
     for index, _, device in devices:
         if selector == index:
             return device
-    for _, platform, device in devices:
-        if selector.lower() in f"{platform.name} / {device.name}".lower():
+    for _, platform, device in devices:  # platform versions name PoCL, the names do not
+        if selector.lower() in f"{platform.name} / {device.name} / {platform.version}".lower():
             return device
     names = ", ".join(f"{i} ({p.name.strip()} / {d.name.strip()})" for i, p, d in devices)
     raise InputError(f"no OpenCL device matches {selector!r}; devices: {names}")

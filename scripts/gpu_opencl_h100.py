@@ -13,6 +13,9 @@ import time
 
 import numpy as np
 
+from compiler import ir
+from compiler.backends import run_backend
+from compiler.ir import Op
 from compiler.opencl_gemm import Gemm, GemmTiling, time_gemm
 from compiler.opencl_runtime import list_devices, runtime
 
@@ -50,13 +53,69 @@ def check_gemm(rt: object) -> list[list[object]]:
     return rows
 
 
-def check_graphs(device: str) -> list[list[object]]:
-    """A few primitive-op graphs through the OpenCL backend against the numpy reference."""
-    try:
-        from compiler.backend_checks import run_checks
-    except ImportError:
-        return []
-    return run_checks("opencl", device)
+def _matmul(a: ir.Node, b: ir.Node) -> ir.Node:
+    *batch, m, k = a.shape
+    full = (*batch, m, k, b.shape[-1])
+    prod = ir.binary(Op.MUL, ir.expand(ir.reshape(a, (*batch, m, k, 1)), full),
+                     ir.expand(ir.reshape(b, (*batch, 1, k, full[-1])), full))
+    return ir.reshape(ir.reduce(Op.REDUCE_SUM, prod, (len(full) - 2,)), (*batch, m, full[-1]))
+
+
+def sample_graphs() -> list[tuple[str, ir.Graph, dict[str, np.ndarray]]]:
+    """A few primitive-op graphs: fp32 and int8 matmuls with epilogues, a windowed conv,
+    transcendental elementwise chains and reductions."""
+    rng = np.random.default_rng(2)
+    cases = []
+    x = ir.input_("x", (4, 300, 257))
+    w = ir.const(rng.standard_normal((257, 190)).astype(np.float32))
+    y = ir.unary(Op.RELU, ir.binary(Op.ADD, _matmul(x, ir.broadcast_to(w, (4, 257, 190))),
+                                    ir.const(rng.standard_normal(190).astype(np.float32))))
+    cases.append(("fp32 batched matmul + bias + relu", ir.Graph({"x": x}, {"y": y}),
+                  {"x": rng.standard_normal((4, 300, 257)).astype(np.float32)}))
+    q = ir.input_("q", (96, 500), "int8")
+    wq = ir.const(rng.integers(-128, 128, (500, 70)).astype(np.int8))
+    acc = _matmul(ir.unary(Op.CAST, q, "int32"), ir.unary(Op.CAST, wq, "int32"))
+    arg = ir.RequantArg(rng.integers(1, 1 << 24, 70), rng.integers(10, 30, 70), 5, -128, 127,
+                        1, "int8")
+    cases.append(("int8 matmul + requant", ir.Graph({"q": q}, {"y": ir.requant(acc, arg)}),
+                  {"q": rng.integers(-128, 128, (96, 500)).astype(np.int8)}))
+    img = ir.input_("img", (2, 8, 16, 16))
+    padded = ir.pad(img, ((0, 0), (0, 0), (1, 1), (1, 1)))
+    conv = None
+    for dy in range(3):
+        for dx in range(3):
+            win = ir.permute(ir.shrink(padded, ((0, 2), (0, 8), (dy, dy + 16), (dx, dx + 16))),
+                             (0, 2, 3, 1))
+            tap = ir.const(rng.standard_normal((8, 12)).astype(np.float32))
+            term = _matmul(ir.reshape(win, (2 * 16 * 16, 8)), tap)
+            conv = term if conv is None else ir.binary(Op.ADD, conv, term)
+    cases.append(("fp32 conv3x3 (windows)", ir.Graph({"img": img}, {"y": conv}),
+                  {"img": rng.standard_normal((2, 8, 16, 16)).astype(np.float32)}))
+    e = ir.input_("e", (64, 1000))
+    soft = ir.unary(Op.EXP2, ir.binary(Op.SUB, e, ir.reduce(Op.REDUCE_MAX, e, (1,))))
+    soft = ir.binary(Op.DIV, soft, ir.reduce(Op.REDUCE_SUM, soft, (1,)))
+    chain = ir.unary(Op.SQRT, ir.binary(Op.ADD, ir.unary(Op.SIN, e), ir.const(np.float32(2))))
+    cases.append(("softmax + sin/sqrt chain", ir.Graph({"e": e}, {"soft": soft, "chain": chain}),
+                  {"e": rng.standard_normal((64, 1000)).astype(np.float32)}))
+    return cases
+
+
+def check_graphs() -> list[list[object]]:
+    """The sample graphs through the OpenCL backend against the numpy reference."""
+    rows = []
+    for name, graph, inputs in sample_graphs():
+        want = run_backend("numpy", graph, inputs)
+        got = run_backend("opencl", graph, inputs)
+        worst, exact = 0.0, True
+        for key, ref in want.items():
+            out = got[key]
+            exact &= out.dtype == ref.dtype and out.tobytes() == ref.tobytes()
+            scale = max(float(np.abs(ref).max()), 1e-30)
+            worst = max(worst, float(np.abs(out.astype(np.float64) - ref).max()) / scale)
+        is_int = all(r.dtype != np.float32 for r in want.values())
+        ok = exact if is_int else worst < 1e-4
+        rows.append([name + (" (bit-exact)" if is_int else ""), worst, "yes" if ok else "NO"])
+    return rows
 
 
 def torch_sgemm(n: int, reps: int) -> float:
@@ -98,7 +157,7 @@ def main() -> int:
     rt = runtime()
     print(f"\nselected: {rt.name}")
     started = time.perf_counter()
-    checks = check_gemm(rt) + check_graphs(rt.name)
+    checks = check_gemm(rt) + check_graphs()
     table(["check", "max rel err", "ok"], checks, "Correctness vs numpy")
     failed = any(row[-1] != "yes" for row in checks)
 
