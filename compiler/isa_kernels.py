@@ -221,16 +221,14 @@ def emit_elementwise(em: Emitter, shape: tuple[int, ...], leaves: list[Leaf], bo
             pool = RegionPool(temp_base + c * pb, chunks * pb, temps)
             leaf_of = _leaf_resolver(all_leaves, leaf_rows, c, pb)
 
-            def rq_row(e: Expr, c: int = c) -> int:
+            def rq_row(e: Expr, c: int = c, rq_start: int = rq_base) -> int | tuple[int, int]:
                 kind, idx = rq_rows[id(e)]
-                return res_base + idx + 2 * c if kind == "lane" else -1
+                if kind == "lane":
+                    return res_base + idx + 2 * c
+                # per-row params: row pairs (multiplier, shift) for each outer row
+                return rq_start + idx * 2 * chunks * pb + c * 2, 2 * chunks
 
-            per_row_rq = [e for e in rqs if rq_rows[id(e)][0] == "row"]
-            if per_row_rq:
-                _emit_per_row_requant(em, body, count, leaf_of, pool, rq_rows, rq_base, c,
-                                      chunks, pb, sp(dst_row + c * pb))
-            else:
-                ExprEmitter(em, count, leaf_of, pool, rq_row).emit(body, sp(dst_row + c * pb))
+            ExprEmitter(em, count, leaf_of, pool, rq_row).emit(body, sp(dst_row + c * pb))
         if len(em.code) == start:
             em.sync("compute")
         em.flag(len(em.code) - 1, "push_prev", "push_next")
@@ -255,31 +253,6 @@ def _leaf_resolver(leaves: list[Leaf], rows: dict[int, int], c: int, pb: int
             return lf.imm
         return Rows(sp(rows[id(lf)] + c * pb))
     return resolve
-
-
-def _emit_per_row_requant(em: Emitter, body: Expr, count: int, leaf_of, pool: RegionPool,
-                          rq_rows, rq_base: int, c: int, chunks: int, pb: int, dst: int) -> None:
-    """REQUANT whose params change from row to row: one instruction per row, in a LOOP."""
-    def rq_row(e: Expr) -> int:
-        raise CompileError("internal: per-row requant resolved as lanes")
-
-    def emit_node(e: Expr, into: int) -> None:
-        if e.op is Op.REQUANT:
-            t = pool.take()
-            ExprEmitter(em, count, leaf_of, pool, rq_row).emit(e.srcs[0], sp(t))
-            _, ti = rq_rows[id(e)]
-            params = rq_base + ti * 2 * chunks * pb + c * 2
-            em.emit("loop", count=count, body=1, d_dst=1, d_src1=1, d_src2=2 * chunks)
-            em.emit("requant", dst=into, src1=sp(t), src2=sp(params), count=1, zp=e.arg.zp,
-                    lo=e.arg.lo, hi=e.arg.hi, step1=1)
-            em.sync("compute")  # token flags must never sit on a loop body
-            pool.give(t)
-            return
-        raise CompileError("REQUANT with per-row channels must be the last op of its kernel")
-    if body.op is not Op.REQUANT:
-        raise CompileError("REQUANT with per-row channels must be the last op of its kernel")
-    # Rows of the table for chunk c sit at 2*(c*pb + p): rearranged by the load below.
-    emit_node(body, dst)
 
 
 # Reductions ------------------------------------------------------------------------------

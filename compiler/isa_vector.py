@@ -121,7 +121,8 @@ class ExprEmitter:
     """Emits one expression tree over `count` rows on the compute unit."""
 
     def __init__(self, em: Emitter, count: int, leaf: Callable[[Expr], Operand],
-                 temps: RegionPool, requant_rows: Callable[[Expr], int]) -> None:
+                 temps: RegionPool,
+                 requant_rows: Callable[[Expr], int | tuple[int, int]]) -> None:
         self.em, self.count, self.leaf, self.temps = em, count, leaf, temps
         self.requant_rows = requant_rows
 
@@ -199,8 +200,16 @@ class ExprEmitter:
         elif o is Op.REQUANT:
             a = self.row_of(ops[0], held)
             arg = expr.arg
-            em.emit("requant", dst=dst, src1=a.addr, src2=sp(self.requant_rows(expr)),
-                    count=count, zp=arg.zp, lo=arg.lo, hi=arg.hi, step1=a.step)
+            params = self.requant_rows(expr)
+            if isinstance(params, tuple):  # params change from row to row: one per row
+                row, stride = params
+                em.emit("loop", count=count, body=1, d_dst=1, d_src1=a.step, d_src2=stride)
+                em.emit("requant", dst=dst, src1=a.addr, src2=sp(row), count=1, zp=arg.zp,
+                        lo=arg.lo, hi=arg.hi, step1=a.step)
+                em.sync("compute")  # token flags never sit on a loop body
+            else:
+                em.emit("requant", dst=dst, src1=a.addr, src2=sp(params), count=count,
+                        zp=arg.zp, lo=arg.lo, hi=arg.hi, step1=a.step)
             if expr.dtype == "int8" and (arg.lo < -128 or arg.hi > 127):
                 self.wrap8(dst)
             return

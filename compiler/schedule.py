@@ -229,12 +229,16 @@ class _Scheduler:
             return None
 
     def _kernel_root(self, node: Node) -> Node | None:
-        while node not in self.roots:
+        """The root of the kernel an elementwise node fuses into (None: through a reduce)."""
+        while True:
+            if node.op.kind.name == "REDUCE":
+                return None  # a reduce body cannot hold another reduce
+            if node in self.roots:
+                return node
             users = self.consumers[node]
             if len(users) != 1 or users[0].op in MOVEMENT_OPS:
                 return None
             node = users[0]
-        return node
 
     # Buffers ----------------------------------------------------------------------------
     def buffer_of(self, node: Node) -> Buffer:

@@ -7,12 +7,13 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from lower_helpers import assert_matches, conv2d, matmul
+from lower_helpers import assert_matches
 
 from compiler import ir
 from compiler.ir import Op
 from compiler.isa_builder import CompileError
 from compiler.lower import compile_graph
+from frontend.benchmarks._nets import conv2d, matmul
 from isa.config import ChipConfig, preset
 
 RNG = np.random.default_rng(7)
