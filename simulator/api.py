@@ -23,6 +23,7 @@ from isa.config import ChipConfig
 from isa.container import SYMBOL_DTYPES, Program, Segment, Symbol
 from isa.encoding import Instruction
 from isa.errors import InputError
+from simulator.races import Race
 from simulator.report import report
 from simulator.semantics import Machine
 from simulator.timing import DEFAULT_MAX_CYCLES, Counters, Schedule, TraceLog
@@ -45,6 +46,7 @@ class Result:
     dram_bytes_written: int = 0
     log: TraceLog | None = None
     code: list[Instruction] = field(default_factory=list)
+    races: list[Race] | None = None  # with check_races=True: conflicting overlaps found
 
     @property
     def cycles(self) -> int:
@@ -72,9 +74,12 @@ class Simulator:
 
     def __init__(self, program_or_cfg: Program | ChipConfig, *,
                  max_cycles: int = DEFAULT_MAX_CYCLES, trace: bool = False,
-                 progress: Callable[[int, int], None] | None = None):
+                 progress: Callable[[int, int], None] | None = None,
+                 check_races: bool = False):
         """`progress(instructions, cycle)`, if given, is called now and then while running
-        (the command line feeds a progress bar with it)."""
+        (the command line feeds a progress bar with it). `check_races` records in
+        `Result.races` every pair of instructions on different units that touch the same
+        memory while both are busy (see simulator/races.py)."""
         if isinstance(program_or_cfg, Program):
             self.program: Program | None = program_or_cfg
             self.cfg = program_or_cfg.config
@@ -85,6 +90,7 @@ class Simulator:
         self.max_cycles = max_cycles
         self.trace = trace
         self.progress = progress
+        self.check_races = check_races
 
     def run(self, inputs: dict[str, np.ndarray] | None = None) -> Result:
         """Run the program with named inputs (missing ones stay zero); outputs by name."""
@@ -118,13 +124,14 @@ class Simulator:
         machine = Machine(self.cfg, dram)
         if segments:
             _place_segments(machine.dram, segments)
-        schedule = Schedule(list(code), machine, self.max_cycles, self.trace, self.progress)
+        schedule = Schedule(list(code), machine, self.max_cycles, self.trace, self.progress,
+                            self.check_races)
         with np.errstate(all="ignore"):
             counters = schedule.run()
         return Result(self.cfg, counters, machine.dram, machine.sp, machine.acc,
                       macs=machine.macs, dram_bytes_read=machine.dram_read,
                       dram_bytes_written=machine.dram_written, log=schedule.log,
-                      code=list(code))
+                      code=list(code), races=schedule.races)
 
 
 def _place_segments(dram: np.ndarray, segments: list[Segment]) -> None:

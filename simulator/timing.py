@@ -32,6 +32,7 @@ from isa.table import (
     Unit,
 )
 from simulator.errors import FaultSignal, SimulationError
+from simulator.races import MAX_RACES, Footprint, Race, conflict, footprint
 from simulator.semantics import Machine
 
 DEFAULT_MAX_CYCLES = 200_000_000
@@ -182,7 +183,7 @@ class Schedule:
 
     def __init__(self, code: list[Instruction], machine: Machine,
                  max_cycles: int = DEFAULT_MAX_CYCLES, trace: bool = False,
-                 progress: Callable[[int, int], None] | None = None):
+                 progress: Callable[[int, int], None] | None = None, check_races: bool = False):
         """`progress(instructions, cycle)` is called every PROGRESS_EVERY dispatches."""
         self.progress = progress
         self.cfg = machine.cfg
@@ -192,6 +193,8 @@ class Schedule:
         self.max_cycles = max_cycles
         self.counters = Counters()
         self.log = TraceLog() if trace else None
+        self.races: list[Race] | None = [] if check_races else None
+        self._prints: list[Footprint | None] = [None, None, None]
 
     # Errors --------------------------------------------------------------------------
     def _fault(self, fault: Fault, message: str, pc: int | None, cycle: int,
@@ -207,6 +210,7 @@ class Schedule:
     # The loop ------------------------------------------------------------------------
     def run(self) -> Counters:  # noqa: C901 - one tight loop, kept in one place for speed
         cfg, machine, decoded, log = self.cfg, self.machine, self.decoded, self.log
+        races = self.races
         execute = machine.execute
         qdepth, tdepth = cfg.queue_depth, cfg.token_depth
         ncode = len(decoded)
@@ -286,6 +290,8 @@ class Schedule:
                     last_end = end
                 if log is not None:
                     log.runs.append((u, t, end, dec.pc, values))
+                if races is not None:
+                    self._check_races(u, dec, values, t, running)
             # 3. Dispatch: at most one instruction (LOOP and HALT included) per cycle.
             dispatched = False
             if not halted:
@@ -379,6 +385,26 @@ class Schedule:
         counters.by_opcode = {BY_OPCODE[i].mnemonic: c for i, c in enumerate(by_opcode) if c}
         counters.tokens_left = tokens
         return counters
+
+    def _check_races(self, u: int, dec: Decoded, values: dict[str, int], t: int,
+                     running: list[tuple[Decoded, dict[str, int]] | None]) -> None:
+        """Compare a starting instruction's footprint with what the other units are running."""
+        races = self.races
+        assert races is not None
+        mine = footprint(dec.opcode, values, self.cfg)
+        self._prints[u] = mine
+        if mine is None or len(races) >= MAX_RACES:
+            return
+        for other in (0, 1, 2):
+            theirs = self._prints[other]
+            current = running[other]
+            if other == u or current is None or theirs is None:
+                continue
+            hit = conflict(theirs, mine)
+            if hit is not None:
+                space, address, kind = hit
+                races.append(Race(t, (current[0].pc, dec.pc), (UNIT_NAMES[other], UNIT_NAMES[u]),
+                                  space, address, kind))
 
     def _deadlock(self, queues: list[deque[Any]], tokens: list[int], halted: bool, pc: int,
                   t: int) -> SimulationError:

@@ -34,6 +34,9 @@ def register(subparsers: argparse._SubParsersAction, common: argparse.ArgumentPa
     parser.add_argument("--trace", type=Path, metavar="OUT.json",
                         help="write a Chrome trace (open it in ui.perfetto.dev)")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
+    parser.add_argument("--check-races", action="store_true",
+                        help="report units touching the same memory while both are busy "
+                             "(no token ordering them); exit 1 if any")
     parser.add_argument("--max-cycles", type=int, default=DEFAULT_MAX_CYCLES, metavar="N",
                         help=f"stop with a fault after N cycles (default {DEFAULT_MAX_CYCLES:,})")
     parser.set_defaults(func=run)
@@ -98,7 +101,7 @@ def run(args: argparse.Namespace) -> int:
             bar.update(instructions)
 
         sim = Simulator(program, max_cycles=args.max_cycles, trace=args.trace is not None,
-                        progress=progress)
+                        progress=progress, check_races=args.check_races)
         result = sim.run(inputs)
     if result.missing_inputs:
         note.append(f"inputs not given, left zero: {', '.join(result.missing_inputs)}")
@@ -107,6 +110,10 @@ def run(args: argparse.Namespace) -> int:
     if args.trace is not None:
         result.write_trace(args.trace)
     rep = result.report()
+    races = result.races or []
+    status = 1 if races else 0
+    if args.check_races:
+        rep["races"] = [str(r) for r in races]
     if args.json:
         rep["program"] = str(args.program)
         rep["missing_inputs"] = result.missing_inputs
@@ -116,7 +123,7 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps(rep, indent=2))
         for line in note:
             sys.stderr.write(f"note: {line}\n")
-        return 0
+        return status
     for line in note:
         print(f"note: {line}")
     print(format_table(["metric", "value"], summary_rows(rep),
@@ -132,7 +139,12 @@ def run(args: argparse.Namespace) -> int:
         print(format_table(["output", "shape", "dtype", "min", "max", "written to"], rows))
     if args.trace is not None:
         print(f"trace: {args.trace} (open it in ui.perfetto.dev)")
-    return 0
+    if args.check_races:
+        print(f"races: {len(races)} found" + ("" if races else " (the units never touch the "
+                                                            "same memory at the same time)"))
+        for race in races:
+            print(f"  race: {race}")
+    return status
 
 
 def _range(a: np.ndarray) -> tuple[Any, Any]:

@@ -115,3 +115,22 @@ def test_other_config_is_noted(tmp_path, capsys):
     assemble_file(EXAMPLES / "matmul_tiny.s").save(path)
     assert main(["sim", str(path), "--config", "default"]) == 0
     assert "the program was built for 'tiny'" in capsys.readouterr().out
+
+
+def test_check_races(tmp_path, capsys, elementwise):
+    from isa.config import PRESETS
+    from isa.container import Program
+    from isa.encoding import local_addr
+    from isa.table import Fmt, Mem
+    racy = [make("store", sram=local_addr(Mem.SP, 0), dram=64, stride=4, rows=4, cols=4,
+                 fmt=Fmt.U8),
+            make("load", sram=local_addr(Mem.SP, 3), dram=0, stride=4, rows=1, cols=4,
+                 fmt=Fmt.U8), make("halt")]
+    path = tmp_path / "racy.dzn"
+    Program(PRESETS["tiny"], racy).save(path)
+    assert main(["sim", str(path), "--check-races"]) == 1
+    assert "race: cycle" in capsys.readouterr().out
+    assert main(["sim", str(path), "--check-races", "--json"]) == 1
+    assert len(json.loads(capsys.readouterr().out)["races"]) == 1
+    assert main(["sim", str(elementwise), "--check-races"]) == 0
+    assert "races: 0 found" in capsys.readouterr().out
