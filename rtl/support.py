@@ -18,7 +18,8 @@ def supported(op: OpDef, fn: Any, dtype: int) -> bool:
     """True when the RTL implements `op` with function `fn` on lane type `dtype`."""
     if dtype == DType.F32:
         return False
-    return fn not in FLOAT_FUNCTIONS
+    # Enums of different opcodes share codes (BinaryFn.XOR == UnaryFn.FTOI == 10): compare types.
+    return not (op.mnemonic == "unary" and int(fn) in {int(f) for f in FLOAT_FUNCTIONS})
 
 
 def matmul_supported(dtype: int) -> bool:
