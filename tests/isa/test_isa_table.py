@@ -270,13 +270,13 @@ def test_encode_decode_identity(insn):
     assert encode(decode(data)) == data
 
 
-@FAST
+@settings(FAST, max_examples=80)
 @given(st.lists(instructions(), max_size=20))
 def test_program_encode_decode_identity(code):
     assert decode_program(encode_program(code)) == code
 
 
-@settings(max_examples=2000, deadline=None)
+@settings(max_examples=1000, deadline=None)
 @given(st.integers(0, (1 << 128) - 1))
 def test_random_words_decode_or_raise(word):
     data = word.to_bytes(16, "little")
