@@ -120,6 +120,21 @@ def test_asm_disasm_asm_is_byte_exact(capsys, tmp_path, tiny_dzn):
     assert (tmp_path / "again.dzn").read_bytes() == tiny_dzn.read_bytes()
 
 
+def test_asm_from_stdin(capsys, tmp_path, tiny_dzn, monkeypatch):
+    import io
+
+    code, text, _ = run(capsys, "disasm", str(tiny_dzn))
+    monkeypatch.setattr("sys.stdin", io.StringIO(text))
+    out = tmp_path / "piped.dzn"
+    assert run(capsys, "asm", "-", "-o", str(out))[0] == 0
+    assert out.read_bytes() == tiny_dzn.read_bytes()
+    monkeypatch.setattr("sys.stdin", io.StringIO("halt\nbogus\n"))
+    code, _, err = run(capsys, "asm", "-", "-o", str(out))
+    assert_one_line_error(code, err, "<stdin>:2:1: unknown mnemonic 'bogus'")
+    code, _, err = run(capsys, "asm", "-")
+    assert_one_line_error(code, err, "needs -o")
+
+
 def test_asm_reports_what_it_wrote(capsys, tmp_path):
     out = tmp_path / "x.dzn"
     code, stdout, _ = run(capsys, "asm", str(TINY_MATMUL), "-o", str(out), "--config", "tiny")
