@@ -344,21 +344,23 @@ def emit_reduce_rows(em: Emitter, src: DramBuffer, p_total: int, q: int, fn: Op,
             for c in range(1, chunks):
                 em.emit("binary", dst=sp(base), src1=sp(base), src2=sp(base + c * pb),
                         count=count, fn=int(bfn), dtype=dt, step1=1, step2=1)
-        em.emit("reduce", dst=sp(base), src1=sp(base), count=count, fn=int(rfn),
+        # The result goes to its own region: the next load into this buffer may start
+        # as soon as compute is done, while the store may still be reading the result.
+        em.emit("reduce", dst=sp(dst), src1=sp(base), count=count, fn=int(rfn),
                 axis=int(Axis.LANES), dtype=dt)
-        if epilogue is None:
-            result = sp(base)
-        else:
-            def leaf_of(e: Expr, base: int = base, rows_of: dict[int, int] = rows_of
+        result = sp(dst)
+        if epilogue is not None:
+            def leaf_of(e: Expr, rows_of: dict[int, int] = rows_of, red: int = dst
                         ) -> Operand:
                 if e.op == ACC:
-                    return Rows(sp(base))
+                    return Rows(sp(red))
                 lf = leaves[e.arg]
                 return lf.imm if lf.imm is not None else Rows(sp(rows_of[id(lf)]))
             pool = RegionPool(temp_base, pb, temps)
+            final = pool.take()
             ExprEmitter(em, count, leaf_of, pool, lambda e: rq_param_rows[id(e)]).emit(
-                epilogue, sp(dst))
-            result = sp(dst)
+                epilogue, sp(final))
+            result = sp(final)
         em.flag(len(em.code) - 1, "push_prev", "push_next")
         em.flag(start, "pop_prev")
         em.pops(start, "compute", "pop_next", out_free.need(bi))
@@ -538,10 +540,20 @@ class GemmEpilogue:
 
         pool = RegionPool(temps, self.mb, self.temp_regions)
         n_acc = sum(1 for leaf in self.expr.leaves() if leaf.op == ACC)
-        dst = acc_addr if n_acc == 1 else sp(pool.take())
-        ExprEmitter(em, tile.rows, leaf_of, pool,
-                    lambda e: self.row_of[id(e)] + 2 * t).emit(self.expr, dst)
-        return dst
+        source = acc_addr
+        if n_acc > 1:  # read a copy, so writing the result in place clobbers nothing
+            source = sp(pool.take())
+            em.emit("move", dst=source, src1=acc_addr, count=tile.rows, fn=0, dstride=1,
+                    sstride=1)
+
+        def leaf_or_copy(e: Expr) -> Operand:
+            return Rows(source) if e.op == ACC else leaf_of(e)
+
+        # The result stays in the accumulator half, which the store unit owns until it
+        # frees it: a scratchpad result could be overwritten by the next tile's epilogue.
+        ExprEmitter(em, tile.rows, leaf_or_copy, pool,
+                    lambda e: self.row_of[id(e)] + 2 * t).emit(self.expr, acc_addr)
+        return acc_addr
 
 
 Materialise = Callable[[Leaf, list[int], tuple[int, ...]], tuple[DramBuffer, View]]
