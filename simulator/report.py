@@ -61,6 +61,7 @@ def report(result: Result) -> dict[str, Any]:
         "dram_bandwidth_utilization": dram_bytes / (cycles * cfg.dram_bw),
         "units": units,
         "dispatcher_stalled": c.dispatch_stalled,
+        "busiest_unit": max(units, key=lambda name: units[name]["busy"]),
         "roofline": roofline,
         "tokens_left": list(c.tokens_left),
     }
@@ -80,6 +81,8 @@ def summary_rows(rep: dict[str, Any]) -> list[tuple[str, Any]]:
         ("DRAM bandwidth (B/cycle)", round(rep["dram_bytes_per_cycle"], 3)),
         ("DRAM bandwidth (GB/s)", round(rep["dram_bandwidth_gbs"], 3)),
         ("dispatcher stalled (cycles)", rep["dispatcher_stalled"]),
+        ("busiest unit", f"{rep['busiest_unit']} "
+                         f"({rep['units'][rep['busiest_unit']]['busy_fraction']:.1%} busy)"),
         ("operational intensity (MAC/B)", "n/a (no DRAM traffic)"
          if roof["operational_intensity"] is None else round(roof["operational_intensity"], 3)),
         ("machine balance (MAC/B)", round(roof["machine_balance"], 3)),
