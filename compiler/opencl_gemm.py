@@ -49,10 +49,11 @@ class GemmTiling:
 
 
 #: Big tiles for discrete GPUs (NVIDIA, AMD), small ones for CPUs and mobile GPUs. The GPU
-#: tiling was the fastest of a sweep on an H100 (scripts/gpu_opencl_h100.py --sweep); it
-#: needs 48 KiB of local memory, so devices with less get MID_TILING.
-GPU_TILING = GemmTiling(128, 256, 16, 8, 16)
-MID_TILING = GemmTiling(128, 128, 16, 8, 8)
+#: tiling was the fastest of a sweep on an H100 (scripts/gpu_opencl_h100.py --sweep): 128
+#: work-items, 24 KiB of local memory, ~166 registers; devices that cannot hold it get
+#: MID_TILING or SMALL_TILING.
+GPU_TILING = GemmTiling(64, 128, 16, 8, 8)
+MID_TILING = GemmTiling(64, 64, 16, 4, 4)
 SMALL_TILING = GemmTiling(32, 32, 16, 4, 4)
 CPU_TILING = GemmTiling(64, 64, 16, 8, 8)
 
@@ -73,7 +74,7 @@ def tiling_for(device: Any) -> GemmTiling:
 
 
 def gemm_source(tiling: GemmTiling, dtype: str = "float32", warp_x: int = 8,
-                column_loads: bool = False) -> str:
+                column_loads: bool = False, vector_pointers: bool = True) -> str:
     """OpenCL C for the kernel `gemm(A, B, C, M, N, K, strideA, strideB, strideC)`.
 
     Every loop over the register tile is unrolled here, in Python, into scalar variables:
@@ -98,14 +99,28 @@ def gemm_source(tiling: GemmTiling, dtype: str = "float32", warp_x: int = 8,
 
     lines: list[str] = []
     emit = lines.append
+
+    def ld(space: str, ptr: str) -> str:
+        """A 16-byte load. vload4 only promises element alignment, so some compilers split
+        it into four loads; a float4 pointer tells them the address is 16-byte aligned."""
+        if vector_pointers:
+            return f"*((__{space} const {vec}*)({ptr}))"
+        return f"vload4(0, {ptr})"
+
+    def st(space: str, value: str, ptr: str) -> str:
+        if vector_pointers:
+            return f"*((__{space} {vec}*)({ptr})) = {value};"
+        return f"vstore4({value}, 0, {ptr});"
     emit(f"__kernel __attribute__((reqd_work_group_size({t.bn // t.tn}, {t.bm // t.tm}, 1)))")
     emit(f"void gemm(__global const {scalar}* restrict A, __global const {scalar}* restrict B,")
     emit(f"          __global {scalar}* restrict C, const int M, const int N, const int K,")
     emit("          const long strideA, const long strideB, const long strideC) {")
-    emit(f"  __local {scalar} As[2][{t.bk}][{t.bm}];")
-    emit(f"  __local {scalar} Bs[2][{t.bk}][{t.bn}];")
+    emit(f"  __local {scalar} As[2][{t.bk}][{t.bm}] __attribute__((aligned(16)));")
+    emit(f"  __local {scalar} Bs[2][{t.bk}][{t.bn}] __attribute__((aligned(16)));")
     emit(f"  const int tid = get_local_id(1) * {t.bn // t.tn} + get_local_id(0);")
-    if 0 < warp_x <= t.bn // t.tn:  # a warp covers warp_x x (32 / warp_x) work-items
+    grid_x, grid_y = t.bn // t.tn, t.bm // t.tm
+    if (0 < warp_x <= 32 and grid_x % warp_x == 0 and grid_y % (32 // warp_x) == 0
+            and t.threads % 32 == 0):  # a warp covers warp_x x (32 / warp_x) work-items
         wy, across = 32 // warp_x, t.bn // t.tn // warp_x
         emit(f"  const int tx = (tid / 32) % {across} * {warp_x} + tid % {warp_x};")
         emit(f"  const int ty = (tid / 32) / {across} * {wy} + (tid % 32) / {warp_x};")
@@ -136,16 +151,16 @@ def gemm_source(tiling: GemmTiling, dtype: str = "float32", warp_x: int = 8,
 
     def load_global() -> None:
         for l in range(loads_a):
-            emit(f"    ra{l} = vload4(0, pa{l}); pa{l} += {t.bk};")
+            emit(f"    ra{l} = {ld('global', f'pa{l}')}; pa{l} += {t.bk};")
         for l in range(loads_b):
-            emit(f"    rb{l} = vload4(0, pb{l}); pb{l} += stepB;")
+            emit(f"    rb{l} = {ld('global', f'pb{l}')}; pb{l} += stepB;")
 
     def store_local(buf: str) -> None:
         for l in range(loads_a):
             for c in range(4):
                 emit(f"    As[{buf}][ac{l} + {c}][ar{l}] = ra{l}.{lanes[c]};")
         for l in range(loads_b):
-            emit(f"    vstore4(rb{l}, 0, &Bs[{buf}][br{l}][bc{l}]);")
+            emit("    " + st("local", f"rb{l}", f"&Bs[{buf}][br{l}][bc{l}]"))
 
     emit("  {")
     load_global()
@@ -163,9 +178,9 @@ def gemm_source(tiling: GemmTiling, dtype: str = "float32", warp_x: int = 8,
     emit("    #pragma unroll")
     emit(f"    for (int k = 0; k < {t.bk}; k++) {{")
     for g in range(t.tm // 4):
-        emit(f"      const {vec} va{g} = vload4(0, as + k * {t.bm} + {g * rows_a});")
+        emit(f"      const {vec} va{g} = {ld('local', f'as + k * {t.bm} + {g * rows_a}')};")
     for g in range(t.tn // 4):
-        emit(f"      const {vec} vb{g} = vload4(0, bs + k * {t.bn} + {g * cols_b});")
+        emit(f"      const {vec} vb{g} = {ld('local', f'bs + k * {t.bn} + {g * cols_b}')};")
     for i in range(t.tm):
         emit(f"      const {scalar} a{i} = va{i // 4}.{lanes[i % 4]};")
     for j in range(t.tn):
@@ -184,7 +199,8 @@ def gemm_source(tiling: GemmTiling, dtype: str = "float32", warp_x: int = 8,
         row = f"(ty * 4 + {(i // 4) * rows_a + i % 4})"
         for g in range(t.tn // 4):
             parts = ", ".join(f"{conv}c{i}_{4 * g + c}" for c in range(4))
-            emit(f"  vstore4(({vec})({parts}), 0, C + (long){row} * N + tx * 4 + {g * cols_b});")
+            emit("  " + st("global", f"({vec})({parts})",
+                           f"C + (long){row} * N + tx * 4 + {g * cols_b}"))
     emit("}")
     return "\n".join(lines) + "\n"
 

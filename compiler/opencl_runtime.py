@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 import threading
+import warnings
 from dataclasses import dataclass
 from typing import Any
 
@@ -139,7 +140,9 @@ class Runtime:
             built = self._programs.get(key)
             if built is None:
                 try:
-                    built = self.cl.Program(self.context, source).build(options=options)
+                    with warnings.catch_warnings():  # build logs with mere remarks
+                        warnings.simplefilter("ignore", self.cl.CompilerWarning)
+                        built = self.cl.Program(self.context, source).build(options=options)
                 except self.cl.RuntimeError as exc:
                     raise DozenError(f"OpenCL build failed on {self.name}: "
                                      f"{str(exc).splitlines()[0]}") from exc

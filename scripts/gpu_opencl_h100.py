@@ -139,9 +139,9 @@ def torch_sgemm(n: int, reps: int) -> float:
     return float(np.median(times))
 
 
-SWEEP = [GemmTiling(128, 128, 16, 8, 8), GemmTiling(128, 128, 8, 8, 8),
-         GemmTiling(128, 64, 16, 8, 8), GemmTiling(64, 128, 16, 8, 8),
-         GemmTiling(128, 256, 16, 8, 16), GemmTiling(64, 64, 16, 8, 8)]
+SWEEP = [GemmTiling(64, 128, 8, 8, 8), GemmTiling(128, 128, 16, 8, 8),
+         GemmTiling(128, 256, 8, 8, 16), GemmTiling(64, 256, 16, 8, 16),
+         GemmTiling(64, 64, 16, 8, 8), GemmTiling(32, 128, 16, 4, 8)]
 
 
 def main() -> int:
