@@ -64,14 +64,20 @@ def test_bad_input_is_one_line(argv: list[str], text: str, capsys: pytest.Captur
 
 
 def test_dzn_needs_its_source_graph(tmp_path, capsys: pytest.CaptureFixture) -> None:
+    from isa.config import preset
+    from isa.container import Program
+    from isa.encoding import make
+
     path = tmp_path / "m.dzn"
-    path.write_bytes(b"DOZN")
+    Program(preset("tiny"), [make("halt")]).save(path)
     assert main(["compare", str(path)]) == 2
-    assert ".onnx" in capsys.readouterr().err
+    assert "source model" in capsys.readouterr().err
+    path.write_bytes(b"DOZN")  # truncated
+    assert main(["compare", str(path)]) == 2
+    assert capsys.readouterr().err.count("\n") == 1
 
 
-def test_compare_an_onnx_model(tmp_path, capsys: pytest.CaptureFixture) -> None:
-    onnx_import = pytest.importorskip("frontend.onnx_import")
+def _onnx_model(path) -> None:
     import onnx
     from onnx import TensorProto, helper, numpy_helper
 
@@ -82,8 +88,27 @@ def test_compare_an_onnx_model(tmp_path, capsys: pytest.CaptureFixture) -> None:
                                                                          [2, 8])],
                               [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2, 5])],
                               [w])
-    path = tmp_path / "m.onnx"
     onnx.save(helper.make_model(graph), str(path))
-    assert onnx_import.load_onnx(str(path)) is not None
+
+
+def test_compare_an_onnx_model(tmp_path, capsys: pytest.CaptureFixture) -> None:
+    pytest.importorskip("frontend.onnx_import")
+    path = tmp_path / "m.onnx"
+    _onnx_model(path)
     assert main(["compare", str(path), "--backends", "numpy,llvm,opencl", "--json"]) == 0
     assert '"backend": "opencl"' in capsys.readouterr().out
+
+
+def test_compare_a_compiled_int8_program(tmp_path, capsys: pytest.CaptureFixture) -> None:
+    pytest.importorskip("frontend.onnx_import")
+    pytest.importorskip("frontend.quantize")
+    path = tmp_path / "m.onnx"
+    _onnx_model(path)
+    dzn = tmp_path / "m.dzn"
+    assert main(["compile", str(path), "-o", str(dzn), "--quantize", "int8"]) == 0
+    capsys.readouterr()
+    code = main(["compare", str(dzn), "--quantize", "int8", "--backends",
+                 "numpy,sim,llvm,opencl"])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    assert "sim" in out and "cycles" in out
