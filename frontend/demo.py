@@ -15,6 +15,7 @@ from typing import Any
 
 from frontend.cli import main as dozen
 from frontend.commands.examples import EXAMPLES_DIR, HEADERS, build_examples, example_rows
+from frontend.demo_cnn import step_compile, step_run, step_train
 from frontend.demo_sim import step_simulate
 from frontend.tables import format_table
 from isa.asm import disassemble
@@ -54,6 +55,9 @@ STEPS: list[tuple[str, Callable[[DemoContext], None]]] = [
     ("The chip and its ISA", step_info),
     ("Example programs: assemble, disassemble, round trip", step_examples),
     ("Example programs on the cycle-level simulator", step_simulate),
+    ("Train a CNN on the 8x8 digits, export ONNX", step_train),
+    ("Quantise to int8 and compile for the chip", step_compile),
+    ("Run the test set on the simulated chip", step_run),
 ]
 
 

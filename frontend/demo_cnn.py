@@ -204,3 +204,80 @@ def int8_graph(net: CNN, onnx_path: Path, calib: np.ndarray):
     batch = graph.inputs["image"].shape[0]
     samples = [{"image": calib[i:i + batch]} for i in range(0, len(calib) - batch + 1, batch)]
     return quantize(graph, samples or [{"image": calib[:batch]}]), "ONNX import + int8 quantiser"
+
+
+# Demo steps (see frontend/demo.py) -----------------------------------------------------------
+
+def step_train(ctx) -> None:
+    """Train the CNN on the digits (numpy, seconds) and export it to ONNX."""
+    from frontend.tables import format_table
+
+    digits = load_digits_split()
+    net, seconds = timed(train, digits)
+    ctx.out_dir.mkdir(parents=True, exist_ok=True)
+    onnx_path = ctx.out_dir / "digits_cnn.onnx"
+    export_onnx(net, onnx_path, batch=len(digits.x_test))
+    acc = accuracy(net.forward(digits.x_test), digits.y_test)
+    ctx.results.update(digits=digits, net=net, onnx=onnx_path, float_acc=acc)
+    print(format_table(["", ""], [
+        ("data", f"sklearn digits 8x8: {len(digits.x_train)} train, {len(digits.x_test)} test"),
+        ("model", f"conv3x3(1->{CHANNELS}) relu maxpool2 dense({CHANNELS * 16}->10)"),
+        ("training", f"{seconds:.1f} s, numpy"), ("float test accuracy", f"{acc:.2%}"),
+        ("ONNX model", str(onnx_path))], title="Training"))
+
+
+def step_compile(ctx) -> None:
+    """Quantise to int8 and compile the whole test batch for the default chip."""
+    from compiler.lower import compile_graph
+    from frontend.tables import format_table
+    from isa.config import preset
+
+    digits, net = ctx.results["digits"], ctx.results["net"]
+    graph, how = int8_graph(net, ctx.results["onnx"], digits.x_train[:len(digits.x_test)])
+    cfg = preset("default")
+    program, seconds = timed(compile_graph, graph, cfg)
+    path = ctx.out_dir / "digits_cnn.dzn"
+    program.save(path)
+    ctx.results.update(graph=graph, program=program, cfg=cfg)
+    print(format_table(["", ""], [
+        ("quantisation", how), ("kernels", program.meta["kernels"]),
+        ("instructions", len(program.code)), ("MACs", program.meta["macs"]),
+        ("compile time", f"{seconds:.1f} s"), ("program", str(path))],
+        title=f"int8 program for chip {cfg.name!r}"))
+
+
+def step_run(ctx) -> None:
+    """Run the held-out test set on the simulator; compare with the float model."""
+    from compiler import reference
+    from compiler.lower import compile_graph
+    from frontend.tables import format_table
+    from isa.errors import DozenError
+    from simulator import Simulator
+
+    digits, program = ctx.results["digits"], ctx.results["program"]
+    result, seconds = timed(Simulator(program).run, {"image": digits.x_test})
+    logits = result.outputs["logits"]
+    ref = reference.run(ctx.results["graph"], {"image": digits.x_test})["logits"]
+    chip_acc = accuracy(logits, digits.y_test)
+    rep = result.report()
+    n = len(digits.x_test)
+    cfg = ctx.results["cfg"]
+    # A Perfetto trace of a small batch (a trace of the whole run is tens of MB).
+    small = quantize_cnn(ctx.results["net"], digits.x_train[:8])
+    traced = Simulator(compile_graph(small, cfg), trace=True).run({"image": digits.x_test[:8]})
+    trace = ctx.out_dir / "digits_cnn_trace.json"
+    traced.write_trace(trace)
+    print(format_table(["", ""], [
+        ("float accuracy (numpy)", f"{ctx.results['float_acc']:.2%}"),
+        ("int8 accuracy on the chip", f"{chip_acc:.2%}"),
+        ("chip == int8 reference", "bit-exact" if np.array_equal(logits, ref) else
+         f"max diff {float(np.abs(logits - ref).max()):.3g}"),
+        ("cycles per image", f"{result.cycles / n:,.0f}"),
+        ("images per second", f"{n * cfg.clock_mhz * 1e6 / result.cycles:,.0f} at "
+                              f"{cfg.clock_mhz:g} MHz"),
+        ("MAC utilisation", f"{rep['mac_utilization']:.2%}"),
+        ("simulation wall time", f"{seconds:.1f} s for {len(program.code):,} instructions"),
+        ("Perfetto trace (8 images)", f"{trace} (open in ui.perfetto.dev)")],
+        title=f"{n} test images, int8 on the simulated chip"))
+    if not np.array_equal(logits, ref):
+        raise DozenError("the chip's logits differ from the int8 reference")
