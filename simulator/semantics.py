@@ -121,15 +121,18 @@ class Machine:
         return array
 
     def _read(self, local: int, count: int, step: int, dtype: int, what: str) -> np.ndarray:
-        """`count` rows of a stepped operand (step=0: one row broadcast), viewed as dtype."""
+        """`count` rows of a stepped operand, viewed as dtype; step=0 gives the one row as
+        shape (1, n), which numpy broadcasts against the other operands."""
         array, row = self._rows(local, count, what, step)
         if step:
             return _as(array[row:row + count], dtype)
-        return np.broadcast_to(_as(array[row:row + 1], dtype), (count, self.n))
+        return _as(array[row:row + 1], dtype)
 
-    def _write(self, local: int, result: np.ndarray) -> None:
-        array, row = self._rows(local, result.shape[0], "dst")
-        array[row:row + result.shape[0]] = _bits(result)
+    def _write(self, local: int, result: np.ndarray, count: int | None = None) -> None:
+        """Write `count` rows (default: the result's rows); a (1, n) result fills them all."""
+        count = result.shape[0] if count is None else count
+        array, row = self._rows(local, count, "dst")
+        array[row:row + count] = _bits(result)
 
     def _dram_view(self, addr: int, stride: int, rows: int, width: int, what: str) -> np.ndarray:
         end = addr + (rows - 1) * stride + width
@@ -217,18 +220,17 @@ class Machine:
     def unary(self, v: Values) -> None:
         count, dtype, fn = v["count"], v["dtype"], v["fn"]
         x = self._read(v["src1"], count, v["step1"], dtype, "src1")
-        self._write(v["dst"], _UNARY[fn](x))
+        self._write(v["dst"], _UNARY[fn](x), count)
 
     def binary(self, v: Values) -> None:
         count, dtype, fn = v["count"], v["dtype"], v["fn"]
         a = self._read(v["src1"], count, v["step1"], dtype, "src1")
         if v["imm_mode"]:
-            imm = _as(np.array([v["imm"] & 0xFFFFFFFF], np.uint32).view(np.int32), dtype)
-            b = np.broadcast_to(imm, (count, self.n))
+            b = _as(np.array([v["imm"] & 0xFFFFFFFF], np.uint32).view(np.int32), dtype)
         else:
             b = self._read(v["src2"], count, v["step2"], dtype, "src2")
         table = _BINARY_F if dtype == DType.F32 else _BINARY_I
-        self._write(v["dst"], table[fn](a, b))
+        self._write(v["dst"], table[fn](a, b), count)
 
     def ternary(self, v: Values) -> None:
         count, dtype = v["count"], v["dtype"]
@@ -239,7 +241,7 @@ class Machine:
             result = np.where(a != 0, b, c)
         else:
             result = a * b + c  # two roundings: numpy never fuses
-        self._write(v["dst"], result)
+        self._write(v["dst"], result, count)
 
     def reduce(self, v: Values) -> None:
         count, dtype, fn = v["count"], v["dtype"], v["fn"]
@@ -267,7 +269,7 @@ class Machine:
         rounded = (p >> s) + ((p >> np.maximum(s - 1, 0)) & 1)
         q = np.where(s == 0, p, rounded)
         y = np.minimum(np.maximum(q + v["zp"], v["lo"]), v["hi"])
-        self._write(v["dst"], y.astype(np.int32))
+        self._write(v["dst"], y.astype(np.int32), count)
 
     def move(self, v: Values) -> None:
         n, count, fn = self.n, v["count"], v["fn"]

@@ -64,22 +64,25 @@ def _flag_channels() -> dict[tuple[int, str], tuple[str, int]]:
 _FLAG_CHANNEL = _flag_channels()
 
 
-@dataclass(frozen=True)
 class Decoded:
     """What the scheduler needs of one static instruction, worked out once per pc."""
 
-    pc: int
-    insn: Instruction
-    opcode: int
-    unit: int  # 0..2 a unit, 3 the dispatcher
-    latency: int | None  # None: the formula reads a LOOP-moved field, evaluate per issue
-    pops: tuple[int, ...]
-    pushes: tuple[int, ...]
-    roles: tuple[tuple[str, int, bool], ...]  # (field, index into ROLES, is a local address)
-    illegal: str | None = None
+    __slots__ = ("pc", "insn", "opcode", "unit", "latency", "pops", "pushes", "roles",
+                 "illegal")
+
+    def __init__(self, pc: int, insn: Instruction, opcode: int, unit: int, latency: int | None,
+                 pops: tuple[int, ...], pushes: tuple[int, ...],
+                 roles: tuple[tuple[str, int, bool], ...], illegal: str | None = None):
+        self.pc, self.insn, self.opcode, self.unit = pc, insn, opcode, unit
+        self.latency = latency  # None: the formula reads a LOOP-moved field; evaluate per issue
+        self.pops, self.pushes = pops, pushes
+        self.roles = roles  # (field, index into ROLES, is a local address)
+        self.illegal = illegal
 
     @classmethod
-    def of(cls, pc: int, insn: Instruction, cfg: ChipConfig) -> Decoded:
+    def of(cls, pc: int, insn: Instruction, cfg: ChipConfig,
+           cache: dict[tuple[int, ...], int] | None = None) -> Decoded:
+        """Decode one instruction; `cache` memoises latencies for one config."""
         op = insn.op
         facts = _op_facts(op.opcode)
         illegal = None
@@ -90,18 +93,38 @@ class Decoded:
             except EncodingError as exc:
                 illegal = str(exc)
         unit = int(insn.unit)
-        pops: list[int] = []
-        pushes: list[int] = []
-        if unit != Unit.DISPATCH and illegal is None:
-            for flag in TOKEN_FLAGS:  # table order, so pops and pushes have a fixed order
-                if flag in insn.flags:
-                    kind, channel = _FLAG_CHANNEL[(unit, flag)]
-                    (pops if kind == "pop" else pushes).append(channel)
+        pops: tuple[int, ...] = ()
+        pushes: tuple[int, ...] = ()
         latency = None
-        if unit != Unit.DISPATCH and illegal is None and facts.static_latency:
-            latency = op.cycles(insn.values, cfg)
-        return cls(pc, insn, op.opcode, unit, latency, tuple(pops), tuple(pushes), facts.roles,
-                   illegal)
+        if unit != Unit.DISPATCH and illegal is None:
+            if insn.flags:
+                pops, pushes = _channels(unit, insn.flags)
+            if facts.static_latency:
+                latency = _latency(op, facts, insn.values, cfg, cache)
+        return cls(pc, insn, op.opcode, unit, latency, pops, pushes, facts.roles, illegal)
+
+
+@functools.cache
+def _channels(unit: int, flags: frozenset[str]) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """(pops, pushes) channel indices of a unit's token flags, in table order."""
+    pops, pushes = [], []
+    for flag in TOKEN_FLAGS:
+        if flag in flags:
+            kind, channel = _FLAG_CHANNEL[(unit, flag)]
+            (pops if kind == "pop" else pushes).append(channel)
+    return tuple(pops), tuple(pushes)
+
+
+def _latency(op: Any, facts: _OpFacts, values: dict[str, int], cfg: ChipConfig,
+             cache: dict[tuple[int, ...], int] | None) -> int:
+    """The table's formula via OpDef.cycles, memoised on the fields the formula reads."""
+    if cache is None:
+        return op.cycles(values, cfg)
+    key = (op.opcode, *[values[name] for name in facts.latency_fields])
+    latency = cache.get(key)
+    if latency is None:
+        latency = cache[key] = op.cycles(values, cfg)
+    return latency
 
 
 @dataclass(frozen=True)
@@ -110,6 +133,7 @@ class _OpFacts:
 
     roles: tuple[tuple[str, int, bool], ...]
     static_latency: bool  # the latency formula reads no field that LOOP offsets move
+    latency_fields: tuple[str, ...]  # the fields the latency formula reads
     ranges: tuple[tuple[str, int, int], ...]  # (field, lo, hi) as the encoder checks them
     func_dtypes: dict[Any, Any] | None
 
@@ -121,10 +145,12 @@ def _op_facts(opcode: int) -> _OpFacts:
                   for f in op.fields if f.role is not None)
     code = compile(op.latency, "<latency>", "eval")
     moved = {name for name, _, _ in roles}
-    static = not moved & (set(code.co_names) - set(LATENCY_NAMES))
+    read = set(code.co_names) - set(LATENCY_NAMES)
+    static = not moved & read
+    latency_fields = tuple(f.name for f in op.fields if f.name in read)
     ranges = tuple((f.name, 0, (2 << 16) - 1) if f.kind is Kind.LOCAL else (f.name, f.lo, f.hi)
                    for f in op.fields)
-    return _OpFacts(roles, static, ranges, FUNC_DTYPES.get(op.mnemonic))
+    return _OpFacts(roles, static, latency_fields, ranges, FUNC_DTYPES.get(op.mnemonic))
 
 
 def _quick_legal(insn: Instruction, facts: _OpFacts) -> bool:
@@ -189,7 +215,9 @@ class Schedule:
         self.cfg = machine.cfg
         self.machine = machine
         self.code = code
-        self.decoded = [Decoded.of(pc, insn, self.cfg) for pc, insn in enumerate(code)]
+        self._latencies: dict[tuple[int, ...], int] = {}
+        self.decoded = [Decoded.of(pc, insn, self.cfg, self._latencies)
+                        for pc, insn in enumerate(code)]
         self.max_cycles = max_cycles
         self.counters = Counters()
         self.log = TraceLog() if trace else None
@@ -259,10 +287,15 @@ class Schedule:
                     continue
                 dec, values, bad = queue[0]
                 pops = dec.pops
-                if pops and not all(tokens[ch] for ch in pops):
-                    if wait_since[u] is None:
-                        wait_since[u] = t
-                    continue
+                if pops:
+                    missing = False
+                    for ch in pops:
+                        if not tokens[ch]:
+                            missing = True
+                    if missing:
+                        if wait_since[u] is None:
+                            wait_since[u] = t
+                        continue
                 for ch in pops:
                     tokens[ch] -= 1
                 queue.popleft()
@@ -280,7 +313,8 @@ class Schedule:
                     raise self._fault(sig.fault, sig.message, dec.pc, t, values) from None
                 latency = dec.latency
                 if latency is None:
-                    latency = dec.insn.op.cycles(values, cfg)
+                    latency = _latency(dec.insn.op, _op_facts(dec.opcode), values, cfg,
+                                       self._latencies)
                 end = t + latency
                 running[u] = (dec, values)
                 ends[u] = end
@@ -368,9 +402,12 @@ class Schedule:
             if dispatched:
                 t += 1
                 continue
-            pending = [ends[u] for u in (0, 1, 2) if running[u] is not None]
-            if pending:
-                t = min(pending)
+            nxt = -1
+            for u in (0, 1, 2):
+                if running[u] is not None and (nxt < 0 or ends[u] < nxt):
+                    nxt = ends[u]
+            if nxt >= 0:
+                t = nxt
                 continue
             if halted and not (queues[0] or queues[1] or queues[2]):
                 break
