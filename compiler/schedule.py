@@ -201,7 +201,7 @@ class _Scheduler:
             user = self._sole_elementwise_user(r)
             if user is None:
                 continue
-            owner = self._kernel_root(user)
+            owner = user if user.op in MOVEMENT_OPS else self._kernel_root(user)
             if owner is None or owner in owner_has_reduce:
                 continue
             owner_has_reduce.add(owner)
@@ -217,7 +217,9 @@ class _Scheduler:
             user = users[0]
             if user.op in MOVEMENT_OPS:
                 if id(user) in self.output_nodes or user in self.roots:
-                    return None
+                    # a reshaped reduce that is itself an output: write it directly
+                    base, view = fold(user)
+                    return user if base is r and view.is_contiguous else None
                 node = user
                 continue
             if node is not r:  # passed through movement ops: must keep flat order
