@@ -11,10 +11,11 @@ within a tolerance, not bit for bit).
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 
-from compiler.ir import NUMPY_DTYPES, Graph, IRError, Node, Op, toposort
+from compiler.ir import NUMPY_DTYPES, Graph, IRError, Node, Op, OpKind, toposort
 
 INT32_MIN, INT32_MAX = -(1 << 31), (1 << 31) - 1
 
@@ -47,22 +48,90 @@ def run(graph: Graph, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]
 
 def evaluate(roots: list[Node], inputs: Mapping[str, np.ndarray],
              names: list[str] | None = None) -> dict[str, np.ndarray]:
-    """Evaluate `roots`, freeing intermediates once their last user has run."""
+    """Evaluate `roots`, freeing intermediates once their last user has run.
+
+    Two shortcuts keep big convolutions cheap without changing a single result bit of
+    integer graphs: EXPAND yields a broadcast view (no copy) and unary ops work on the
+    compact data under it; a REDUCE_SUM over a MUL used only there is one einsum over the
+    operands' non-broadcast axes (integers through float64 BLAS when every partial sum is
+    exact in 53 bits, else int64).
+    """
     order = toposort(roots)
     users: dict[int, int] = {}
     for node in order:
         for src in node.srcs:
             users[id(src)] = users.get(id(src), 0) + 1
+    deferred = {id(n.srcs[0]) for n in order
+                if n.op is Op.REDUCE_SUM and n.srcs[0].op is Op.MUL and users[id(n.srcs[0])] == 1}
     keep = {id(r) for r in roots}
-    env: dict[int, np.ndarray] = {}
+    env: dict[int, Any] = {}
     for node in order:
-        env[id(node)] = eval_node(node, [env[id(s)] for s in node.srcs], inputs)
+        srcs = [env[id(s)] for s in node.srcs]
+        if id(node) in deferred:
+            env[id(node)] = _Product(srcs[0], srcs[1])
+        elif node.op is Op.REDUCE_SUM and isinstance(srcs[0], _Product):
+            env[id(node)] = contract(srcs[0].a, srcs[0].b, node.arg, node.dtype)
+        else:
+            env[id(node)] = eval_node(node, srcs, inputs)
         for src in node.srcs:
             users[id(src)] -= 1
             if users[id(src)] == 0 and id(src) not in keep:
                 del env[id(src)]
     names = names or [str(i) for i in range(len(roots))]
-    return {name: env[id(r)] for name, r in zip(names, roots, strict=True)}
+    return {name: np.array(env[id(r)], copy=True) for name, r in zip(names, roots, strict=True)}
+
+
+class _Product:
+    """A MUL whose only user is a REDUCE_SUM: kept as its two operands."""
+
+    __slots__ = ("a", "b")
+
+    def __init__(self, a: np.ndarray, b: np.ndarray):
+        self.a, self.b = a, b
+
+
+def _compact(arr: np.ndarray) -> tuple[np.ndarray, list[int]]:
+    """The data under a broadcast view: stride-0 axes cut to size 1; and those axes."""
+    axes = [i for i, (n, st) in enumerate(zip(arr.shape, arr.strides, strict=True))
+            if st == 0 and n > 1]
+    if not axes:
+        return arr, []
+    return arr[tuple(slice(0, 1) if i in axes else slice(None) for i in range(arr.ndim))], axes
+
+
+def contract(a: np.ndarray, b: np.ndarray, axes: tuple[int, ...], dtype: str) -> np.ndarray:
+    """sum(a * b, axes, keepdims) in `dtype` semantics, via einsum on the compact operands."""
+    shape = np.broadcast_shapes(a.shape, b.shape)
+    ca, a_bcast = _compact(a)
+    cb, b_bcast = _compact(b)
+    letters = [chr(ord("a") + i) for i in range(len(shape))]
+    # an axis broadcast in an operand is absent from its subscripts
+    sub_a = "".join(letters[i] for i in range(len(shape)) if i not in a_bcast)
+    sub_b = "".join(letters[i] for i in range(len(shape)) if i not in b_bcast)
+    present = set(sub_a) | set(sub_b)
+    out_axes = [i for i in range(len(shape)) if i not in axes and letters[i] in present]
+    sub_out = "".join(letters[i] for i in out_axes)
+    sa = ca.reshape([n for i, n in enumerate(ca.shape) if i not in a_bcast])
+    sb = cb.reshape([n for i, n in enumerate(cb.shape) if i not in b_bcast])
+    spec = f"{sub_a},{sub_b}->{sub_out}"
+    if dtype == "float32":
+        r = np.einsum(spec, sa, sb, optimize=True).astype(np.float32)
+    else:
+        k = int(np.prod([shape[i] for i in axes], dtype=np.int64)) if axes else 1
+        bound = float(np.max(np.abs(sa), initial=0)) * float(np.max(np.abs(sb), initial=0)) * k
+        if bound < 2.0 ** 52:
+            r = np.rint(np.einsum(spec, sa.astype(np.float64), sb.astype(np.float64),
+                                  optimize=True)).astype(np.int64)
+        else:
+            r = np.einsum(spec, sa.astype(np.int64), sb.astype(np.int64))
+        r = wrap(r, dtype)
+    # put back reduced axes (size 1) and axes no operand had (broadcast)
+    full = [1 if i in axes else (shape[i] if i in out_axes else 1) for i in range(len(shape))]
+    r = r.reshape(full)
+    target = tuple(1 if i in axes else n for i, n in enumerate(shape))
+    if r.shape != target:
+        r = np.broadcast_to(r, target)
+    return r
 
 
 def wrap(x: np.ndarray, dtype: str) -> np.ndarray:
@@ -108,6 +177,28 @@ def _int_binary(op: Op, a: np.ndarray, b: np.ndarray) -> np.ndarray:
     raise AssertionError(op)
 
 
+def _unary(node: Node, x: np.ndarray) -> np.ndarray:
+    op, dtype = node.op, node.dtype
+    if op is Op.CAST:
+        return cast(x, node.arg)
+    with np.errstate(all="ignore"):
+        if op is Op.NEG:
+            return -x if dtype == "float32" else wrap(-x.astype(np.int64), dtype)
+        if op is Op.RELU:
+            return np.maximum(x, np.zeros((), x.dtype))
+        if op is Op.EXP2:
+            return np.exp2(x)
+        if op is Op.LOG2:
+            return np.log2(x)
+        if op is Op.SIN:
+            return np.sin(x)
+        if op is Op.SQRT:
+            return np.sqrt(x)
+        if op is Op.RECIP:
+            return np.float32(1) / x
+    raise AssertionError(f"reference has no rule for {op.name}")
+
+
 def eval_node(node: Node, srcs: list[np.ndarray], inputs: Mapping[str, np.ndarray]) -> np.ndarray:
     op, arg, dtype = node.op, node.arg, node.dtype
     is_float = dtype == "float32"
@@ -119,33 +210,21 @@ def eval_node(node: Node, srcs: list[np.ndarray], inputs: Mapping[str, np.ndarra
     if op is Op.RESHAPE:
         return srcs[0].reshape(arg)
     if op is Op.PERMUTE:
-        return np.ascontiguousarray(np.transpose(srcs[0], arg))
+        return np.transpose(srcs[0], arg)
     if op is Op.EXPAND:
-        return np.ascontiguousarray(np.broadcast_to(srcs[0], arg))
+        return np.broadcast_to(srcs[0], arg)
     if op is Op.PAD:
         return np.pad(srcs[0], arg)
     if op is Op.SHRINK:
-        return np.ascontiguousarray(srcs[0][tuple(slice(s, e) for s, e in arg)])
+        return srcs[0][tuple(slice(s, e) for s, e in arg)]
     if op is Op.FLIP:
-        return np.ascontiguousarray(np.flip(srcs[0], arg))
-    # unary ------------------------------------------------------------------------------
-    if op is Op.CAST:
-        return cast(srcs[0], arg)
+        return np.flip(srcs[0], arg)
+    if node.op.kind is OpKind.UNARY:
+        small, bcast = _compact(srcs[0])
+        if bcast:  # a unary op on a broadcast view: compute the compact data only
+            return np.broadcast_to(_unary(node, small), srcs[0].shape)
+        return _unary(node, srcs[0])
     with np.errstate(all="ignore"):
-        if op is Op.NEG:
-            return -srcs[0] if is_float else wrap(-srcs[0].astype(np.int64), dtype)
-        if op is Op.RELU:
-            return np.maximum(srcs[0], np.zeros((), srcs[0].dtype))
-        if op is Op.EXP2:
-            return np.exp2(srcs[0])
-        if op is Op.LOG2:
-            return np.log2(srcs[0])
-        if op is Op.SIN:
-            return np.sin(srcs[0])
-        if op is Op.SQRT:
-            return np.sqrt(srcs[0])
-        if op is Op.RECIP:
-            return np.float32(1) / srcs[0]
         # binary / ternary -------------------------------------------------------------------
         if op in (Op.ADD, Op.SUB, Op.MUL, Op.DIV):
             if is_float:
