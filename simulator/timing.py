@@ -262,6 +262,12 @@ class Schedule:
         max_cycles = self.max_cycles
         progress = self.progress
         countdown = PROGRESS_EVERY
+        issued = dispatch_count(self.code)
+        if issued > max_cycles:  # one dispatch per cycle at most: the limit is certain
+            raise SimulationError(Fault.CYCLE_LIMIT, f"the program dispatches {issued:,} "
+                                  f"instructions (LOOPs expanded), so it needs more cycles than "
+                                  f"the limit of {max_cycles}; raise it with --max-cycles",
+                                  cycle=0)
 
         while True:
             if t > max_cycles:
@@ -466,6 +472,32 @@ class Schedule:
                                                                     strict=True))
         return SimulationError(Fault.DEADLOCK, f"no unit can proceed: {'; '.join(parts)} "
                                                f"(tokens {tok})", pc=first_pc, cycle=t)
+
+
+def dispatch_count(code: list[Instruction]) -> int:
+    """How many instructions the dispatcher issues (LOOPs expanded) before it halts, falls
+    off the end or reaches a LOOP_NESTING fault. Control flow has no data-dependent branch,
+    so this is exact, and it takes one pass over the code however many iterations run."""
+
+    def walk(start: int, end: int, depth: int) -> tuple[int, bool]:  # (count, stopped)
+        total, pc = 0, start
+        while pc < end:
+            insn = code[pc]
+            if insn.op.opcode == Op.HALT:
+                return total + 1, True
+            if insn.op.opcode != Op.LOOP:
+                total, pc = total + 1, pc + 1
+                continue
+            body_end = pc + 1 + insn.values["body"]
+            if depth >= LOOP_MAX_DEPTH or body_end > end:
+                return total + 1, True  # LOOP_NESTING stops the dispatcher here
+            count, stopped = walk(pc + 1, body_end, depth + 1)
+            if stopped:
+                return total + 1 + count, True
+            total, pc = total + 1 + insn.values["count"] * count, body_end
+        return total, False
+
+    return walk(0, len(code), 0)[0]
 
 
 def _offsets(loops: list[list[Any]]) -> tuple[int, ...]:

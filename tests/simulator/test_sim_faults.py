@@ -133,11 +133,18 @@ def test_deadlock_with_the_dispatcher_stalled_on_a_full_queue():
     assert err.fault is Fault.DEADLOCK and "dispatcher stalled" in str(err)
 
 
-def test_cycle_limit_stops_a_runaway_program():
+def test_cycle_limit_stops_a_runaway_program_at_once():
     code = [make("loop", count=65535, body=2), make("loop", count=65535, body=1),
             make("sync"), HALT]
-    err = fault_of(code, max_cycles=20_000)
-    assert err.fault is Fault.CYCLE_LIMIT and "20000" in str(err)
+    err = fault_of(code)  # the default limit: known to be exceeded before running
+    assert err.fault is Fault.CYCLE_LIMIT and err.cycle == 0
+    assert "4,294,901,762 instructions" in str(err)
+
+
+def test_cycle_limit_while_running():
+    code = [make("matmul", dst=0, inp=0, wgt=0, rows=60), make("sync"), HALT]  # 4 + 60 + 2
+    err = fault_of(code, max_cycles=50)
+    assert err.fault is Fault.CYCLE_LIMIT and err.cycle > 50 and "50 cycles" in str(err)
 
 
 # Random programs: SimulationError or success, nothing else ----------------------------------

@@ -16,6 +16,7 @@ from isa.table import Axis, Fault, Fmt, MoveFn, SyncUnit
 from simulator import SimulationError
 from simulator.semantics import Machine
 from simulator.ticking import run_ticks
+from simulator.timing import dispatch_count
 
 
 def runs(result):
@@ -200,6 +201,7 @@ def test_event_schedule_equals_per_cycle_model(code):
         return
     r = run(code, dram=dram.copy(), trace=True, max_cycles=5000)
     assert (r.cycles, runs(r)) == expected
+    assert dispatch_count(code) == r.counters.instructions
     assert np.array_equal(r.dram, ticked.dram)
     assert np.array_equal(r.sp, ticked.sp) and np.array_equal(r.acc, ticked.acc)
     c = r.counters
