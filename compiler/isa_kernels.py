@@ -31,6 +31,7 @@ from compiler.isa_vector import (
     f32_bits,
     imm_bits,
     row_offsets,
+    scratch_rows,
     split_lanes,
     vdtype,
 )
@@ -118,7 +119,7 @@ def emit_elementwise(em: Emitter, shape: tuple[int, ...], leaves: list[Leaf], bo
             arr = view.gather(np.asarray(lf.data).reshape(-1)).astype(lf.data.dtype)
             buf = em.constant(f"{lf.buf.name}.relayout", arr)
             view, mode = View.contiguous(cshape), "direct"
-        plans.append(AccessPlan(buf, view, mode, n * chunks if mode == "gather" else 0))
+        plans.append(AccessPlan(buf, view, mode, scratch_rows(mode, view, chunks, n)))
     # Resident rows: lane masks and per-lane REQUANT params.
     resident: list[np.ndarray] = []
     mask_index: dict[tuple[int, int], int] = {}
@@ -168,15 +169,25 @@ def emit_elementwise(em: Emitter, shape: tuple[int, ...], leaves: list[Leaf], bo
     # Block size: per outer row, each plan needs `chunks` rows (+ gather scratch), the
     # destination and the temporaries `chunks` rows each, per buffer.
     temps = count_temps(body) + 1
-    per_row = sum(chunks + p.scratch_per_row for p in plans) + (1 + temps) * chunks \
-        + 2 * chunks * len(rq_tables)
     budget = cfg.sp_rows - res_count
-    pb = min(p_total, max(0, budget // (2 * per_row)), 4096)
-    if pb < 1:
-        raise CompileError(f"an elementwise kernel over {list(shape)} needs {per_row * 2} "
-                           f"scratchpad rows per block row; the chip has {budget}")
-    if any(p.mode == "gather" for p in plans):
-        pb = min(pb, 64)
+    while True:
+        per_row = sum(chunks + p.scratch_per_row for p in plans) + (1 + temps) * chunks \
+            + 2 * chunks * len(rq_tables)
+        pb = min(p_total, max(0, budget // (2 * per_row)), 4096)
+        if pb < 1:
+            raise CompileError(f"an elementwise kernel over {list(shape)} needs "
+                               f"{per_row * 2} scratchpad rows per block row; the chip has "
+                               f"{budget}")
+        if any(p.mode == "gather" for p in plans):
+            pb = min(pb, 64)
+        if not any(p.mode == "strided" for p in plans):
+            break
+        pb = (pb // n) * n if pb >= n else n  # whole n-row blocks get transposed
+        if 2 * per_row * pb <= budget:
+            break
+        for p in plans:  # too big for the transposes: fall back to element gathers
+            if p.mode == "strided":
+                p.mode, p.scratch_per_row = "gather", scratch_rows("gather", p.view, chunks, n)
     buf_rows = per_row * pb
     if resident:
         table = np.stack(resident).astype(np.int32)

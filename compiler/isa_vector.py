@@ -295,7 +295,21 @@ def access_mode(view: View) -> str:
         return "direct"
     if last == 0:
         return "bcast"
+    if 2 <= last <= MAX_LANE_STRIDE:
+        return "strided"
     return "gather"
+
+
+MAX_LANE_STRIDE = 4  # lane strides up to this load a superset and compact it by transposes
+
+
+def scratch_rows(mode: str, view: View, chunks: int, n: int) -> int:
+    """Scratch rows per outer row an access needs besides its own chunk rows."""
+    if mode == "gather":
+        return n * chunks
+    if mode == "strided":
+        return (2 * view.strides[-1] + 1) * chunks
+    return 0
 
 
 class VectorBlock:
@@ -329,18 +343,24 @@ class VectorBlock:
             valid[:] = False
         rr = runs(off, valid)
         last = view.strides[-1]
+        fills: list[Callable[[], None]] = []
         if not valid.all():
             inval = np.flatnonzero(~valid)
             breaks = np.flatnonzero(np.diff(inval) != 1) + 1
             spans = [(int(g[0]), len(g)) for g in np.split(inval, breaks)]
             for c in range(self.chunks):
                 for first, ln in spans:
-                    self.fixups.append(lambda r=dst + c * self.pb + first, k=ln: em.emit(
+                    fills.append(lambda r=dst + c * self.pb + first, k=ln: em.emit(
                         "move", dst=sp(r), count=k, fn=int(MoveFn.FILL), dstride=1, imm=0))
+        if plan.mode == "strided":
+            self._strided(plan, rr, count, dst, scratch)
+        self.fixups += fills  # after anything that writes whole blocks
         for c in range(self.chunks):
             lanes = min(n, self.d - c * n)
             base_row = dst + c * self.pb
             for s, ln, o, stride in rr:
+                if plan.mode == "strided":
+                    continue  # loaded by _strided
                 if plan.mode == "direct":
                     addr = buf.addr + (o + c * n) * esz
                     self._load(base_row + s, addr, stride * esz, ln, lanes, fmt)
@@ -374,6 +394,33 @@ class VectorBlock:
                 self.fixups.append(lambda r=base_row, m=mrow, z=zero, dt=dt: em.emit(
                     "ternary", dst=sp(r), src1=sp(m), src2=sp(r), src3=sp(z), count=count,
                     fn=int(TernaryFn.WHERE), dtype=dt, step1=0, step2=1, step3=0))
+
+    def _strided(self, plan: AccessPlan, rr: list[tuple[int, int, int, int]], count: int,
+                 dst: int, scratch: int) -> None:
+        """Lane stride s: load s*n contiguous elements per row (s row blocks), transpose
+        them so elements become rows, keep every s-th row, transpose back."""
+        em, n, buf = self.em, self.n, plan.buf
+        s = plan.view.strides[-1]
+        esz, fmt = buf.esize, int(buf.fmt)
+        blocks = -(-count // n)
+        for c in range(self.chunks):
+            area = scratch + c * (2 * s + 1) * self.pb
+            sub = [area + q * self.pb for q in range(s)]
+            tr, t2 = area + s * self.pb, area + 2 * s * self.pb
+            for first, ln, o, stride in rr:
+                for q in range(s):
+                    addr = buf.addr + (o + c * n * s + q * n) * esz
+                    self._load(sub[q] + first, addr, stride * esz, ln, n, fmt)
+
+            def fix(c: int = c, sub: list[int] = sub, tr: int = tr, t2: int = t2) -> None:
+                for q in range(s):
+                    em.emit("move", dst=sp(tr + q * n), src1=sp(sub[q]), count=blocks,
+                            fn=int(MoveFn.TRANSPOSE), dstride=s * n, sstride=n)
+                em.emit("move", dst=sp(t2), src1=sp(tr), count=blocks * n, fn=int(MoveFn.COPY),
+                        dstride=1, sstride=s)
+                em.emit("move", dst=sp(dst + c * self.pb), src1=sp(t2), count=blocks,
+                        fn=int(MoveFn.TRANSPOSE), dstride=n, sstride=n)
+            self.fixups.append(fix)
 
     def _gather_fix(self, scratch: int, dst: int) -> None:
         """Lane 0 of n scratch rows -> the lanes of one row: transpose in place, copy row 0."""
