@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from simulator.timing import UNIT_NAMES
+from simulator.decode import UNIT_NAMES
 
 if TYPE_CHECKING:
     from simulator.api import Result

@@ -13,9 +13,9 @@ from __future__ import annotations
 from isa.config import ChipConfig
 from isa.encoding import Instruction
 from isa.table import LOOP_MAX_DEPTH, Fault, Op, Unit
+from simulator.decode import ROLES, Decoded
 from simulator.errors import FaultSignal, SimulationError
 from simulator.semantics import Machine
-from simulator.timing import ROLES, Decoded
 
 Run = tuple[int, int, int, int]  # (unit, start, end, pc)
 

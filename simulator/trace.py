@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 from isa.asm import format_instruction
 from isa.container import write_atomic
 from isa.encoding import Instruction
-from simulator.timing import CHANNEL_NAMES, UNIT_NAMES, Decoded
+from simulator.decode import CHANNEL_NAMES, UNIT_NAMES, Decoded
 
 if TYPE_CHECKING:
     from simulator.api import Result
