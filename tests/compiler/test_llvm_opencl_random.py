@@ -1,7 +1,8 @@
 """Random graphs (hypothesis) on numpy, llvm and opencl: the same answers everywhere.
 
 Graphs are chains of elementwise ops over broadcast inputs, movement ops and reductions;
-int32 graphs must agree bit for bit, float32 graphs within a tolerance."""
+int8/int32 graphs (casts and REQUANT included) must agree bit for bit, float32 graphs
+within a tolerance."""
 
 from __future__ import annotations
 
@@ -23,31 +24,51 @@ def _opencl_available() -> bool:
         return False
 
 
-INT_OPS = [Op.ADD, Op.SUB, Op.MUL, Op.MAX, Op.MIN, Op.CMPLT, Op.DIV]
+INT_OPS = [Op.ADD, Op.SUB, Op.MUL, Op.MAX, Op.MIN, Op.CMPLT, Op.CMPEQ, Op.DIV]
 FLOAT_OPS = [Op.ADD, Op.SUB, Op.MUL, Op.MAX, Op.MIN, Op.CMPLT]
 BACKENDS = ["llvm"] + (["opencl"] if _opencl_available() else [])
 
 
+def _broadcasts(a: tuple[int, ...], b: tuple[int, ...]) -> bool:
+    try:
+        ir.broadcast_shape(a, b)
+    except ir.IRError:
+        return False
+    return True
+
+
 @st.composite
 def graphs(draw: st.DrawFn) -> tuple[ir.Graph, dict[str, np.ndarray]]:
-    dtype = draw(st.sampled_from(["int32", "float32"]))
+    dtype = draw(st.sampled_from(["int8", "int32", "float32"]))
     shape = tuple(draw(st.lists(st.integers(1, 4), min_size=1, max_size=3)))
     rng = np.random.default_rng(draw(st.integers(0, 2**16)))
     inputs, data = {}, {}
     for name in "ab":
         sub = tuple(s if draw(st.booleans()) else 1 for s in shape)  # broadcast some axes
         inputs[name] = ir.input_(name, sub, dtype)
-        data[name] = (rng.integers(-50, 50, sub).astype(np.int32) if dtype == "int32"
-                      else rng.standard_normal(sub).astype(np.float32))
+        if dtype == "float32":
+            data[name] = rng.standard_normal(sub).astype(np.float32)
+        else:
+            data[name] = rng.integers(-128, 128, sub).astype(ir.NUMPY_DTYPES[dtype])
     nodes = [inputs["a"], inputs["b"]]
     for _ in range(draw(st.integers(1, 5))):
-        kind = draw(st.sampled_from(["binary", "unary", "reduce", "move"]))
+        kind = draw(st.sampled_from(["binary", "unary", "reduce", "move", "cast"]))
         x = draw(st.sampled_from(nodes))
         if kind == "binary":
             op = draw(st.sampled_from(INT_OPS if dtype == "int32" else FLOAT_OPS))
-            node = ir.binary(op, x, draw(st.sampled_from(nodes)))
+            partners = [n for n in nodes if _broadcasts(x.shape, n.shape)]
+            node = ir.binary(op, x, draw(st.sampled_from(partners)))
         elif kind == "unary":
             node = ir.unary(draw(st.sampled_from([Op.NEG, Op.RELU])), x)
+        elif kind == "cast":  # there and back: wraps, rounds half to even, saturates
+            other = draw(st.sampled_from([d for d in ir.DTYPES if d != dtype]))
+            node = ir.unary(Op.CAST, ir.unary(Op.CAST, x, other), dtype)
+            if other == "int32" and draw(st.booleans()):
+                wide = ir.unary(Op.CAST, x, "int32")
+                arg = ir.RequantArg(np.array([draw(st.integers(1, 1 << 20))]),
+                                    np.array([draw(st.integers(0, 24))]),
+                                    draw(st.integers(-5, 5)), -128, 127, 0, "int8")
+                node = ir.unary(Op.CAST, ir.requant(wide, arg), dtype)
         elif kind == "reduce":
             axes = draw(st.lists(st.integers(0, x.ndim - 1), min_size=1, max_size=x.ndim))
             node = ir.reduce(draw(st.sampled_from([Op.REDUCE_SUM, Op.REDUCE_MAX])), x, axes)
