@@ -12,6 +12,7 @@ epilogue function applying bias, activation and requantisation.
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -24,6 +25,8 @@ from compiler.llvm_jit import jit
 from compiler.llvm_opencl_common import (
     Point,
     classify,
+    debug_kernel,
+    debug_level,
     flatten,
     lower_expr,
     packed_coords,
@@ -155,6 +158,7 @@ def run(graph: Graph, inputs: dict[str, np.ndarray], **_: Any) -> dict[str, np.n
     values = check_inputs(graph, inputs)
     sched = schedule(graph)
     engine = jit()
+    debug = debug_level() > 0
     arrays: dict[int, np.ndarray] = {}
     for name, buf in sched.inputs.items():
         arrays[id(buf)] = np.ascontiguousarray(values[name]).reshape(-1)
@@ -165,16 +169,21 @@ def run(graph: Graph, inputs: dict[str, np.ndarray], **_: Any) -> dict[str, np.n
         if out is None:
             out = arrays[id(k.output)] = _alloc(k.output.numel, k.output.dtype)
         ptrs = [arrays[id(a.buffer)].ctypes.data for a in k.inputs]
+        started = time.perf_counter()
         if k.kind == "contraction":
-            _contraction(k, ptrs, out)
-            continue
-        source = reduce_ir(k) if k.kind == "reduce" else elementwise_ir(k)
-        engine.run(engine.compile(source), ptrs + [out.ctypes.data], k.output.numel, _cost(k))
+            sources = _contraction(k, ptrs, out)
+        else:
+            sources = [reduce_ir(k) if k.kind == "reduce" else elementwise_ir(k)]
+            engine.run(engine.compile(sources[0]), ptrs + [out.ctypes.data], k.output.numel,
+                       _cost(k))
+        if debug:
+            debug_kernel("llvm", k, time.perf_counter() - started, sources)
     return {name: arrays[id(sched.outputs[name])][:math.prod(node.shape)].reshape(node.shape)
             for name, node in graph.outputs.items()}
 
 
-def _contraction(k: Kernel, ptrs: list[int], out: np.ndarray) -> None:
+def _contraction(k: Kernel, ptrs: list[int], out: np.ndarray) -> list[str]:
+    """Gathers, GEMM, epilogue; returns the generated IR (for DOZEN_DEBUG)."""
     engine = jit()
     c = classify(k)
     p = plan(c.b, c.m, c.n, c.k)
@@ -182,9 +191,12 @@ def _contraction(k: Kernel, ptrs: list[int], out: np.ndarray) -> None:
     a = _alloc(p.batch * p.mp * p.k, dtype)
     b = _alloc(p.batch * p.np_ * p.k, dtype)
     acc = _alloc(p.batch * p.mp * p.np_, dtype)
-    engine.run(engine.compile(gather_ir(k, 0, p)), ptrs + [a.ctypes.data], a.size, 4)
-    engine.run(engine.compile(gather_ir(k, 1, p)), ptrs + [b.ctypes.data], b.size, 4)
-    engine.run(engine.compile(gemm_ir(p, dtype)), [a.ctypes.data, b.ctypes.data, acc.ctypes.data],
+    sources = [gather_ir(k, 0, p), gather_ir(k, 1, p), gemm_ir(p, dtype),
+               contraction_epilogue_ir(k, p)]
+    engine.run(engine.compile(sources[0]), ptrs + [a.ctypes.data], a.size, 4)
+    engine.run(engine.compile(sources[1]), ptrs + [b.ctypes.data], b.size, 4)
+    engine.run(engine.compile(sources[2]), [a.ctypes.data, b.ctypes.data, acc.ctypes.data],
                p.tasks, p.mr * p.nr * p.k)
-    engine.run(engine.compile(contraction_epilogue_ir(k, p)), ptrs + [acc.ctypes.data,
-               out.ctypes.data], k.output.numel, 4)
+    engine.run(engine.compile(sources[3]), ptrs + [acc.ctypes.data, out.ctypes.data],
+               k.output.numel, 4)
+    return sources

@@ -255,3 +255,22 @@ def reduce_identity(op: Op, dtype: str) -> float | int:
     if op is Op.REDUCE_SUM:
         return 0
     return {"float32": -math.inf, "int32": -(1 << 31), "int8": -128}[dtype]
+
+
+def debug_level() -> int:
+    """DOZEN_DEBUG: 1 prints each kernel run with its time, 2 also the generated code."""
+    import os
+
+    try:
+        return int(os.environ.get("DOZEN_DEBUG", "0") or 0)
+    except ValueError:
+        return 0
+
+
+def debug_kernel(backend: str, kernel: Kernel, seconds: float, sources: Sequence[str]) -> None:
+    import sys
+
+    sys.stderr.write(f"[{backend}] {kernel.describe()}  {seconds * 1e3:.3f} ms\n")
+    if debug_level() >= 2:
+        for source in sources:
+            sys.stderr.write(source.rstrip() + "\n\n")

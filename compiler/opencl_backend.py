@@ -11,6 +11,7 @@ device's Runtime, so a graph pays its compile once per process.
 from __future__ import annotations
 
 import math
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,6 +21,8 @@ from compiler.ir import NUMPY_DTYPES, Graph, Op
 from compiler.llvm_opencl_common import (
     Point,
     classify,
+    debug_kernel,
+    debug_level,
     flatten,
     lower_expr,
     packed_coords,
@@ -183,6 +186,7 @@ class OpenCLExecutor:
     def run(self, graph: Graph, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         values = check_inputs(graph, inputs)
         sched = schedule(graph)
+        debug = debug_level() > 0
         bufs: dict[int, Any] = {}
         for name, buf in sched.inputs.items():
             bufs[id(buf)] = self.upload(values[name])
@@ -194,12 +198,15 @@ class OpenCLExecutor:
                 out = bufs[id(k.output)] = self.alloc(k.output.numel, k.output.dtype)
             ins = [bufs[id(a.buffer)] for a in k.inputs]
             n = k.output.numel
+            started = time.perf_counter()
             if k.kind == "contraction":
-                self.contraction(k, ins, out)
-            elif k.kind == "reduce":
-                self.launch(reduce_source(k), ins + [out], n)
+                sources = self.contraction(k, ins, out)
             else:
-                self.launch(elementwise_source(k), ins + [out], n)
+                sources = [reduce_source(k) if k.kind == "reduce" else elementwise_source(k)]
+                self.launch(sources[0], ins + [out], n)
+            if debug:
+                self.rt.queue.finish()
+                debug_kernel("opencl", k, time.perf_counter() - started, sources)
         results = {}
         for name, buf in sched.outputs.items():
             host = np.empty(buf.shape, NUMPY_DTYPES[buf.dtype])
@@ -208,17 +215,21 @@ class OpenCLExecutor:
         self.rt.queue.finish()
         return {name: results[name] for name in graph.outputs}
 
-    def contraction(self, k: Kernel, ins: list[Any], out: Any) -> None:
+    def contraction(self, k: Kernel, ins: list[Any], out: Any) -> list[str]:
+        """Gathers, GEMM, epilogue; returns the generated sources (for DOZEN_DEBUG)."""
         dtype = k.body.dtype
         gemm = self.gemm(dtype)
         gs = gemm_shape(k, gemm)
         a = self.alloc(gs.b * gs.mp * gs.kp, dtype)
         b = self.alloc(gs.b * gs.kp * gs.np_, dtype)
         c = self.alloc(gs.b * gs.mp * gs.np_, dtype)
-        self.launch(gather_source(k, 0, gs), ins + [a], gs.b * gs.mp * gs.kp)
-        self.launch(gather_source(k, 1, gs), ins + [b], gs.b * gs.kp * gs.np_)
+        sources = [gather_source(k, 0, gs), gather_source(k, 1, gs)]
+        self.launch(sources[0], ins + [a], gs.b * gs.mp * gs.kp)
+        self.launch(sources[1], ins + [b], gs.b * gs.kp * gs.np_)
         gemm.enqueue(a, b, c, gs.mp, gs.np_, gs.kp, gs.b)
-        self.launch(contraction_epilogue_source(k, gs), ins + [c, out], k.output.numel)
+        sources.append(contraction_epilogue_source(k, gs))
+        self.launch(sources[2], ins + [c, out], k.output.numel)
+        return sources + [gemm.source]
 
 
 _EXECUTORS: dict[int, OpenCLExecutor] = {}
