@@ -60,4 +60,9 @@ def _cell(key: str, value: Any) -> Any:
         return "yes" if value else "NO"
     if isinstance(value, float):
         return float(f"{value:.4g}")
+    if isinstance(value, str) and len(value) > _WIDEST:  # the full text is in --json
+        return value[:_WIDEST - 3] + "..."
     return value
+
+
+_WIDEST = 72
