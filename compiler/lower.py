@@ -19,7 +19,7 @@ from compiler.ir import Graph, Op
 from compiler.isa_builder import CompileError, DramBuffer, Emitter
 from compiler.isa_kernels import Leaf, emit_contraction, emit_elementwise, emit_reduce_rows
 from compiler.isa_vector import Imm
-from compiler.schedule import LOAD, Buffer, Expr, Kernel, Schedule, schedule
+from compiler.schedule import ACC, LOAD, Buffer, Expr, Kernel, Schedule, schedule
 from compiler.view import View, contiguous_strides
 from isa.config import ChipConfig
 from isa.container import Program
@@ -108,6 +108,8 @@ class Lowering:
                ) -> None:
         """Bring the body to a contiguous (kept, reduced) matrix, then reduce its rows."""
         assert k.reduce_op is not None
+        if self.window_reduce(k, leaves, epi_leaves, out):
+            return
         keep = [i for i in range(len(k.shape)) if i not in k.reduce_axes]
         order = keep + list(k.reduce_axes)
         full = tuple(k.shape[i] for i in order)
@@ -141,6 +143,72 @@ class Lowering:
             src, q = part, q // f
         emit_reduce_rows(self.em, src, p_total, q, k.reduce_op, k.epilogue, epi_leaves, out,
                          k.output.shape)
+
+
+    def window_reduce(self, k: Kernel, leaves: list[Leaf], epi_leaves: list[Leaf],
+                      out: DramBuffer) -> bool:
+        """A reduction over a small window (pooling) as one elementwise kernel:
+        fn(body at window position 0, body at position 1, ...), epilogue applied after.
+        Every operand is then a plain strided view of the kept axes. False if it does
+        not apply."""
+        q = int(np.prod([k.shape[i] for i in k.reduce_axes], dtype=np.int64))
+        body_leaves = [e.arg for e in k.body.leaves() if e.op == LOAD]
+        if q > WINDOW_REDUCE_MAX or q * max(1, len(set(body_leaves))) > 24 \
+                or len(k.shape) - 1 in k.reduce_axes:  # a reduced lane axis: reduce lanes
+            return False
+        red_shape = k.reduced_shape
+        new_leaves: list[Leaf] = []
+        epi_map: dict[int, int] = {}
+        for i, lf in enumerate(epi_leaves):
+            if lf.imm is not None or lf.view is None:
+                continue
+            v = lf.view.reshape(red_shape)
+            if v is None:
+                return False
+            epi_map[i] = len(new_leaves)
+            new_leaves.append(Leaf(lf.buf, v, lf.data))
+        fn = Op.ADD if k.reduce_op is Op.REDUCE_SUM else Op.MAX
+        chain: Expr | None = None
+        for pos in np.ndindex(*[k.shape[i] for i in k.reduce_axes]):
+            bounds = [(0, s) for s in k.shape]
+            for axis, j in zip(k.reduce_axes, pos, strict=True):
+                bounds[axis] = (int(j), int(j) + 1)
+            remap: dict[int, int] = {}
+            for j in sorted(set(body_leaves)):
+                lf = leaves[j]
+                assert lf.view is not None
+                remap[j] = len(new_leaves)
+                new_leaves.append(Leaf(lf.buf, lf.view.shrink(bounds), lf.data, lf.imm))
+            term = _relabel(k.body, remap)
+            chain = term if chain is None else Expr(fn, (chain, term), None, k.body.dtype)
+        assert chain is not None
+        body = chain if k.epilogue is None else _substitute(k.epilogue, chain, epi_map)
+        emitted = len(self.em.code)
+        try:
+            emit_elementwise(self.em, red_shape, new_leaves, body, out)
+        except CompileError:
+            if len(self.em.code) != emitted:
+                raise
+            return False  # too many operands for the scratchpad: reduce the usual way
+        return True
+
+
+WINDOW_REDUCE_MAX = 16  # reductions over at most this many elements become elementwise
+
+
+def _relabel(e: Expr, remap: dict[int, int]) -> Expr:
+    if e.op == LOAD:
+        return Expr(LOAD, (), remap[e.arg], e.dtype)
+    return Expr(e.op, tuple(_relabel(s, remap) for s in e.srcs), e.arg, e.dtype)
+
+
+def _substitute(e: Expr, acc_value: Expr, remap: dict[int, int]) -> Expr:
+    """The epilogue with ACC replaced by `acc_value` and its loads renumbered."""
+    if e.op == ACC:
+        return acc_value
+    if e.op == LOAD:
+        return Expr(LOAD, (), remap[e.arg], e.dtype)
+    return Expr(e.op, tuple(_substitute(s, acc_value, remap) for s in e.srcs), e.arg, e.dtype)
 
 
 def compile_graph(graph: Graph, cfg: ChipConfig, progress: Callable[[int, int], Any] | None

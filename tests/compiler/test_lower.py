@@ -13,7 +13,7 @@ from compiler import ir
 from compiler.ir import Op
 from compiler.isa_builder import CompileError
 from compiler.lower import compile_graph
-from frontend.benchmarks._nets import conv2d, matmul
+from frontend.benchmarks._nets import conv2d, matmul, max_pool, pool
 from isa.config import ChipConfig, preset
 
 RNG = np.random.default_rng(7)
@@ -159,3 +159,14 @@ def test_program_symbols_and_metadata() -> None:
     assert prog.outputs[0].shape == (8, 4) and prog.outputs[0].dtype == "int32"
     assert prog.meta["macs"] == 8 * 8 * 4
     assert prog.code[-1].mnemonic == "halt"
+
+
+@pytest.mark.parametrize("cfg", ["tiny", "default"])
+def test_pooling_windows(cfg: str) -> None:
+    x = ir.input_("x", (2, 3, 9, 9), "int8")
+    xs = ir.input_("xs", (2, 3, 8, 8))
+    graph = ir.Graph({"x": x, "xs": xs}, {
+        "max3s2": max_pool(x, 3, 2, 1),
+        "avg2": ir.reduce(Op.REDUCE_SUM, pool(xs, (2, 2), (2, 2)), (4, 5)),
+    })
+    assert_matches(graph, {"x": i8(2, 3, 9, 9), "xs": f32(2, 3, 8, 8)}, cfg, tol=1e-4)
