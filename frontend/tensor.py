@@ -191,6 +191,16 @@ class Tensor:
     def cast(self, dtype: Any) -> Tensor:
         return Tensor(ir.unary(Op.CAST, self.node, to_dtype(dtype)))
 
+    def trunc_cast(self, dtype: Any) -> Tensor:
+        """float -> int rounding toward zero (C, numpy and ONNX Cast), built on CAST's
+        round-to-nearest-even: step back toward zero where rounding went past x."""
+        dtype = to_dtype(dtype)
+        if self.dtype != "float32" or dtype == "float32":
+            return self.cast(dtype)
+        r = self.cast("int32")
+        past = r.float().abs() > self.abs()
+        return (r - past * r.sign()).cast(dtype)
+
     def float(self) -> Tensor:
         return self.cast("float32")
 

@@ -289,3 +289,8 @@ def test_inputs_and_errors():
         (x + 1).realize(backend="nope", inputs={"x": data})
     with pytest.raises(ir.IRError, match="cannot reshape"):
         x.reshape(4, 2)
+
+
+def test_trunc_cast_rounds_toward_zero():
+    f = np.array([-2.7, -2.5, -0.5, 0.49, 1.5, 2.5, 7.99], np.float32)
+    np.testing.assert_array_equal(Tensor(f).trunc_cast("int32").numpy(), f.astype(np.int32))
