@@ -23,6 +23,7 @@ from isa.config import ChipConfig
 from isa.container import SYMBOL_DTYPES, Program, Segment, Symbol
 from isa.encoding import Instruction
 from isa.errors import InputError
+from simulator.errors import SimulationError
 from simulator.races import Race
 from simulator.report import report
 from simulator.semantics import Machine
@@ -126,8 +127,18 @@ class Simulator:
             _place_segments(machine.dram, segments)
         schedule = Schedule(list(code), machine, self.max_cycles, self.trace, self.progress,
                             self.check_races)
-        with np.errstate(all="ignore"):
-            counters = schedule.run()
+        try:
+            with np.errstate(all="ignore"):
+                counters = schedule.run()
+        except SimulationError as exc:
+            # Keep what happened up to the fault (a trace of a deadlock shows who waits).
+            schedule.counters.cycles = exc.cycle or 0
+            exc.partial = self._result(schedule, machine, schedule.counters, code)
+            raise
+        return self._result(schedule, machine, counters, code)
+
+    def _result(self, schedule: Schedule, machine: Machine, counters: Counters,
+                code: list[Instruction]) -> Result:
         return Result(self.cfg, counters, machine.dram, machine.sp, machine.acc,
                       macs=machine.macs, dram_bytes_read=machine.dram_read,
                       dram_bytes_written=machine.dram_written, log=schedule.log,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from isa.errors import DozenError
 from isa.table import Fault
 
@@ -13,6 +15,7 @@ class SimulationError(DozenError):
     """
 
     exit_code = 1
+    partial: Any = None  # the Result up to the fault (counters, DRAM, trace), when known
 
     def __init__(self, fault: Fault, message: str, pc: int | None = None,
                  cycle: int | None = None, insn: str | None = None):

@@ -264,6 +264,11 @@ class Schedule:
                 continue
             if halted and not (queues[0] or queues[1] or queues[2]):
                 break
+            if log is not None:  # show the waits that never end in the trace
+                for u in (0, 1, 2):
+                    since = wait_since[u]
+                    if since is not None and queues[u]:
+                        log.waits.append((u, since, t, queues[u][0][0].pc, queues[u][0][0].pops))
             raise self._deadlock(queues, tokens, halted, pc, t)
 
         if progress is not None:

@@ -17,7 +17,7 @@ from frontend.tables import format_table
 from isa.config import load_config
 from isa.container import Program, write_atomic
 from isa.errors import ContainerError, InputError
-from simulator import DEFAULT_MAX_CYCLES, Simulator
+from simulator import DEFAULT_MAX_CYCLES, SimulationError, Simulator
 from simulator.report import summary_rows, unit_rows
 
 
@@ -102,7 +102,13 @@ def run(args: argparse.Namespace) -> int:
 
         sim = Simulator(program, max_cycles=args.max_cycles, trace=args.trace is not None,
                         progress=progress, check_races=args.check_races)
-        result = sim.run(inputs)
+        try:
+            result = sim.run(inputs)
+        except SimulationError as exc:
+            if args.trace is not None and exc.partial is not None:
+                exc.partial.write_trace(args.trace)
+                print(f"trace up to the fault: {args.trace} (open it in ui.perfetto.dev)")
+            raise
     if result.missing_inputs:
         note.append(f"inputs not given, left zero: {', '.join(result.missing_inputs)}")
     for name, path in outputs.items():

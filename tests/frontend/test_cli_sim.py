@@ -134,3 +134,15 @@ def test_check_races(tmp_path, capsys, elementwise):
     assert len(json.loads(capsys.readouterr().out)["races"]) == 1
     assert main(["sim", str(elementwise), "--check-races"]) == 0
     assert "races: 0 found" in capsys.readouterr().out
+
+
+def test_trace_is_written_up_to_a_fault(tmp_path, capsys):
+    from isa.config import PRESETS
+    from isa.container import Program
+    wait = make("sync", ("pop_prev",), unit=SyncUnit.STORE)
+    path, trace = tmp_path / "deadlock.dzn", tmp_path / "t.json"
+    Program(PRESETS["tiny"], [make("sync", unit=SyncUnit.LOAD), wait, make("halt")]).save(path)
+    assert main(["sim", str(path), "--trace", str(trace)]) == 1
+    assert "trace up to the fault" in capsys.readouterr().out
+    events = json.loads(trace.read_text())["traceEvents"]
+    assert any(e["ph"] == "X" and e["name"].startswith("wait token C->S") for e in events)
