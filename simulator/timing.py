@@ -49,6 +49,7 @@ class TraceLog:
     waits: list[tuple[int, int, int, int, tuple[int, ...]]] = field(default_factory=list)
     stalls: list[tuple[int, int, int]] = field(default_factory=list)  # (start, end, pc)
     dispatches: list[tuple[int, int]] = field(default_factory=list)  # LOOP/HALT: (cycle, pc)
+    queues: list[tuple[int, int, int]] = field(default_factory=list)  # (cycle, unit, length)
 
 
 class Schedule:
@@ -152,6 +153,8 @@ class Schedule:
                 for ch in pops:
                     tokens[ch] -= 1
                 queue.popleft()
+                if log is not None:
+                    log.queues.append((t, u, len(queue)))
                 since = wait_since[u]
                 if since is not None:
                     stalled[u] += t - since
@@ -198,6 +201,8 @@ class Schedule:
                         if loops and dec.roles:
                             values, bad = _apply_offsets(values, dec.roles, offsets)
                         queue.append((dec, values, bad))
+                        if log is not None:
+                            log.queues.append((t, u, len(queue)))
                         dispatched = True
                     elif dispatch_stall_since is None:
                         dispatch_stall_since = t

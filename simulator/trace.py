@@ -1,8 +1,8 @@
 """Chrome trace JSON (ui.perfetto.dev, chrome://tracing) of one run.
 
 One track per unit and one for the dispatcher; a slice per instruction named by its
-disassembly; token waits and dispatcher stalls as their own slices; token counts as
-counter tracks. Timestamps are real time at the config's clock (microseconds).
+disassembly; token waits and dispatcher stalls as their own slices; token counts and
+queue lengths as counter tracks. Timestamps are real time at the config's clock (microseconds).
 """
 
 from __future__ import annotations
@@ -73,6 +73,9 @@ def chrome_trace(result: Result) -> dict[str, Any]:
         counts[ch] += d
         events.append({"ph": "C", "pid": _PID, "name": f"tokens {CHANNEL_NAMES[ch]}",
                        "ts": cycle * us, "args": {"count": counts[ch]}})
+    for cycle, u, length in log.queues:
+        events.append({"ph": "C", "pid": _PID, "name": f"{UNIT_NAMES[u]} queue",
+                       "ts": cycle * us, "args": {"instructions": length}})
     return {"traceEvents": events, "displayTimeUnit": "ns",
             "otherData": {"config": result.cfg.name, "cycles": result.cycles,
                           "clock_mhz": result.cfg.clock_mhz}}
