@@ -585,18 +585,19 @@ def emit_contraction(em: Emitter, shape: tuple[int, ...], reduce_axes: tuple[int
     ostr = contiguous_strides(red_shape)
     ov = View(red_shape, ostr, 0, None)
 
-    def direct(g: GemmAxes) -> bool:
+    def score(g: GemmAxes) -> int:
+        """2: the output tile stores in place; 1: its lanes are at least contiguous in the
+        output (a copy kernel with long rows finishes the job); 0: neither."""
         o_m, o_n = merged(ov, g.m), merged(ov, g.n)
-        return o_m is not None and o_n is not None and (o_n[1] == 1 or o_n[0] == 1) and \
-            len(g.batch) <= 1 or (o_m is not None and o_n is not None
-                                  and (o_n[1] == 1 or o_n[0] == 1))
+        if o_m is not None and o_n is not None and (o_n[1] == 1 or o_n[0] == 1):
+            return 2
+        return int(not g.n or ov.strides[g.n[-1]] == 1)
 
     first, second = (b, a) if (a.data is not None and b.data is None) else (a, b)
     g = classify(shape, reduce_axes, first.view, second.view)
-    if not direct(g):
-        g2 = classify(shape, reduce_axes, second.view, first.view)
-        if direct(g2):
-            first, second, g = second, first, g2
+    g2 = classify(shape, reduce_axes, second.view, first.view)
+    if score(g2) > score(g):
+        first, second, g = second, first, g2
     a, b = first, second
     assert a.view is not None and b.view is not None and a.buf is not None and b.buf is not None
     sizes = [math.prod(shape[i] for i in ax) for ax in (g.batch, g.m, g.n, g.k)]

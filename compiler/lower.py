@@ -18,7 +18,7 @@ import numpy as np
 from compiler.ir import Graph, Op
 from compiler.isa_builder import CompileError, DramBuffer, Emitter
 from compiler.isa_kernels import Leaf, emit_contraction, emit_elementwise, emit_reduce_rows
-from compiler.isa_vector import Imm
+from compiler.isa_vector import MAX_LANE_STRIDE, Imm
 from compiler.schedule import ACC, LOAD, Buffer, Expr, Kernel, Schedule, schedule
 from compiler.view import View, contiguous_strides
 from isa.config import ChipConfig
@@ -153,9 +153,12 @@ class Lowering:
         not apply."""
         q = int(np.prod([k.shape[i] for i in k.reduce_axes], dtype=np.int64))
         body_leaves = [e.arg for e in k.body.leaves() if e.op == LOAD]
-        if q > WINDOW_REDUCE_MAX or q * max(1, len(set(body_leaves))) > 24 \
-                or len(k.shape) - 1 in k.reduce_axes:  # a reduced lane axis: reduce lanes
+        if q > WINDOW_REDUCE_MAX or q * max(1, len(set(body_leaves))) > 24:
             return False
+        kept = [i for i, s in enumerate(k.shape) if i not in k.reduce_axes and s > 1]
+        if not kept or any(abs(leaves[j].view.strides[kept[-1]]) > MAX_LANE_STRIDE
+                           for j in body_leaves if leaves[j].view is not None):
+            return False  # the kept axes give no lanes: reduce across lanes instead
         red_shape = k.reduced_shape
         new_leaves: list[Leaf] = []
         epi_map: dict[int, int] = {}
