@@ -142,7 +142,7 @@ def _tool(name: str) -> str:
         candidate = Path(sys.executable).parent / name
         if candidate.exists():
             return str(candidate)
-        raise SynthError(f"{name} is not installed (pip install {name.replace('yowasp-', 'yowasp-')})")
+        raise SynthError(f"{name} is not installed (pip install {name})")
     return path
 
 
