@@ -14,6 +14,7 @@ import numpy as np
 from tqdm import tqdm
 
 from frontend.tables import format_table
+from isa.asm import assemble_file
 from isa.config import load_config
 from isa.container import Program, write_atomic
 from isa.errors import ContainerError, InputError
@@ -26,7 +27,8 @@ def register(subparsers: argparse._SubParsersAction, common: argparse.ArgumentPa
         "sim", parents=[common], help="simulate a .dzn program cycle by cycle; print counters",
         description="Run a .dzn program on the cycle-level simulator. Inputs not given are "
                     "left zero. A fault (deadlock, out-of-bounds access, ...) exits with 1.")
-    parser.add_argument("program", type=Path, help="program to run (.dzn)")
+    parser.add_argument("program", type=Path, help="program to run (.dzn, or .s to assemble "
+                                                   "it first)")
     parser.add_argument("--input", "-i", action="append", default=[], metavar="NAME=FILE.npy",
                         help="an input tensor (repeatable)")
     parser.add_argument("--output", "-o", action="append", default=[], metavar="NAME=FILE.npy",
@@ -73,7 +75,10 @@ def _save_npy(path: Path, array: np.ndarray) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    program = Program.load(args.program)
+    if args.program.suffix == ".s":  # assemble on the fly: handy while writing a kernel
+        program = assemble_file(args.program)
+    else:
+        program = Program.load(args.program)
     note = []
     if args.config is not None:
         cfg = load_config(args.config)

@@ -146,3 +146,8 @@ def test_trace_is_written_up_to_a_fault(tmp_path, capsys):
     assert "trace up to the fault" in capsys.readouterr().out
     events = json.loads(trace.read_text())["traceEvents"]
     assert any(e["ph"] == "X" and e["name"].startswith("wait token C->S") for e in events)
+
+
+def test_assembly_source_runs_directly(capsys):
+    assert main(["sim", str(EXAMPLES / "reduction.s"), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["instructions_by_opcode"]["reduce"] == 9
