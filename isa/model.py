@@ -132,4 +132,12 @@ NUMERICS = """\
 # What the RTL does not implement yet, one short line each (e.g. "matmul dtype=f32",
 # "unary exp2/log2/sin (f32)"). The RTL's owner keeps this list current; isa/SPEC.md
 # renders it, and an instruction listed here is one the RTL reports as unsupported.
-RTL_UNSUPPORTED: list[str] = []
+RTL_UNSUPPORTED: list[str] = [
+    "matmul dtype=f32 (the matrix array is int8 with int32 sums)",
+    "unary, binary, ternary and reduce with dtype=f32: every fp32 vector function "
+    "(exp2, log2, sqrt, recip, sin, and the fp32 forms of neg, abs, relu, add, sub, mul, div, "
+    "max, min, cmplt, cmpeq, where, mulacc, sum, max, min)",
+    "unary itof and ftoi (the int32 <-> fp32 casts)",
+    "the RTL raises ILLEGAL_INSTRUCTION at dispatch for each of these, so a float program "
+    "stops with a clear fault instead of computing something wrong",
+]
