@@ -60,11 +60,13 @@ class TileEpilogue(Protocol):
 
     mb: int  # rows per M block, set by emit_gemm
     tile_regions: int  # M-block-sized SP regions loaded per tile (double-buffered)
+    block_regions: int  # M-block-sized SP regions loaded once per M block (per-row params)
     temp_regions: int  # M-block-sized SP regions for intermediate values
 
     def resident_rows(self) -> int: ...
     def emit_resident(self, em: Emitter, base: int) -> None: ...
     def emit_tile_loads(self, em: Emitter, tile: Tile, base: int) -> None: ...
+    def emit_block_loads(self, em: Emitter, tile: Tile, base: int) -> None: ...
     def emit_tile_compute(self, em: Emitter, tile: Tile, acc_addr: int, inputs: int,
                           temps: int, resident: int) -> int: ...
 
@@ -105,8 +107,9 @@ def emit_gemm(em: Emitter, problems: list[tuple[Mat, Mat, Mat]], dtype: MatType,
             raise CompileError("batched GEMM entries differ in shape")
     epi_tile = epilogue.tile_regions if epilogue else 0
     epi_temp = epilogue.temp_regions if epilogue else 0
+    epi_block = epilogue.block_regions if epilogue else 0
     res_rows = epilogue.resident_rows() if epilogue else 0
-    p = plan(cfg, m, k, 2 * epi_tile + epi_temp, res_rows)
+    p = plan(cfg, m, k, 2 * epi_tile + epi_temp + epi_block, res_rows)
     mb, group, kc = p.mb, p.group, -(-k // n)
     if epilogue is not None:
         epilogue.mb = mb
@@ -118,7 +121,8 @@ def emit_gemm(em: Emitter, problems: list[tuple[Mat, Mat, Mat]], dtype: MatType,
     a_size = kc * mb if p.resident_a else group * mb
     a_bufs = 1 if p.resident_a else 2
     tile_base = a_base + a_bufs * a_size
-    temp_base = tile_base + 2 * epi_tile * mb
+    block_base = tile_base + 2 * epi_tile * mb
+    temp_base = block_base + epi_block * mb
     if temp_base + epi_temp * mb > cfg.sp_rows:
         raise CompileError("GEMM scratchpad plan overflows")
     if epilogue and res_rows:
@@ -143,8 +147,11 @@ def emit_gemm(em: Emitter, problems: list[tuple[Mat, Mat, Mat]], dtype: MatType,
                     # Load unit: A chunks (unless resident), the W rows, epilogue tile inputs.
                     start = len(em.code)
                     owe = data_free.need(step)
+                    if (p.resident_a or epi_block) and ti == 0 and gi == 0:
+                        owe += data_free.need_all(step)  # single-buffered per M block
+                    if epilogue and epi_block and ti == 0 and gi == 0:
+                        epilogue.emit_block_loads(em, tile, block_base)
                     if p.resident_a and ti == 0 and gi == 0:
-                        owe += data_free.need_all(step)
                         for j in range(kc):
                             em.emit("load", sram=sp(a_base + j * mb), dram=a.at(m0, j * n),
                                     stride=a.ld, rows=rows, cols=min(n, k - j * n), fmt=a.fmt)
@@ -174,7 +181,7 @@ def emit_gemm(em: Emitter, problems: list[tuple[Mat, Mat, Mat]], dtype: MatType,
                     if last_group and epilogue:
                         result = epilogue.emit_tile_compute(
                             em, tile, acc(half), tile_base + (tile_no % 2) * epi_tile * mb,
-                            temp_base, res_base)
+                            temp_base, block_base)
                     em.flag(len(em.code) - 1, "push_prev", *(("push_next",) if last_group else ()))
                     em.flag(start, "pop_prev")
                     if gi == 0:

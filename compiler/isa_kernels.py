@@ -439,18 +439,33 @@ class GemmEpilogue:
         self.kind: dict[int, str] = {}
         self.tile_leaves: list[Leaf] = []
         self.lane_leaves: list[Leaf] = []
+        self.row_leaves: list[Leaf] = []  # vary along rows only: loaded per M block
         for lf in leaves:
             if lf.imm is not None:
                 continue
             assert lf.view is not None
             row_varies = any(lf.view.strides[i] for i in g.m + g.batch)
-            (self.tile_leaves if row_varies else self.lane_leaves).append(lf)
-            self.kind[id(lf)] = "tile" if row_varies else "lane"
-        self.requants = _requants(expr)
+            lane_varies = any(lf.view.strides[i] for i in g.n)
+            kind = "tile" if row_varies and lane_varies else "row" if row_varies else "lane"
+            {"tile": self.tile_leaves, "row": self.row_leaves,
+             "lane": self.lane_leaves}[kind].append(lf)
+            self.kind[id(lf)] = kind
+        all_rq = _requants(expr)
+        self.row_requants = [r for r in all_rq if r.arg.multiplier.size > 1
+                             and self._channel_on_rows(r)]
+        self.requants = [r for r in all_rq if r not in self.row_requants]
+        self.block_regions = len(self.row_leaves) + 2 * len(self.row_requants)
+        self.block_index: dict[int, int] = {}
         self.tile_regions = len(self.tile_leaves)
         self.temp_regions = count_temps(expr) + 1
         self.row_of: dict[int, int] = {}
         self.mb = 0  # set by emit_gemm
+
+    rq_views: dict[int, View] = {}
+
+    def _channel_on_rows(self, r: Expr) -> bool:
+        v = self.rq_views.get(id(r))
+        return v is not None and any(v.strides[i] for i in self.g.m)
 
     @staticmethod
     def fits(expr: Expr, leaves: list[Leaf], g: GemmAxes, out_shape: tuple[int, ...],
@@ -465,18 +480,24 @@ class GemmEpilogue:
             if v is None or v.mask is not None or any(st < 0 for st in v.strides):
                 return None
             nm, mm = merged(v, g.n), merged(v, g.m)
-            if nm is None or mm is None or (nm[1] != 1 and nm[0] > 1):
+            if nm is None or mm is None or (nm[1] not in (0, 1) and nm[0] > 1):
                 return None
-            if any(v.strides[i] for i in g.m + g.batch) and nm[1] != 1 and nm[0] > 1:
-                return None
+            if (nm[1] == 0 or nm[0] == 1) and any(v.strides[i] for i in g.m + g.batch) and \
+                    (lf.data is None or any(v.strides[i] for i in g.batch)):
+                return None  # per-row values: only constants, the same for every batch entry
             out.append(Leaf(lf.buf, v, lf.data))
         for r in _requants(expr):
             if r.arg.multiplier.size > 1:
                 rv = requant_view(r, out_shape).reshape(red_shape)
-                if rv is None or any(rv.strides[i] for i in g.m + g.batch):
+                if rv is None or any(rv.strides[i] for i in g.batch):
                     return None
-                nm = merged(rv, g.n)
-                if nm is None or nm[1] != 1:
+                on_rows = any(rv.strides[i] for i in g.m)
+                on_lanes = any(rv.strides[i] for i in g.n)
+                if on_rows and on_lanes:
+                    return None
+                if on_lanes and (merged(rv, g.n) or (0, 0))[1] != 1:
+                    return None
+                if on_rows and merged(rv, g.m) is None:
                     return None
         return out
 
@@ -521,6 +542,38 @@ class GemmEpilogue:
                     fmt=int(Fmt.X32))
             row += 2 * tn
 
+    def emit_block_loads(self, em: Emitter, tile: Tile, base: int) -> None:
+        """Per-row values of this M block, each row broadcast over its n lanes (host-built
+        tables: the per-row leaves are constants, or loaded and broadcast)."""
+        n, rows, region = self.n, tile.rows, 0
+        m_idx = np.arange(tile.m0, tile.m0 + rows)
+        for lf in self.row_leaves:
+            assert lf.view is not None and lf.buf is not None
+            ms = (merged(lf.view, self.g.m) or (1, 0))[1]
+            self.block_index[id(lf)] = region
+            if lf.data is not None:
+                vals = np.asarray(lf.data).reshape(-1)[lf.view.offset + m_idx * ms]
+                table = np.repeat(vals[:, None], n, axis=1)
+                b = em.constant("epilogue.rows", table)
+                em.emit("load", sram=sp(base + region * self.mb), dram=b.addr,
+                        stride=n * b.esize, rows=rows, cols=n, fmt=int(b.fmt))
+            else:
+                raise CompileError("per-row epilogue input that is not a constant")
+            region += 1
+        for r in self.row_requants:
+            v = self.rq_views[id(r)]
+            ms = (merged(v, self.g.m) or (1, 0))[1]
+            ch = v.offset + m_idx * ms
+            mult = np.asarray(r.arg.multiplier, np.int64).reshape(-1)[ch]
+            shift = np.asarray(r.arg.shift, np.int64).reshape(-1)[ch]
+            table = np.stack([np.repeat(mult[:, None], n, 1), np.repeat(shift[:, None], n, 1)],
+                             axis=1).reshape(2 * rows, n).astype(np.int32)
+            b = em.constant("epilogue.rowrequant", table)
+            self.block_index[id(r)] = region
+            em.emit("load", sram=sp(base + region * self.mb), dram=b.addr, stride=n * 4,
+                    rows=2 * rows, cols=n, fmt=int(Fmt.X32))
+            region += 2
+
     def emit_tile_loads(self, em: Emitter, tile: Tile, base: int) -> None:
         bidx = self.batches[tile.batch]
         for i, lf in enumerate(self.tile_leaves):
@@ -536,7 +589,7 @@ class GemmEpilogue:
                     stride=ms * lf.buf.esize, rows=tile.rows, cols=cols, fmt=int(lf.buf.fmt))
 
     def emit_tile_compute(self, em: Emitter, tile: Tile, acc_addr: int, inputs: int,
-                          temps: int, resident: int) -> int:
+                          temps: int, block: int) -> int:
         t = tile.n0 // self.n
 
         def leaf_of(e: Expr) -> Operand:
@@ -547,7 +600,14 @@ class GemmEpilogue:
                 return lf.imm
             if self.kind[id(lf)] == "lane":
                 return Rows(sp(self.row_of[id(lf)] + t), 0)
+            if self.kind[id(lf)] == "row":
+                return Rows(sp(block + self.block_index[id(lf)] * self.mb))
             return Rows(sp(inputs + self.tile_leaves.index(lf) * self.mb))
+
+        def params(e: Expr) -> int | tuple[int, int]:
+            if e in self.row_requants:
+                return block + self.block_index[id(e)] * self.mb, 2
+            return self.row_of[id(e)] + 2 * t
 
         pool = RegionPool(temps, self.mb, self.temp_regions)
         n_acc = sum(1 for leaf in self.expr.leaves() if leaf.op == ACC)
@@ -562,8 +622,7 @@ class GemmEpilogue:
 
         # The result stays in the accumulator half, which the store unit owns until it
         # frees it: a scratchpad result could be overwritten by the next tile's epilogue.
-        ExprEmitter(em, tile.rows, leaf_or_copy, pool,
-                    lambda e: self.row_of[id(e)] + 2 * t).emit(self.expr, acc_addr)
+        ExprEmitter(em, tile.rows, leaf_or_copy, pool, params).emit(self.expr, acc_addr)
         return acc_addr
 
 
@@ -627,6 +686,8 @@ def emit_contraction(em: Emitter, shape: tuple[int, ...], reduce_axes: tuple[int
                 lf.imm = scalar_of(lf.buf, lf.view, lf.data)
         epi_fit = GemmEpilogue.fits(epilogue, epi_leaves, g, out_shape, red_shape)
         if epi_fit is not None:
+            GemmEpilogue.rq_views = {id(r): requant_view(r, out_shape).reshape(red_shape)
+                                     for r in _requants(epilogue)}
             epi = GemmEpilogue(em, epilogue, epi_fit, g, batches, nn)
     fused = is_direct and (epilogue is None or epi is not None)
     acc_dtype = "int32" if dtype == MatType.I8 else "float32"
