@@ -10,7 +10,7 @@ within a tolerance, not bit for bit).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import numpy as np
@@ -47,14 +47,17 @@ def run(graph: Graph, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]
 
 
 def evaluate(roots: list[Node], inputs: Mapping[str, np.ndarray],
-             names: list[str] | None = None) -> dict[str, np.ndarray]:
+             names: list[str] | None = None,
+             observe: Callable[[Node, np.ndarray], None] | None = None
+             ) -> dict[str, np.ndarray]:
     """Evaluate `roots`, freeing intermediates once their last user has run.
 
     Two shortcuts keep big convolutions cheap without changing a single result bit of
     integer graphs: EXPAND yields a broadcast view (no copy) and unary ops work on the
     compact data under it; a REDUCE_SUM over a MUL used only there is one einsum over the
     operands' non-broadcast axes (integers through float64 BLAS when every partial sum is
-    exact in 53 bits, else int64).
+    exact in 53 bits, else int64). `observe(node, value)`, when given, sees every computed
+    value (calibration uses it); products kept for a contraction are not computed.
     """
     order = toposort(roots)
     users: dict[int, int] = {}
@@ -73,6 +76,8 @@ def evaluate(roots: list[Node], inputs: Mapping[str, np.ndarray],
             env[id(node)] = contract(srcs[0].a, srcs[0].b, node.arg, node.dtype)
         else:
             env[id(node)] = eval_node(node, srcs, inputs)
+        if observe is not None and not isinstance(env[id(node)], _Product):
+            observe(node, env[id(node)])
         for src in node.srcs:
             users[id(src)] -= 1
             if users[id(src)] == 0 and id(src) not in keep:

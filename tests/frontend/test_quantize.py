@@ -1,0 +1,114 @@
+"""Int8 post-training quantisation: REQUANT parameters, the shape of the quantised graph
+(int8 contractions, int32 bias, per-channel REQUANT, fused ReLU), bit-exact reproducibility,
+and closeness to float: a small CNN within 0.02 on softmax probabilities, scaled-down
+ResNet logits within 15% and transformer outputs within 8% of their float range."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from compiler import ir
+from compiler.ir import Op
+from compiler.reference import requantize, run
+from frontend.onnx_import import import_model
+from frontend.onnx_models import resnet, small_cnn, transformer_block
+from frontend.quantize import QuantizeError, quantize, requant_params
+from frontend.tensor import Tensor
+
+rng = np.random.default_rng(3)
+
+
+def batches(shape, n=4, name="input"):
+    return [{name: rng.standard_normal(shape).astype(np.float32)} for _ in range(n)]
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.floats(1e-9, 1e4))
+def test_requant_params_approximate_the_ratio(ratio):
+    m, s = requant_params(np.array([ratio]))
+    assert 0 <= s[0] <= 63 and 0 <= m[0] < 1 << 31
+    assert abs(m[0] / 2.0 ** s[0] - ratio) <= ratio * 2.0 ** -30 + 2.0 ** -64
+    x = np.array([12345, -12345], np.int32)
+    got = requantize(x, m, s, 0, -256, 255, "int32")
+    want = np.clip(np.floor(x.astype(np.float64) * ratio + 0.5), -256, 255)
+    assert np.all(np.abs(got - want) <= 1)
+
+
+def _cnn_graph():
+    return import_model(small_cnn())
+
+
+def test_quantised_cnn_structure():
+    q = quantize(_cnn_graph(), batches((1, 3, 16, 16)))
+    nodes = q.nodes()
+    contractions = [n for n in nodes if ir.is_contraction(n)]
+    # 4 convs, the Gemm, and the global average pool (a sum over a product with 1/count)
+    assert len(contractions) == 6
+    for c in contractions:
+        assert c.dtype == "int32"
+        for operand in c.srcs[0].srcs:
+            assert operand.op is Op.CAST and operand.srcs[0].dtype == "int8"
+    requants = [n for n in nodes if n.op is Op.REQUANT]
+    assert any(r.arg.multiplier.size > 1 for r in requants)  # per channel
+    assert any(r.arg.lo == 0 for r in requants)  # fused ReLU
+    biases = [n for n in nodes if n.op is Op.ADD and n.dtype == "int32"
+              and any(s.op is Op.CONST or s.op in ir.MOVEMENT_OPS for s in n.srcs)]
+    assert biases  # bias added in int32 before requantisation
+    float_ops = {n.op for n in nodes if n.dtype == "float32"} - ir.MOVEMENT_OPS
+    # only the input quantisation, the output dequantisation and the softmax stay float
+    assert float_ops <= {Op.INPUT, Op.CONST, Op.MUL, Op.CAST, Op.REDUCE_MAX, Op.SUB, Op.EXP2,
+                         Op.REDUCE_SUM, Op.RECIP}
+
+
+def test_quantised_cnn_is_reproducible_and_close_to_float():
+    g = _cnn_graph()
+    q = quantize(g, batches((1, 3, 16, 16), n=8))
+    for feed in batches((1, 3, 16, 16), n=3):
+        a, b = run(q, feed)["probs"], run(q, feed)["probs"]
+        np.testing.assert_array_equal(a, b)
+        np.testing.assert_allclose(a, run(g, feed)["probs"], atol=0.02)
+
+
+@pytest.mark.parametrize("method", ["maxabs", "percentile"])
+def test_quantised_resnet_close_to_float(method):
+    g = import_model(resnet((1, 1, 1, 1), width=8, image=32, classes=10))
+    q = quantize(g, batches((1, 3, 32, 32), n=4), method=method)
+    for feed in batches((1, 3, 32, 32), n=2):
+        f, i = run(g, feed)["logits"], run(q, feed)["logits"]
+        # random weights, 17 requantisations deep: within 15% of the logits' range
+        assert np.max(np.abs(f - i)) <= 0.15 * np.max(np.abs(f))
+
+
+def test_quantised_transformer_close_to_float():
+    g = import_model(transformer_block())
+    q = quantize(g, batches((1, 8, 16), n=4))
+    assert sum(ir.is_contraction(n) and n.dtype == "int32" for n in q.nodes()) >= 6
+    feed = batches((1, 8, 16), n=1)[0]
+    f, i = run(g, feed)["output"], run(q, feed)["output"]
+    assert np.max(np.abs(f - i)) <= 0.08 * np.max(np.abs(f))
+
+
+def test_tensor_graph_matmul_and_pooling():
+    x = Tensor.input("x", (2, 4, 8, 8))
+    w = Tensor(rng.standard_normal((6, 4, 3, 3)).astype(np.float32) * 0.3)
+    y = x.conv2d(w, padding=1).relu().max_pool2d(2).avg_pool2d(2).flatten(1)
+    y = y @ Tensor(rng.standard_normal((24, 5)).astype(np.float32))
+    g = y.graph()
+    q = quantize(g, batches((2, 4, 8, 8), name="x"))
+    assert any(n.op is Op.REDUCE_MAX and n.dtype == "int8" for n in q.nodes())
+    feed = batches((2, 4, 8, 8), n=1, name="x")[0]
+    f, i = run(g, feed)["out"], run(q, feed)["out"]
+    assert np.max(np.abs(f - i)) <= 0.05 * np.max(np.abs(f))
+
+
+def test_bad_options():
+    g = _cnn_graph()
+    with pytest.raises(QuantizeError, match="at least one"):
+        quantize(g, [])
+    with pytest.raises(QuantizeError, match="unknown calibration method"):
+        quantize(g, batches((1, 3, 16, 16), n=1), method="kl")
+    with pytest.raises(ir.IRError, match="expects"):
+        quantize(g, batches((1, 3, 8, 8), n=1))
