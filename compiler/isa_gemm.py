@@ -44,6 +44,19 @@ class Mat:
 
 
 @dataclass(frozen=True)
+class WindowB:
+    """A B operand read straight out of an image (implicit im2col for convolutions).
+
+    K chunk j holds `rows` consecutive K values `stride` elements apart starting at element
+    `offset`; N tile t covers output columns n0 .. n0+cols-1 whose B elements start at
+    element `offset` more. A must hold chunk j's K values in columns j*n .. j*n+rows-1.
+    """
+
+    chunks: tuple[tuple[int, int, int], ...]  # (offset, rows, stride) per K chunk
+    ntiles: tuple[tuple[int, int, int], ...]  # (n0, cols, offset) per N tile
+
+
+@dataclass(frozen=True)
 class Tile:
     """One output tile: batch entry, first row and rows, first column and columns."""
 
@@ -97,8 +110,9 @@ def plan(cfg, m: int, k: int, epi_regions: int, resident_rows: int) -> GemmPlan:
 
 
 def emit_gemm(em: Emitter, problems: list[tuple[Mat, Mat, Mat]], dtype: MatType,
-              epilogue: TileEpilogue | None = None) -> None:
-    """Emit C = A @ B (then epilogue) for each (A, B, C) in `problems`; shapes must agree."""
+              epilogue: TileEpilogue | None = None, window: WindowB | None = None) -> None:
+    """Emit C = A @ B (then epilogue) for each (A, B, C) in `problems`; shapes must agree.
+    With `window`, B's tiles are addressed by it (B's `addr` and `fmt` still apply)."""
     cfg, n = em.cfg, em.cfg.n
     a0, b0, _ = problems[0]
     m, k, ncols = a0.rows, a0.cols, b0.cols
@@ -111,6 +125,12 @@ def emit_gemm(em: Emitter, problems: list[tuple[Mat, Mat, Mat]], dtype: MatType,
     res_rows = epilogue.resident_rows() if epilogue else 0
     p = plan(cfg, m, k, 2 * epi_tile + epi_temp + epi_block, res_rows)
     mb, group, kc = p.mb, p.group, -(-k // n)
+    if window is not None:
+        kc = len(window.chunks)
+        if kc * n != k:
+            raise CompileError("internal: window GEMM needs A padded to whole chunks")
+    ntiles = window.ntiles if window is not None else tuple(
+        (n0, min(n, ncols - n0), 0) for n0 in range(0, ncols, n))
     if epilogue is not None:
         epilogue.mb = mb
     # Scratchpad layout.
@@ -138,8 +158,7 @@ def emit_gemm(em: Emitter, problems: list[tuple[Mat, Mat, Mat]], dtype: MatType,
     for bi, (a, b, c) in enumerate(problems):
         for m0 in range(0, m, mb):
             rows = min(mb, m - m0)
-            for ti, n0 in enumerate(range(0, ncols, n)):
-                cols = min(n, ncols - n0)
+            for ti, (n0, cols, n_off) in enumerate(ntiles):
                 tile = Tile(bi, m0, rows, n0, cols, tile_no)
                 half = (tile_no % 2) * mb
                 for gi, (g0, g1) in enumerate(groups):
@@ -160,9 +179,16 @@ def emit_gemm(em: Emitter, problems: list[tuple[Mat, Mat, Mat]], dtype: MatType,
                             em.emit("load", sram=sp(a_base + buf * a_size + (j - g0) * mb),
                                     dram=a.at(m0, j * n), stride=a.ld, rows=rows,
                                     cols=min(n, k - j * n), fmt=a.fmt)
-                    krows = min(k, g1 * n) - g0 * n
-                    em.emit("load", sram=sp(w_base + buf * w_size), dram=b.at(g0 * n, n0),
-                            stride=b.ld, rows=krows, cols=cols, fmt=b.fmt)
+                    if window is None:
+                        krows = min(k, g1 * n) - g0 * n
+                        em.emit("load", sram=sp(w_base + buf * w_size), dram=b.at(g0 * n, n0),
+                                stride=b.ld, rows=krows, cols=cols, fmt=b.fmt)
+                    else:
+                        for j in range(g0, g1):
+                            off, krows, kstride = window.chunks[j]
+                            em.emit("load", sram=sp(w_base + buf * w_size + (j - g0) * n),
+                                    dram=b.addr + (off + n_off) * b.esize,
+                                    stride=kstride * b.esize, rows=krows, cols=cols, fmt=b.fmt)
                     if epilogue and gi == 0 and epi_tile:
                         epilogue.emit_tile_loads(em, tile,
                                                  tile_base + (tile_no % 2) * epi_tile * mb)

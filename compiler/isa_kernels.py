@@ -16,7 +16,7 @@ import numpy as np
 
 from compiler.ir import Op
 from compiler.isa_builder import CompileError, Credits, DramBuffer, Emitter, sp
-from compiler.isa_gemm import Mat, Tile, emit_gemm
+from compiler.isa_gemm import Mat, Tile, WindowB, emit_gemm
 from compiler.isa_vector import (
     AccessPlan,
     ExprEmitter,
@@ -673,10 +673,24 @@ def emit_contraction(em: Emitter, shape: tuple[int, ...], reduce_axes: tuple[int
             return leaf.buf, v
         return materialise(leaf, g.batch + rows + cols, shape)
 
-    abuf, av = operand(a, g.m, g.k)
-    bbuf, bv = operand(b, g.k, g.n)
     o_m, o_n = merged(ov, g.m), merged(ov, g.n)
     is_direct = o_m is not None and o_n is not None and (o_n[1] == 1 or nn == 1)
+    window = None
+    bm = merged(b.view, g.k), merged(b.view, g.n)
+    b_plain = bm[0] is not None and bm[1] is not None and (bm[1][1] == 1 or bm[1][0] == 1) \
+        and b.view.mask is None
+    if is_direct and not g.batch and a.data is not None and b.data is None and not b_plain:
+        window = window_operand(b.view, g, shape, em.cfg.n)
+    if window is not None:
+        a_matrix, order = window
+        abuf = em.constant(f"{a.buf.name}.windowed", _fold_for_window(a, g, shape, order,
+                                                                      em.cfg.n))
+        k = abuf.shape[1]
+        av = View((m, k), (k, 1), 0, None)
+        bbuf, bv = b.buf, b.view
+    else:
+        abuf, av = operand(a, g.m, g.k)
+        bbuf, bv = operand(b, g.k, g.n)
     batches = list(np.ndindex(*[shape[i] for i in g.batch])) if g.batch else [()]
     epi = None
     epi_fit = None
@@ -692,8 +706,8 @@ def emit_contraction(em: Emitter, shape: tuple[int, ...], reduce_axes: tuple[int
     fused = is_direct and (epilogue is None or epi is not None)
     acc_dtype = "int32" if dtype == MatType.I8 else "float32"
     target = out if fused else em.alloc(f"{out.name}.acc", (bt, m, nn), acc_dtype)
-    a_m = merged(av, g.m) or (1, 0)
-    b_k = merged(bv, g.k) or (1, 0)
+    a_m = (merged(av, g.m) or (1, 0)) if window is None else (m, k)
+    b_k = (merged(bv, g.k) or (1, 0)) if window is None else (k, 0)
     out_ld = ((o_m or (1, 0))[1] if m > 1 else nn) if fused else nn
     problems = []
     for bi, bidx in enumerate(batches):
@@ -706,7 +720,10 @@ def emit_contraction(em: Emitter, shape: tuple[int, ...], reduce_axes: tuple[int
             Mat(bbuf.addr + b_off * bbuf.esize, k, nn, max(b_k[1], 0) * bbuf.esize, bbuf.fmt),
             Mat(target.addr + o_off * target.esize, m, nn, max(out_ld, 1) * target.esize,
                 target.fmt)))
-    emit_gemm(em, problems, dtype, epi)
+    if window is not None:
+        problems = [(Mat(abuf.addr, m, k, k * abuf.esize, abuf.fmt),
+                     Mat(bbuf.addr, k, nn, 0, bbuf.fmt), problems[0][2])]
+    emit_gemm(em, problems, dtype, epi, window[0] if window is not None else None)
     if fused:
         return
     em.barrier()
@@ -739,3 +756,55 @@ def emit_contraction(em: Emitter, shape: tuple[int, ...], reduce_axes: tuple[int
             raise CompileError("cannot lay out per-channel REQUANT params for the epilogue")
         rq_views[id(r)] = rv
     emit_elementwise(em, red_shape, leaves, body, out, Leaf(target, red_view), rq_views)
+
+
+def window_operand(view: View, g: GemmAxes, shape: tuple[int, ...], n: int
+                   ) -> tuple[WindowB, list[int]] | None:
+    """Address B (K x N) straight in its image when every N tile is a contiguous run of
+    the innermost N axis and every K chunk a strided run of one K axis (stride-1
+    convolutions over an already padded image). Returns the plan and the K axis order
+    (outer axes, then the chunked one) A must follow."""
+    if view.mask is not None or not g.n or not g.k or any(st < 0 for st in view.strides):
+        return None
+    inner_n = g.n[-1]
+    if view.strides[inner_n] != 1:
+        return None
+    inner_k = max(g.k, key=lambda ax: (shape[ax], -g.k.index(ax)))
+    outer_k = [ax for ax in g.k if ax != inner_k]
+    chunks = []
+    for idx in np.ndindex(*[shape[ax] for ax in outer_k]):
+        base = view.offset + sum(i * view.strides[ax] for i, ax in zip(idx, outer_k, strict=True))
+        for c0 in range(0, shape[inner_k], n):
+            chunks.append((base + c0 * view.strides[inner_k], min(n, shape[inner_k] - c0),
+                           view.strides[inner_k]))
+    tiles = []
+    outer_n = g.n[:-1]
+    sizes = [shape[ax] for ax in g.n]
+    flat_strides = contiguous_strides(sizes)
+    for idx in np.ndindex(*[shape[ax] for ax in outer_n]):
+        n_base = sum(i * flat_strides[j] for j, i in enumerate(idx))
+        off = sum(i * view.strides[ax] for i, ax in zip(idx, outer_n, strict=True))
+        for c0 in range(0, shape[inner_n], n):
+            tiles.append((n_base + c0, min(n, shape[inner_n] - c0), off + c0))
+    if len(chunks) * len(tiles) > 200_000:
+        return None
+    return WindowB(tuple(chunks), tuple(tiles)), outer_k + [inner_k]
+
+
+def _fold_for_window(a: Leaf, g: GemmAxes, shape: tuple[int, ...], k_order: list[int],
+                     n: int) -> np.ndarray:
+    """The constant A as (M, chunks * n): K in `k_order`, the innermost K axis padded to
+    whole n-wide chunks with zeros (they meet stale B rows, so they must be zero)."""
+    assert a.view is not None and a.data is not None
+    bounds = [(0, s) if (i in g.m or i in g.k) else (0, 1) for i, s in enumerate(shape)]
+    rest = [i for i in range(len(shape)) if i not in g.m and i not in k_order]
+    v = a.view.shrink(bounds).permute(g.m + k_order + rest)
+    full = tuple(shape[i] for i in g.m + k_order)
+    arr = v.gather(np.asarray(a.data).reshape(-1)).reshape(full)
+    m = int(np.prod([shape[i] for i in g.m], dtype=np.int64))
+    inner = shape[k_order[-1]]
+    padded = -(-inner // n) * n
+    arr = arr.reshape(m, -1, inner)
+    out = np.zeros((m, arr.shape[1], padded), dtype=arr.dtype)
+    out[:, :, :inner] = arr
+    return out.reshape(m, -1)
