@@ -263,18 +263,25 @@ class Machine:
         count = v["count"]
         x = self._read(v["src1"], count, v["step1"], DType.I32, "src1").astype(np.int64)
         params = self._read(v["src2"], 2, 1, DType.I32, "src2 (multipliers, shifts)")
-        m, s = params[0].astype(np.int64), params[1].astype(np.int64) & 63
+        params = params.astype(np.int64)
+        m, s = params[0], params[1] & 63
         p = x * m
-        # (p + 2^(s-1)) >> s without the 64-bit overflow of the add: add back the bit shifted out.
-        rounded = (p >> s) + ((p >> np.maximum(s - 1, 0)) & 1)
-        q = np.where(s == 0, p, rounded)
-        y = np.minimum(np.maximum(q + v["zp"], v["lo"]), v["hi"])
+        # (p + 2^(s-1)) >> s without the add's 64-bit overflow: p >> s plus the last bit
+        # shifted out, which is bit s of p << 1 (0 when s = 0; the wrap of << leaves it intact).
+        q = (p >> s) + (((p << 1) >> s) & 1)
+        q += v["zp"]
+        y = np.minimum(np.maximum(q, v["lo"]), v["hi"])
         self._write(v["dst"], y.astype(np.int32), count)
 
     def move(self, v: Values) -> None:
         n, count, fn = self.n, v["count"], v["fn"]
         dst_mem, dst_row = v["dst"] >> 16, v["dst"] & 0xFFFF
         src_mem, src_row = v["src1"] >> 16, v["src1"] & 0xFFFF
+        if fn == MoveFn.COPY and v["dstride"] == 1 and v["sstride"] == 1:  # the common case
+            source = self._span(src_mem, src_row, count, "move src1")
+            target = self._span(dst_mem, dst_row, count, "move dst")
+            target[dst_row:dst_row + count] = source[src_row:src_row + count].copy()
+            return
         items = np.arange(count, dtype=np.int64)
         dst_rows = dst_row + items * v["dstride"]
         src_rows = src_row + items * v["sstride"]
@@ -296,8 +303,10 @@ class Machine:
             else:
                 data = source[src_rows]
         target = self._index_span(dst_mem, dst_rows, "move dst")
-        flat, data = _last_wins(dst_rows, data)
-        target[flat] = data
+        block = n if fn == MoveFn.TRANSPOSE else 1
+        if count > 1 and abs(v["dstride"]) < block:  # items overlap: keep the last write
+            dst_rows, data = _last_wins(dst_rows, data)
+        target[dst_rows] = data
 
 
 # Function tables -------------------------------------------------------------------------
