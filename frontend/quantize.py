@@ -94,7 +94,13 @@ def calibrate(graph: Graph, batches: list[Mapping[str, np.ndarray]], method: str
     def observe(node: Node, value: np.ndarray) -> None:
         if node.dtype != "float32" or node.op in ir.MOVEMENT_OPS or node.op is Op.CONST:
             return
-        a = np.abs(np.asarray(value, np.float64))
+        v = np.asarray(value)
+        if method == "maxabs" and v.size:
+            hi, lo = float(np.max(v)), float(np.min(v))
+            if math.isfinite(hi) and math.isfinite(lo):
+                ranges[id(node)] = max(ranges.get(id(node), 0.0), hi, -lo)
+                return
+        a = np.abs(v.astype(np.float64))
         a = np.where(np.isfinite(a), a, 0.0)  # -inf pads of max pooling are not data
         if method == "percentile" and a.size > 1:
             flat = a.reshape(-1)

@@ -294,3 +294,57 @@ def test_inputs_and_errors():
 def test_trunc_cast_rounds_toward_zero():
     f = np.array([-2.7, -2.5, -0.5, 0.49, 1.5, 2.5, 7.99], np.float32)
     np.testing.assert_array_equal(Tensor(f).trunc_cast("int32").numpy(), f.astype(np.int32))
+
+
+def _np_layernorm(x):
+    mu = x.mean(-1, keepdims=True)
+    return (x - mu) / np.sqrt(((x - mu) ** 2).mean(-1, keepdims=True) + 1e-5)
+
+
+def test_end_to_end_transformer_block():
+    """Attention (matmul, softmax), layernorm and a GELU MLP with residuals, against numpy."""
+    seq, dim, heads = 6, 8, 2
+    hd = dim // heads
+    x = randn(1, seq, dim)
+    wq, wk, wv, wo = (randn(dim, dim) / np.sqrt(dim) for _ in range(4))
+    w1, w2 = randn(dim, 4 * dim) / np.sqrt(dim), randn(4 * dim, dim) / np.sqrt(4 * dim)
+
+    def split(t):
+        return t.reshape(1, seq, heads, hd).permute(0, 2, 1, 3)
+
+    t = Tensor.input("x", x.shape)
+    h = t.layernorm()
+    q, k, v = (split(h @ Tensor(w)) for w in (wq, wk, wv))
+    att = ((q @ k.transpose(-1, -2)) * (1 / np.sqrt(hd))).softmax(-1) @ v
+    t2 = t + att.permute(0, 2, 1, 3).reshape(1, seq, dim) @ Tensor(wo)
+    out = t2 + (t2.layernorm() @ Tensor(w1)).gelu() @ Tensor(w2)
+
+    def nsplit(a):
+        return a.reshape(1, seq, heads, hd).transpose(0, 2, 1, 3)
+
+    hn = _np_layernorm(x.astype(np.float64))
+    qn, kn, vn = (nsplit(hn @ w) for w in (wq, wk, wv))
+    s = qn @ kn.transpose(0, 1, 3, 2) / np.sqrt(hd)
+    p = np.exp(s - s.max(-1, keepdims=True))
+    p /= p.sum(-1, keepdims=True)
+    x2 = x + (p @ vn).transpose(0, 2, 1, 3).reshape(1, seq, dim) @ wo
+    m = _np_layernorm(x2) @ w1
+    gelu = 0.5 * m * (1 + np.vectorize(math.erf)(m / math.sqrt(2)))
+    want = x2 + gelu @ w2
+    close(out.realize(inputs={"x": x}).numpy(), want.astype(np.float32), rtol=1e-4, atol=1e-4)
+
+
+def test_end_to_end_residual_cnn():
+    """conv-relu-conv + skip, max pool, average pool, linear head, against numpy."""
+    x = randn(2, 3, 12, 12)
+    w1, w2, w3 = randn(8, 3, 3, 3) * 0.3, randn(8, 8, 3, 3) * 0.2, randn(8, 8, 1, 1) * 0.3
+    fc = randn(32, 5)
+    t = Tensor(x)
+    a = t.conv2d(Tensor(w1), padding=1).relu()
+    b = a.conv2d(Tensor(w2), padding=1).relu().conv2d(Tensor(w3))
+    y = (a + b).relu().max_pool2d(2).avg_pool2d(3, 3).flatten(1) @ Tensor(fc)
+    an = np.maximum(conv_reference(x, w1, 1, 1, 1, 1), 0)
+    bn = conv_reference(np.maximum(conv_reference(an, w2, 1, 1, 1, 1), 0), w3, 1, 0, 1, 1)
+    r = np.maximum(an + bn, 0)
+    r = r.reshape(2, 8, 6, 2, 6, 2).max((3, 5)).reshape(2, 8, 2, 3, 2, 3).mean((3, 5))
+    close(y.numpy(), (r.reshape(2, 32) @ fc).astype(np.float32), rtol=1e-4, atol=1e-4)
