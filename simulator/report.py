@@ -97,3 +97,22 @@ def unit_rows(rep: dict[str, Any]) -> list[tuple[str, int, int, int, int, str]]:
     """(unit, instructions, busy, stalled on token, idle, busy %) rows."""
     return [(name, u["instructions"], u["busy"], u["stalled_on_token"], u["idle"],
              f"{u['busy_fraction']:.1%}") for name, u in rep["units"].items()]
+
+
+def hot_instructions(result: Result, top: int = 10) -> list[dict[str, Any]]:
+    """The static instructions that kept their units busiest or waited longest on tokens."""
+    from isa.asm import format_instruction
+
+    c = result.counters
+    ranked = sorted(range(len(c.busy_by_pc)),
+                    key=lambda pc: c.busy_by_pc[pc] + c.stalled_by_pc[pc], reverse=True)
+    rows = []
+    for pc in ranked[:top]:
+        if not c.issues_by_pc[pc]:
+            break
+        insn = result.code[pc]
+        rows.append({"pc": pc, "unit": UNIT_NAMES[insn.unit], "issues": c.issues_by_pc[pc],
+                     "busy": c.busy_by_pc[pc], "stalled_on_token": c.stalled_by_pc[pc],
+                     "busy_share": c.busy_by_pc[pc] / max(c.cycles, 1),
+                     "instruction": " ".join(format_instruction(insn).split())})
+    return rows

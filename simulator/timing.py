@@ -39,6 +39,10 @@ class Counters:
     dispatch_stalled: int = 0  # cycles the dispatcher waited on a full queue
     halt_cycle: int | None = None
     tokens_left: list[int] = field(default_factory=lambda: [0, 0, 0, 0])
+    # Per static instruction (index = pc): issues, busy cycles, cycles stalled on tokens.
+    issues_by_pc: list[int] = field(default_factory=list)
+    busy_by_pc: list[int] = field(default_factory=list)
+    stalled_by_pc: list[int] = field(default_factory=list)
 
 
 @dataclass
@@ -93,6 +97,9 @@ class Schedule:
         counters = self.counters
         by_opcode = [0] * 16
         busy, stalled, unit_count = counters.busy, counters.stalled, counters.unit_instructions
+        pc_issues = counters.issues_by_pc = [0] * ncode
+        pc_busy = counters.busy_by_pc = [0] * ncode
+        pc_stalled = counters.stalled_by_pc = [0] * ncode
         tokens = [0, 0, 0, 0]
         queues: list[deque[tuple[Decoded, dict[str, int], str | None]]] = [deque(), deque(),
                                                                             deque()]
@@ -158,6 +165,7 @@ class Schedule:
                 since = wait_since[u]
                 if since is not None:
                     stalled[u] += t - since
+                    pc_stalled[dec.pc] += t - since
                     wait_since[u] = None
                     if log is not None:
                         log.waits.append((u, since, t, dec.pc, pops))
@@ -176,6 +184,8 @@ class Schedule:
                 ends[u] = end
                 busy[u] += latency
                 unit_count[u] += 1
+                pc_busy[dec.pc] += latency
+                pc_issues[dec.pc] += 1
                 if end > last_end:
                     last_end = end
                 if log is not None:

@@ -19,7 +19,7 @@ from isa.config import load_config
 from isa.container import Program, write_atomic
 from isa.errors import ContainerError, InputError
 from simulator import DEFAULT_MAX_CYCLES, SimulationError, Simulator
-from simulator.report import summary_rows, unit_rows
+from simulator.report import hot_instructions, summary_rows, unit_rows
 
 
 def register(subparsers: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
@@ -36,6 +36,9 @@ def register(subparsers: argparse._SubParsersAction, common: argparse.ArgumentPa
     parser.add_argument("--trace", type=Path, metavar="OUT.json",
                         help="write a Chrome trace (open it in ui.perfetto.dev)")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
+    parser.add_argument("--profile", type=int, nargs="?", const=10, metavar="N",
+                        help="list the N instructions (default 10) that kept their units "
+                             "busiest or waited longest on tokens")
     parser.add_argument("--check-races", action="store_true",
                         help="report units touching the same memory while both are busy "
                              "(no token ordering them); exit 1 if any")
@@ -125,6 +128,9 @@ def run(args: argparse.Namespace) -> int:
     status = 1 if races else 0
     if args.check_races:
         rep["races"] = [str(r) for r in races]
+    hot = hot_instructions(result, args.profile) if args.profile else []
+    if args.profile:
+        rep["profile"] = hot
     if args.json:
         rep["program"] = str(args.program)
         rep["missing_inputs"] = result.missing_inputs
@@ -143,6 +149,12 @@ def run(args: argparse.Namespace) -> int:
     print(format_table(["unit", "instructions", "busy", "stalled on token", "idle", "busy %"],
                        unit_rows(rep)))
     print(format_table(["opcode", "count"], sorted(rep["instructions_by_opcode"].items())))
+    if hot:
+        print(format_table(["pc", "unit", "issues", "busy", "stalled on token", "busy %",
+                            "instruction"],
+                           [(h["pc"], h["unit"], h["issues"], h["busy"], h["stalled_on_token"],
+                             f"{h['busy_share']:.1%}", h["instruction"]) for h in hot],
+                           title=f"Hottest {len(hot)} instructions"))
     if result.outputs:
         rows = [(name, "x".join(map(str, a.shape)), str(a.dtype), *_range(a),
                  str(outputs[name]) if name in outputs else "")

@@ -151,3 +151,13 @@ def test_trace_is_written_up_to_a_fault(tmp_path, capsys):
 def test_assembly_source_runs_directly(capsys):
     assert main(["sim", str(EXAMPLES / "reduction.s"), "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["instructions_by_opcode"]["reduce"] == 9
+
+
+def test_profile_lists_the_hottest_instructions(capsys):
+    assert main(["sim", str(EXAMPLES / "gemm_tiny.s"), "--profile", "3", "--json"]) == 0
+    hot = json.loads(capsys.readouterr().out)["profile"]
+    assert len(hot) == 3
+    costs = [h["busy"] + h["stalled_on_token"] for h in hot]
+    assert costs == sorted(costs, reverse=True) and hot[0]["instruction"].startswith("store")
+    assert main(["sim", str(EXAMPLES / "gemm_tiny.s"), "--profile"]) == 0
+    assert "Hottest 10 instructions" in capsys.readouterr().out

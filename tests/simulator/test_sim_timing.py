@@ -224,3 +224,11 @@ def test_per_cycle_model_reports_a_deadlock_too():
     with pytest.raises(SimulationError) as info:
         run_ticks(code, TIMING)
     assert info.value.fault is Fault.DEADLOCK
+
+
+def test_per_pc_counters_add_up():
+    mm = make("matmul", ("pop_prev",), dst=0, inp=0, wgt=0, rows=4)
+    r = run([make("loop", count=2, body=2), load(flags=("push_next",)), mm, HALT])
+    c = r.counters
+    assert c.issues_by_pc == [0, 2, 2, 0]
+    assert sum(c.busy_by_pc) == sum(c.busy) and sum(c.stalled_by_pc) == sum(c.stalled)
