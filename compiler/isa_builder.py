@@ -16,7 +16,7 @@ from isa.config import ChipConfig
 from isa.container import Program, Segment, Symbol
 from isa.encoding import Instruction, local_addr, make
 from isa.errors import DozenError
-from isa.table import Fmt, Mem, SyncUnit
+from isa.table import FUNC_DTYPES, OPS, Fmt, Kind, Mem, OpDef, SyncUnit
 
 DRAM_ALIGN = 64
 
@@ -104,7 +104,7 @@ class Emitter:
 
     # Instructions ----------------------------------------------------------------------
     def emit(self, mnemonic: str, flags: tuple[str, ...] = (), **values: int) -> Instruction:
-        insn = make(mnemonic, flags, **values)
+        insn = fast_make(mnemonic, flags, values)
         unit = insn.unit.name.lower()
         for flag in flags:
             channel = CHANNEL_OF[(unit, flag)]
@@ -163,6 +163,37 @@ class Emitter:
         self.emit("halt")
         return Program(self.cfg, self.code, sorted(self.segments, key=lambda s: s.addr),
                        self.symbols, dict(meta or {}))
+
+
+def _bounds(op: OpDef) -> tuple[tuple[str, int, int, int], ...]:
+    out = []
+    for f in op.fields:
+        lo, hi = (0, (2 << 16) - 1) if f.kind is Kind.LOCAL else (f.lo, f.hi)
+        out.append((f.name, lo, hi, 0 if f.kind is Kind.SINT else f.lo))
+    return tuple(out)
+
+
+_FAST = {op.mnemonic: (op, _bounds(op), frozenset(f.name for f in op.fields)) for op in OPS}
+
+
+def fast_make(mnemonic: str, flags: tuple[str, ...] | frozenset[str], values: dict[str, int]
+              ) -> Instruction:
+    """`isa.encoding.make` for the compiler's hot loop: the field ranges come from the ISA
+    table once; anything unusual (a bad field, a function/dtype pair, token flags) goes
+    through `make`, which checks everything and names the problem."""
+    op, bounds, names = _FAST[mnemonic]
+    if flags or not names.issuperset(values):
+        return make(mnemonic, tuple(flags), **values)
+    full = {}
+    for name, lo, hi, default in bounds:
+        v = values.get(name, default)
+        if not lo <= v <= hi:
+            return make(mnemonic, tuple(flags), **values)  # raises, naming the field
+        full[name] = v
+    table = FUNC_DTYPES.get(mnemonic)
+    if table is not None and full["dtype"] not in table[op.field("fn").enum(full["fn"])]:
+        return make(mnemonic, tuple(flags), **values)  # raises: fn undefined for the dtype
+    return Instruction(op, full, frozenset())
 
 
 class Credits:
