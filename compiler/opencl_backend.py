@@ -163,6 +163,7 @@ class OpenCLExecutor:
         self.rt = rt
         self.cl = rt.cl
         self.gemms: dict[str, Gemm] = {}
+        self.group_size = min(64, int(rt.device.max_work_group_size))
 
     def gemm(self, dtype: str) -> Gemm:
         if dtype not in self.gemms:
@@ -178,35 +179,59 @@ class OpenCLExecutor:
         size = max(1, numel) * np.dtype(NUMPY_DTYPES[dtype]).itemsize
         return self.cl.Buffer(self.rt.context, self.cl.mem_flags.READ_WRITE, size)
 
-    def launch(self, source: str, args: list[Any], n: int) -> None:
-        kernel = self.rt.kernel(source, "kern")
+    def launch(self, program: str, name: str, args: list[Any], n: int) -> None:
+        """One work-item per element, in work-groups of a fixed size (the kernels guard
+        gid < n): a fixed size lets PoCL reuse one compiled work-group function."""
+        kernel = self.rt.kernel(program, name)
         kernel.set_args(*args, np.int64(n))
-        self.cl.enqueue_nd_range_kernel(self.rt.queue, kernel, (n,), None)
+        local = self.group_size
+        self.cl.enqueue_nd_range_kernel(self.rt.queue, kernel, (padded(n, local),), (local,))
+
+    def sources(self, k: Kernel) -> list[str]:
+        """The generated kernels of one scheduled Kernel (three for a contraction)."""
+        if k.kind == "contraction":
+            gs = gemm_shape(k, self.gemm(k.body.dtype))
+            return [gather_source(k, 0, gs), gather_source(k, 1, gs),
+                    contraction_epilogue_source(k, gs)]
+        return [reduce_source(k) if k.kind == "reduce" else elementwise_source(k)]
 
     def run(self, graph: Graph, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         values = check_inputs(graph, inputs)
         sched = schedule(graph)
         debug = debug_level() > 0
+        # One program for the whole graph: one compiler invocation instead of one per kernel.
+        names: list[list[str]] = []
+        parts: list[str] = []
+        for k in sched.kernels:
+            names.append([])
+            for source in self.sources(k):
+                name = f"k{len(parts)}"
+                names[-1].append(name)
+                parts.append(source.replace("void kern(", f"void {name}(")
+                             .replace("rq_m", f"{name}_rq_m").replace("rq_s", f"{name}_rq_s"))
+        program = "\n".join(parts)
         bufs: dict[int, Any] = {}
         for name, buf in sched.inputs.items():
             bufs[id(buf)] = self.upload(values[name])
         for buf in sched.consts:
             bufs[id(buf)] = self.upload(np.asarray(buf.data, NUMPY_DTYPES[buf.dtype]))
-        for k in sched.kernels:
+        for k, kernel_names in zip(sched.kernels, names, strict=True):
             out = bufs.get(id(k.output))
             if out is None:
                 out = bufs[id(k.output)] = self.alloc(k.output.numel, k.output.dtype)
             ins = [bufs[id(a.buffer)] for a in k.inputs]
-            n = k.output.numel
             started = time.perf_counter()
             if k.kind == "contraction":
-                sources = self.contraction(k, ins, out)
+                self.contraction(k, ins, out, program, kernel_names)
             else:
-                sources = [reduce_source(k) if k.kind == "reduce" else elementwise_source(k)]
-                self.launch(sources[0], ins + [out], n)
+                self.launch(program, kernel_names[0], ins + [out], k.output.numel)
             if debug:
                 self.rt.queue.finish()
-                debug_kernel("opencl", k, time.perf_counter() - started, sources)
+                shown = [p for p, n in zip(parts, sum(names, []), strict=True)
+                         if n in kernel_names]
+                if k.kind == "contraction":
+                    shown.append(self.gemm(k.body.dtype).source)
+                debug_kernel("opencl", k, time.perf_counter() - started, shown)
         results = {}
         for name, buf in sched.outputs.items():
             host = np.empty(buf.shape, NUMPY_DTYPES[buf.dtype])
@@ -215,21 +240,19 @@ class OpenCLExecutor:
         self.rt.queue.finish()
         return {name: results[name] for name in graph.outputs}
 
-    def contraction(self, k: Kernel, ins: list[Any], out: Any) -> list[str]:
-        """Gathers, GEMM, epilogue; returns the generated sources (for DOZEN_DEBUG)."""
+    def contraction(self, k: Kernel, ins: list[Any], out: Any, program: str,
+                    names: list[str]) -> None:
+        """Gather both operands (zero-padded to the tiling), GEMM, epilogue."""
         dtype = k.body.dtype
         gemm = self.gemm(dtype)
         gs = gemm_shape(k, gemm)
         a = self.alloc(gs.b * gs.mp * gs.kp, dtype)
         b = self.alloc(gs.b * gs.kp * gs.np_, dtype)
         c = self.alloc(gs.b * gs.mp * gs.np_, dtype)
-        sources = [gather_source(k, 0, gs), gather_source(k, 1, gs)]
-        self.launch(sources[0], ins + [a], gs.b * gs.mp * gs.kp)
-        self.launch(sources[1], ins + [b], gs.b * gs.kp * gs.np_)
+        self.launch(program, names[0], ins + [a], gs.b * gs.mp * gs.kp)
+        self.launch(program, names[1], ins + [b], gs.b * gs.kp * gs.np_)
         gemm.enqueue(a, b, c, gs.mp, gs.np_, gs.kp, gs.b)
-        sources.append(contraction_epilogue_source(k, gs))
-        self.launch(sources[2], ins + [c, out], k.output.numel)
-        return sources + [gemm.source]
+        self.launch(program, names[2], ins + [c, out], k.output.numel)
 
 
 _EXECUTORS: dict[int, OpenCLExecutor] = {}
