@@ -120,8 +120,10 @@ class Simulator:
     def run_code(self, code: list[Instruction], dram: np.ndarray | None = None,
                  segments: list[Segment] | None = None) -> Result:
         """Run a bare instruction list; `dram` (uint8, dram_bytes) is used in place."""
-        if dram is not None and (dram.dtype != np.uint8 or dram.shape != (self.cfg.dram_bytes,)):
-            raise InputError(f"dram must be uint8 of shape ({self.cfg.dram_bytes},)")
+        if dram is not None and (dram.dtype != np.uint8 or dram.shape != (self.cfg.dram_bytes,)
+                                 or not dram.flags.c_contiguous or not dram.flags.writeable):
+            raise InputError(f"dram must be a writeable, contiguous uint8 array of shape "
+                             f"({self.cfg.dram_bytes},)")
         machine = Machine(self.cfg, dram)
         if segments:
             _place_segments(machine.dram, segments)
