@@ -44,3 +44,24 @@ class DramModel:
         raw = value.to_bytes(self.cfg.row_bytes, "little")[:length]
         end = min(addr + length, self.data.size)
         self.data[addr:end] = np.frombuffer(raw[:end - addr], np.uint8)
+
+
+def with_inputs(program: Program, inputs: dict[str, np.ndarray]) -> Program:
+    """The program with its named inputs baked in as data segments (for benches that take
+    programs only); inputs are cast to their symbols' dtypes and must have their shapes."""
+    from isa.container import SYMBOL_DTYPES, Segment
+    from isa.errors import InputError
+
+    extra = []
+    for name, value in inputs.items():
+        sym = program.symbol(name)
+        array = np.asarray(value)
+        if array.shape != tuple(sym.shape):
+            raise InputError(f"input {name!r}: shape {array.shape}, the program expects "
+                             f"{tuple(sym.shape)}")
+        raw = np.ascontiguousarray(array.astype(SYMBOL_DTYPES[sym.dtype])).tobytes()
+        extra.append(Segment(sym.addr, raw))
+    covered = [(s.addr, s.end) for s in extra]
+    kept = [s for s in program.segments
+            if not any(a < s.end and s.addr < e for a, e in covered)]
+    return Program(program.config, program.code, kept + extra, program.symbols, program.meta)
