@@ -118,6 +118,10 @@ class Emitter:
         """Add token flags to the already emitted instruction at `index` (a group's first or
         last instruction), so a group synchronises without extra SYNC instructions."""
         old = self.code[index]
+        if old.mnemonic == "loop":  # the dispatcher takes no flags: a SYNC goes first
+            unit = self.code[index + 1].unit.name.lower()
+            self.code.insert(index, make("sync", (), unit=int(SyncUnit[unit.upper()])))
+            old = self.code[index]
         new = make(old.mnemonic, tuple(old.flags | set(flags)), **old.values)
         unit = new.unit.name.lower()
         for flag in set(flags) - old.flags:
