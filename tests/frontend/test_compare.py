@@ -43,6 +43,16 @@ def test_a_wrong_backend_is_caught() -> None:
     assert not row["ok"] and not row["bit_exact"] and row["max_abs_err"] >= 1
 
 
+def test_a_crashing_backend_is_a_failed_row() -> None:
+    def broken(graph, inputs, **_):
+        raise RuntimeError("driver fell over")
+
+    register_backend("test_broken", broken)
+    graph = small_graph()
+    (row,) = compare_graph(graph, random_inputs(graph), ["test_broken"])
+    assert not row["ok"] and "driver fell over" in row["error"]
+
+
 def test_error_measures() -> None:
     ref = {"a": np.array([1.0, 2.0, np.nan], np.float32)}
     assert errors(ref, {"a": ref["a"].copy()}) == (0.0, 0.0, True, True)
@@ -56,6 +66,8 @@ def test_error_measures() -> None:
 @pytest.mark.parametrize("argv, text", [
     (["compare", "nope.onnx"], "no such file"),
     (["compare", "nope.onnx", "--backends", "numpy,warp"], "unknown backend 'warp'"),
+    (["compare", "nope.onnx", "--backends", "numpy,opencl", "--device", "9:9"],
+     "no OpenCL device matches '9:9'"),
 ])
 def test_bad_input_is_one_line(argv: list[str], text: str, capsys: pytest.CaptureFixture) -> None:
     assert main(argv) == 2
