@@ -183,12 +183,20 @@ def emit_gemm(em: Emitter, problems: list[tuple[Mat, Mat, Mat]], dtype: MatType,
                         krows = min(k, g1 * n) - g0 * n
                         em.emit("load", sram=sp(w_base + buf * w_size), dram=b.at(g0 * n, n0),
                                 stride=b.ld, rows=krows, cols=cols, fmt=b.fmt)
-                    else:
-                        for j in range(g0, g1):
+                    else:  # one DMA per run of chunks that continue each other's rows
+                        j = g0
+                        while j < g1:
                             off, krows, kstride = window.chunks[j]
+                            total, e = krows, j + 1
+                            while e < g1 and krows == n and window.chunks[e][2] == kstride \
+                                    and window.chunks[e][0] == off + total * kstride \
+                                    and window.chunks[e - 1][1] == n:
+                                total += window.chunks[e][1]
+                                e += 1
                             em.emit("load", sram=sp(w_base + buf * w_size + (j - g0) * n),
                                     dram=b.addr + (off + n_off) * b.esize,
-                                    stride=kstride * b.esize, rows=krows, cols=cols, fmt=b.fmt)
+                                    stride=kstride * b.esize, rows=total, cols=cols, fmt=b.fmt)
+                            j = e
                     if epilogue and gi == 0 and epi_tile:
                         epilogue.emit_tile_loads(em, tile,
                                                  tile_base + (tile_no % 2) * epi_tile * mb)
