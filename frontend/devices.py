@@ -22,11 +22,10 @@ def add_device_option(parser: argparse.ArgumentParser) -> None:
 
 
 def apply_device(args: argparse.Namespace) -> str | None:
-    """Make `--device` the selection for this process; returns the selector in force."""
-    selector = getattr(args, "device", None)
-    if selector:
-        os.environ[ENV_VAR] = selector
-    return os.environ.get(ENV_VAR) or None
+    """The device selector in force: `--device`, else DOZEN_DEVICE, else None (default).
+
+    Pass it on as the backends' `device` option; the environment is left untouched."""
+    return getattr(args, "device", None) or os.environ.get(ENV_VAR) or None
 
 
 def device_rows() -> tuple[list[list[Any]], list[dict[str, Any]], str | None]:

@@ -106,12 +106,12 @@ def errors(ref: dict[str, np.ndarray], got: dict[str, np.ndarray]) -> tuple[floa
     return worst_abs, worst_rel, exact, within
 
 
-def _device_of(name: str) -> str:
+def _device_of(name: str, selector: str | None = None) -> str:
     try:
         if name == "opencl":
             from compiler.opencl_runtime import runtime
 
-            return runtime().name
+            return runtime(selector).name
         if name == "llvm":
             import llvmlite.binding as llvm
 
@@ -140,7 +140,7 @@ def compare_graph(graph: Graph, inputs: dict[str, np.ndarray], backends: list[st
         kwargs = dict(options)
         if "stats" in inspect.signature(fn).parameters:
             kwargs["stats"] = stats
-        row: dict[str, Any] = {"backend": name, "device": _device_of(name)}
+        row: dict[str, Any] = {"backend": name, "device": _device_of(name, options.get("device"))}
         started = time.perf_counter()
         try:
             got = fn(graph, inputs, **kwargs)
@@ -212,7 +212,7 @@ def read_inputs(graph: Graph, specs: list[str], seed: int) -> dict[str, np.ndarr
 
 
 def run(args: argparse.Namespace) -> int:
-    apply_device(args)
+    device = apply_device(args)
     backends = [b.strip() for b in args.backends.split(",") if b.strip()]
     load_plugins("frontend")
     known = available_backends()
@@ -223,12 +223,12 @@ def run(args: argparse.Namespace) -> int:
         from compiler.opencl_runtime import BackendUnavailable, select_device
 
         try:
-            select_device()
+            select_device(device)
         except BackendUnavailable:
             pass  # reported in the table as that backend's failure
     graph, program = load_model(args.model, args.quantize, args.calibrate, args.seed)
     inputs = read_inputs(graph, args.input, args.seed)
-    options: dict[str, Any] = {}
+    options: dict[str, Any] = {"device": device} if device else {}
     if args.config:
         from isa.config import load_config
 
