@@ -56,8 +56,9 @@ def plan(m: int, k: int, n: int, cfg: ChipConfig, mblk: int | None = None) -> Ge
     t = cfg.n
     if k % t or n % t:
         raise ValueError(f"K and N must be multiples of n = {t} (got K={k}, N={n})")
-    if mblk is None:
-        mblk = min(m, cfg.acc_rows // 2, (cfg.sp_rows - 2 * t) // 2)
+    if mblk is None:  # the largest M block that fits twice in both SRAMs and divides M
+        limit = min(m, cfg.acc_rows // 2, (cfg.sp_rows - 2 * t) // 2)
+        mblk = max((d for d in range(1, limit + 1) if m % d == 0), default=0)
     if mblk < 1 or m % mblk:
         raise ValueError(f"M = {m} is not a multiple of the M block {mblk}")
     if 2 * mblk > cfg.acc_rows or 2 * mblk + 2 * t > cfg.sp_rows:
