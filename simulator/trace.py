@@ -1,8 +1,9 @@
 """Chrome trace JSON (ui.perfetto.dev, chrome://tracing) of one run.
 
 One track per unit and one for the dispatcher; a slice per instruction named by its
-disassembly; token waits and dispatcher stalls as their own slices; token counts and
-queue lengths as counter tracks. Timestamps are real time at the config's clock (microseconds).
+disassembly; token waits and dispatcher stalls as their own slices; token counts, queue
+lengths and the array's MACs per cycle as counter tracks. Timestamps are real time at
+the config's clock (microseconds).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 from isa.asm import format_instruction
 from isa.container import write_atomic
 from isa.encoding import Instruction
+from isa.table import Op
 from simulator.decode import CHANNEL_NAMES, UNIT_NAMES, Decoded
 
 if TYPE_CHECKING:
@@ -73,6 +75,15 @@ def chrome_trace(result: Result) -> dict[str, Any]:
         counts[ch] += d
         events.append({"ph": "C", "pid": _PID, "name": f"tokens {CHANNEL_NAMES[ch]}",
                        "ts": cycle * us, "args": {"count": counts[ch]}})
+    # The matrix array's MACs per cycle while each MATMUL runs (0 between them).
+    n2 = result.cfg.n * result.cfg.n
+    rate: list[tuple[int, int, float]] = []  # (cycle, order, value): ends sort before starts
+    for _u, start, end, pc, values in log.runs:
+        if code[pc].op.opcode == Op.MATMUL:
+            rate += [(start, 1, values["rows"] * n2 / (end - start)), (end, 0, 0.0)]
+    for cycle, _, value in sorted(rate):
+        events.append({"ph": "C", "pid": _PID, "name": "MACs per cycle", "ts": cycle * us,
+                       "args": {"macs": value}})
     for cycle, u, length in log.queues:
         events.append({"ph": "C", "pid": _PID, "name": f"{UNIT_NAMES[u]} queue",
                        "ts": cycle * us, "args": {"instructions": length}})
