@@ -105,3 +105,57 @@ def test_random_graphs_llvm(case: tuple[ir.Graph, dict[str, np.ndarray]]) -> Non
 @given(graphs())
 def test_random_graphs_opencl(case: tuple[ir.Graph, dict[str, np.ndarray]]) -> None:
     agree("opencl", case)
+
+
+@st.composite
+def contractions(draw: st.DrawFn) -> tuple[ir.Graph, dict[str, np.ndarray]]:
+    """Random (batched) matmuls whose operands are transposed, padded or flipped views, in
+    int8 (bit-exact through CASTs) or float32, with a random elementwise epilogue."""
+    dtype = draw(st.sampled_from(["int8", "float32"]))
+    b, m, k, n = (draw(st.integers(1, 5)), draw(st.integers(1, 20)), draw(st.integers(1, 20)),
+                  draw(st.integers(1, 20)))
+    rng = np.random.default_rng(draw(st.integers(0, 2**16)))
+
+    def operand(name: str, rows: int, cols: int) -> tuple[ir.Node, ir.Node, np.ndarray]:
+        transposed, padded = draw(st.booleans()), draw(st.booleans())
+        base_rows = rows - 1 if padded and rows > 1 else rows
+        shape = (b, cols, base_rows) if transposed else (b, base_rows, cols)
+        node = ir.input_(name, shape, dtype)
+        view = ir.permute(node, (0, 2, 1)) if transposed else node
+        if base_rows != rows:
+            view = ir.pad(view, ((0, 0), (1, 0), (0, 0)))
+        if draw(st.booleans()):
+            view = ir.flip(view, [2])
+        data = (rng.integers(-128, 128, shape).astype(np.int8) if dtype == "int8"
+                else rng.standard_normal(shape).astype(np.float32))
+        return node, view, data
+
+    a_in, a, a_data = operand("a", m, k)
+    w_in, w_t, w_data = operand("w", n, k)  # (b, n, k): used transposed
+    w = ir.permute(w_t, (0, 2, 1))
+    if dtype == "int8":
+        a, w = ir.unary(Op.CAST, a, "int32"), ir.unary(Op.CAST, w, "int32")
+    full = (b, m, k, n)
+    prod = ir.binary(Op.MUL, ir.expand(ir.reshape(a, (b, m, k, 1)), full),
+                     ir.expand(ir.reshape(w, (b, 1, k, n)), full))
+    out = ir.reshape(ir.reduce(Op.REDUCE_SUM, prod, (2,)), (b, m, n))
+    if draw(st.booleans()):
+        out = ir.unary(Op.RELU, out)
+    if dtype == "int8" and draw(st.booleans()):
+        arg = ir.RequantArg(rng.integers(1, 1 << 20, n), rng.integers(0, 20, n), 0, -128, 127,
+                            2, "int8")
+        out = ir.requant(out, arg)
+    return ir.Graph({"a": a_in, "w": w_in}, {"out": out}), {"a": a_data, "w": w_data}
+
+
+@settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(contractions())
+def test_random_contractions_llvm(case: tuple[ir.Graph, dict[str, np.ndarray]]) -> None:
+    agree("llvm", case)
+
+
+@pytest.mark.skipif(not _opencl_available(), reason="no OpenCL device")
+@settings(max_examples=6, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(contractions())
+def test_random_contractions_opencl(case: tuple[ir.Graph, dict[str, np.ndarray]]) -> None:
+    agree("opencl", case)
