@@ -36,11 +36,24 @@ from compiler.opencl_runtime import Runtime, runtime
 from compiler.reference import check_inputs
 from compiler.schedule import Kernel, schedule
 
+INT_INDEX_LIMIT = 2**31 - 1
+
+
+def index_type(k: Kernel, *sizes: int) -> str:
+    """"int" when every index and address the kernel forms fits in 31 bits, else "long"."""
+    bound = max([math.prod(k.shape), k.output.numel, *sizes])
+    for access in k.inputs:
+        view = access.view
+        reach = abs(view.offset) + sum(abs(st) * (n - 1) for st, n in
+                                       zip(view.strides, view.shape, strict=True))
+        bound = max(bound, reach, access.buffer.numel, *(abs(st) for st in view.strides))
+    return "int" if bound < INT_INDEX_LIMIT // 2 else "long"
+
 
 def _assemble(em: CEmitter, name: str, signature: str, body: list[str]) -> str:
     head = "\n".join(em.globals)
     return (f"{head}\n__kernel void {name}({signature}) {{\n"
-            "  const long gid = get_global_id(0);\n  if (gid >= n) return;\n"
+            f"  const {em.index_type} gid = get_global_id(0);\n  if (gid >= n) return;\n"
             + "\n".join(body) + "\n}\n")
 
 
@@ -49,7 +62,7 @@ def _store(out_dtype: str, value: str) -> str:
 
 
 def elementwise_source(k: Kernel) -> str:
-    em = CEmitter()
+    em = CEmitter(index_type(k))
     idx = unflatten(em, "gid", k.shape)
     value = lower_expr(em, k.body, Point(idx, k.shape, "gid"), k.inputs, range(len(k.inputs)))
     slots = [STORE_TYPE[a.buffer.dtype] for a in k.inputs]
@@ -66,7 +79,7 @@ def _combine(op: Op, dtype: str, acc: str, value: str) -> str:
 
 
 def reduce_source(k: Kernel) -> str:
-    em = CEmitter()
+    em = CEmitter(index_type(k))
     dtype = k.body.dtype
     outer = unflatten(em, "gid", k.reduced_shape)
     rshape = [k.shape[a] for a in k.reduce_axes]
@@ -74,7 +87,7 @@ def reduce_source(k: Kernel) -> str:
     acc_type = "uint" if (k.reduce_op is Op.REDUCE_SUM and dtype != "float32") else REG_TYPE[dtype]
     init = "-INFINITY" if ident == -math.inf else (f"{ident}" if dtype != "float32" else "0.0f")
     em.lines.append(f"  {acc_type} acc = {init};")
-    em.lines.append(f"  for (long r = 0; r < {math.prod(rshape)}L; r++) {{")
+    em.lines.append(f"  for ({em.index_type} r = 0; r < {em.iconst(math.prod(rshape))}; r++) {{")
     inner = unflatten(em, "r", rshape)
     idx = list(outer)
     for axis, i in zip(k.reduce_axes, inner, strict=True):
@@ -112,7 +125,7 @@ class GemmShape:
 def gather_source(k: Kernel, operand: int, gs: GemmShape) -> str:
     """Operand 0 (a) as padded (b, M, K) or operand 1 (b) as (b, K, N), in the GEMM's dtype."""
     c = classify(k)
-    em = CEmitter()
+    em = CEmitter(index_type(k, gs.b * gs.mp * gs.kp, gs.b * gs.kp * gs.np_))
     if operand == 0:
         layout = [("b", gs.b, 1), ("m", gs.mp, 1), ("k", gs.kp, 1)]
         bounds = (("m", gs.m), ("k", gs.k))
@@ -135,7 +148,7 @@ def gather_source(k: Kernel, operand: int, gs: GemmShape) -> str:
 def contraction_epilogue_source(k: Kernel, gs: GemmShape) -> str:
     """Reads the GEMM result (last parameter slot) and applies the kernel's epilogue."""
     c = classify(k)
-    em = CEmitter()
+    em = CEmitter(index_type(k, gs.b * gs.mp * gs.np_))
     red = unflatten(em, "gid", k.reduced_shape)
     parts = {}
     for key, axes in (("b", c.batch_axes), ("m", c.m_axes), ("n", c.n_axes)):

@@ -25,9 +25,11 @@ def wrap(expr: str, dtype: str) -> str:
 class CEmitter(Emitter):
     """Spells scalar operations in OpenCL C."""
 
-    def __init__(self) -> None:
+    def __init__(self, index_type: str = "long") -> None:
         super().__init__()
         self.globals: list[str] = []
+        self.index_type = index_type  # "int" when every index fits: GPUs do 32 bits faster
+        self.suffix = "L" if index_type == "long" else ""
 
     def stmt(self, ctype: str, expr: str) -> str:
         name = self.fresh()
@@ -35,14 +37,15 @@ class CEmitter(Emitter):
         return name
 
     def iconst(self, value: int) -> str:
-        return f"{int(value)}L"
+        return f"{int(value)}{self.suffix}"
 
     def iarith(self, op: str, a: str, b: str) -> str:
-        if op == "*" and (a == "1L" or b == "1L"):
-            return b if a == "1L" else a
-        if op == "+" and (a == "0L" or b == "0L"):
-            return b if a == "0L" else a
-        return self.stmt("long", f"{a} {op} {b}")
+        one, zero = self.iconst(1), self.iconst(0)
+        if op == "*" and (a == one or b == one):
+            return b if a == one else a
+        if op == "+" and (a == zero or b == zero):
+            return b if a == zero else a
+        return self.stmt(self.index_type, f"{a} {op} {b}")
 
     def icmp(self, op: str, a: str, b: str) -> str:
         return self.stmt("int", f"{a} {op} {b}")

@@ -177,3 +177,19 @@ def test_conv2d_as_windowed_contraction(backend: str) -> None:
             term = matmul(ir.reshape(win, (n * h * w_, c)), tap)
             out = term if out is None else ir.binary(Op.ADD, out, term)
     check(backend, ir.Graph({"x": x}, {"y": out}), {"x": ints("int8", (n, c, h, w_))})
+
+
+def test_opencl_index_width(monkeypatch: pytest.MonkeyPatch) -> None:
+    """32-bit index math where every address fits, 64-bit otherwise; both compute the same."""
+    if not _opencl_available():
+        pytest.skip("no OpenCL device")
+    from compiler import opencl_backend
+    from compiler.schedule import schedule
+
+    huge = ir.expand(ir.reshape(ir.input_("x", (1,)), (1, 1)), (1 << 16, 1 << 16))
+    (kernel,) = schedule(ir.Graph({"x": huge.srcs[0].srcs[0]}, {"y": huge})).kernels
+    assert opencl_backend.index_type(kernel) == "long"
+    assert "long gid" in opencl_backend.elementwise_source(kernel)
+    monkeypatch.setattr(opencl_backend, "INT_INDEX_LIMIT", 0)  # force 64-bit everywhere
+    test_int8_matmul_requant_is_bit_exact("opencl")
+    test_movement_ops_through_views("opencl")
