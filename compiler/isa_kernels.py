@@ -32,6 +32,7 @@ from compiler.isa_vector import (
     imm_bits,
     row_offsets,
     scratch_rows,
+    shared_rows,
     split_lanes,
     vdtype,
 )
@@ -171,8 +172,9 @@ def emit_elementwise(em: Emitter, shape: tuple[int, ...], leaves: list[Leaf], bo
     temps = count_temps(body) + 1
     budget = cfg.sp_rows - res_count
     while True:
+        shared = shared_rows([(p.mode, p.view) for p in plans], chunks)
         per_row = sum(chunks + p.scratch_per_row for p in plans) + (1 + temps) * chunks \
-            + 2 * chunks * len(rq_tables)
+            + 2 * chunks * len(rq_tables) + shared
         pb = min(p_total, max(0, budget // (2 * per_row)), 4096)
         if pb < 1:
             raise CompileError(f"an elementwise kernel over {list(shape)} needs "
@@ -201,6 +203,7 @@ def emit_elementwise(em: Emitter, shape: tuple[int, ...], leaves: list[Leaf], bo
         count = min(pb, p_total - p0)
         base = res_count + (bi % 2) * buf_rows
         block = VectorBlock(em, d, pb)
+        block.shared = base + (per_row - shared) * pb
         # Load unit.
         start = len(em.code)
         owe = data_free.need(bi)

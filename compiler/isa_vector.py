@@ -307,9 +307,15 @@ def scratch_rows(mode: str, view: View, chunks: int, n: int) -> int:
     """Scratch rows per outer row an access needs besides its own chunk rows."""
     if mode == "gather":
         return n * chunks
-    if mode == "strided":
-        return (2 * view.strides[-1] + 1) * chunks
+    if mode == "strided":  # the superset; the transposes use the block's shared area
+        return view.strides[-1] * chunks
     return 0
+
+
+def shared_rows(modes_views: list[tuple[str, View]], chunks: int) -> int:
+    """Rows per outer row of the transpose area all strided accesses of a block share."""
+    return max([(v.strides[-1] + 1) * chunks for m, v in modes_views if m == "strided"],
+               default=0)
 
 
 class VectorBlock:
@@ -320,6 +326,7 @@ class VectorBlock:
         self.n = em.cfg.n
         self.chunks = -(-d // self.n)
         self.fixups: list[Callable[[], None]] = []  # compute-unit work after the loads
+        self.shared = 0  # first row of the block's transpose area (strided accesses)
         self.mask_rows: dict[tuple[int, int], int] = {}
 
     def lane_range(self, view: View, c: int) -> tuple[int, int] | None:
@@ -404,9 +411,12 @@ class VectorBlock:
         esz, fmt = buf.esize, int(buf.fmt)
         blocks = -(-count // n)
         for c in range(self.chunks):
-            area = scratch + c * (2 * s + 1) * self.pb
+            area = scratch + c * s * self.pb
             sub = [area + q * self.pb for q in range(s)]
-            tr, t2 = area + s * self.pb, area + 2 * s * self.pb
+            # transposes run one access after another on the compute unit: the area in
+            # which they work is shared by every strided access of the block
+            tr = self.shared + c * (s + 1) * self.pb
+            t2 = tr + s * self.pb
             for first, ln, o, stride in rr:
                 for q in range(s):
                     addr = buf.addr + (o + c * n * s + q * n) * esz

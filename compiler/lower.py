@@ -159,6 +159,9 @@ class Lowering:
         if not kept or any(abs(leaves[j].view.strides[kept[-1]]) > MAX_LANE_STRIDE
                            for j in body_leaves if leaves[j].view is not None):
             return False  # the kept axes give no lanes: reduce across lanes instead
+        big = [ax for ax in k.reduce_axes if k.shape[ax] > 1]
+        if len(big) > 1 and q > 4:  # separable: the last window axis first, then the rest
+            return self.separable_reduce(k, leaves, epi_leaves, out, big[-1])
         red_shape = k.reduced_shape
         new_leaves: list[Leaf] = []
         epi_map: dict[int, int] = {}
@@ -193,6 +196,40 @@ class Lowering:
             if len(self.em.code) != emitted:
                 raise
             return False  # too many operands for the scratchpad: reduce the usual way
+        return True
+
+
+    def separable_reduce(self, k: Kernel, leaves: list[Leaf], epi_leaves: list[Leaf],
+                         out: DramBuffer, axis: int) -> bool:
+        """Reduce `axis` into a temporary, then the other window axes. The temporary is
+        laid out with the lane axis (the last kept one) innermost."""
+        assert k.reduce_op is not None
+        nd = len(k.shape)
+        non_red = [i for i in range(nd) if i not in k.reduce_axes]
+        lane = [i for i in non_red if k.shape[i] > 1][-1]
+        rest = [ax for ax in k.reduce_axes if ax != axis]
+        perm = [i for i in non_red if i != lane] + rest + [lane, axis]
+        pshape = tuple(k.shape[i] for i in perm)
+        part_shape = pshape[:-1] + (1,)
+        part = self.em.alloc(f"{k.name}.rows", part_shape, k.body.dtype)
+        first = Kernel(f"{k.name}a", "reduce", pshape, [], k.body, k.output, k.reduce_op,
+                       (nd - 1,))
+        moved = [Leaf(lf.buf, lf.view.permute(perm) if lf.view is not None else None,
+                      lf.data, lf.imm) for lf in leaves]
+        if not self.window_reduce(first, moved, [], part):
+            return False
+        self.em.barrier()
+        cs = contiguous_strides(part_shape)
+        strides = [0] * nd
+        for pos, i in enumerate(perm):
+            strides[i] = cs[pos] if i != axis else 0
+        shape2 = tuple(1 if i == axis else s for i, s in enumerate(k.shape))
+        second = Kernel(f"{k.name}b", "reduce", shape2, [],
+                        Expr(LOAD, (), len(epi_leaves), k.body.dtype), k.output, k.reduce_op,
+                        tuple(rest), k.epilogue)
+        inner = list(epi_leaves) + [Leaf(part, View(shape2, tuple(strides), 0, None))]
+        if not self.window_reduce(second, inner, epi_leaves, out):
+            raise CompileError("internal: the second pass of a separable reduction failed")
         return True
 
 
