@@ -12,6 +12,7 @@ epilogue function applying bias, activation and requantisation.
 from __future__ import annotations
 
 import math
+import threading
 import time
 from collections.abc import Callable
 from typing import Any
@@ -153,6 +154,34 @@ def _alloc(numel: int, dtype: str) -> np.ndarray:
     return np.empty(max(1, numel), NUMPY_DTYPES[dtype])
 
 
+class ScratchPool:
+    """Reuses intermediate buffers between runs: a fresh large array costs a page fault per
+    4 KiB on first write, which is as much as a simple kernel's whole work."""
+
+    def __init__(self, keep_bytes: int = 1 << 28):
+        self.free: dict[tuple[int, str], list[np.ndarray]] = {}
+        self.keep_bytes = keep_bytes
+        self.lock = threading.Lock()
+
+    def take(self, numel: int, dtype: str) -> np.ndarray:
+        with self.lock:
+            found = self.free.get((numel, dtype))
+            if found:
+                return found.pop()
+        return _alloc(numel, dtype)
+
+    def give(self, arrays: list[np.ndarray]) -> None:
+        with self.lock:
+            kept = sum(a.nbytes for bucket in self.free.values() for a in bucket)
+            for array in arrays:
+                if kept + array.nbytes <= self.keep_bytes:
+                    self.free.setdefault((array.size, array.dtype.name), []).append(array)
+                    kept += array.nbytes
+
+
+SCRATCH = ScratchPool()
+
+
 def run(graph: Graph, inputs: dict[str, np.ndarray], **_: Any) -> dict[str, np.ndarray]:
     """The `llvm` backend (see `compiler.backends`)."""
     values = check_inputs(graph, inputs)
@@ -164,33 +193,43 @@ def run(graph: Graph, inputs: dict[str, np.ndarray], **_: Any) -> dict[str, np.n
         arrays[id(buf)] = np.ascontiguousarray(values[name]).reshape(-1)
     for buf in sched.consts:
         arrays[id(buf)] = np.ascontiguousarray(buf.data, NUMPY_DTYPES[buf.dtype]).reshape(-1)
+    scratch: list[np.ndarray] = []
     for k in sched.kernels:
         out = arrays.get(id(k.output))
         if out is None:
-            out = arrays[id(k.output)] = _alloc(k.output.numel, k.output.dtype)
+            if k.output.kind == "temp":
+                out = SCRATCH.take(max(1, k.output.numel), k.output.dtype)
+                scratch.append(out)
+            else:
+                out = _alloc(k.output.numel, k.output.dtype)
+            arrays[id(k.output)] = out
         ptrs = [arrays[id(a.buffer)].ctypes.data for a in k.inputs]
         started = time.perf_counter()
         if k.kind == "contraction":
-            sources = _contraction(k, ptrs, out)
+            sources = _contraction(k, ptrs, out, scratch)
         else:
             sources = [reduce_ir(k) if k.kind == "reduce" else elementwise_ir(k)]
             engine.run(engine.compile(sources[0]), ptrs + [out.ctypes.data], k.output.numel,
                        _cost(k))
         if debug:
             debug_kernel("llvm", k, time.perf_counter() - started, sources)
-    return {name: arrays[id(sched.outputs[name])][:math.prod(node.shape)].reshape(node.shape)
-            for name, node in graph.outputs.items()}
+    results = {name: arrays[id(sched.outputs[name])][:math.prod(node.shape)].reshape(node.shape)
+               for name, node in graph.outputs.items()}
+    SCRATCH.give(scratch)
+    return results
 
 
-def _contraction(k: Kernel, ptrs: list[int], out: np.ndarray) -> list[str]:
+def _contraction(k: Kernel, ptrs: list[int], out: np.ndarray,
+                 scratch: list[np.ndarray]) -> list[str]:
     """Gathers, GEMM, epilogue; returns the generated IR (for DOZEN_DEBUG)."""
     engine = jit()
     c = classify(k)
     p = plan(c.b, c.m, c.n, c.k)
     dtype = k.body.dtype
-    a = _alloc(p.batch * p.mp * p.k, dtype)
-    b = _alloc(p.batch * p.np_ * p.k, dtype)
-    acc = _alloc(p.batch * p.mp * p.np_, dtype)
+    a = SCRATCH.take(p.batch * p.mp * p.k, dtype)
+    b = SCRATCH.take(p.batch * p.np_ * p.k, dtype)
+    acc = SCRATCH.take(p.batch * p.mp * p.np_, dtype)
+    scratch += [a, b, acc]
     sources = [gather_ir(k, 0, p), gather_ir(k, 1, p), gemm_ir(p, dtype),
                contraction_epilogue_ir(k, p)]
     engine.run(engine.compile(sources[0]), ptrs + [a.ctypes.data], a.size, 4)
