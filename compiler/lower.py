@@ -160,7 +160,9 @@ class Lowering:
                            for j in body_leaves if leaves[j].view is not None):
             return False  # the kept axes give no lanes: reduce across lanes instead
         big = [ax for ax in k.reduce_axes if k.shape[ax] > 1]
-        if len(big) > 1 and q > 4:  # separable: the last window axis first, then the rest
+        if len(big) > 1 and q > 4:  # separable: rows of the window first, then columns
+            if self.column_window_reduce(k, leaves, epi_leaves, out, kept[-1], big[-1]):
+                return True
             return self.separable_reduce(k, leaves, epi_leaves, out, big[-1])
         red_shape = k.reduced_shape
         new_leaves: list[Leaf] = []
@@ -198,6 +200,64 @@ class Lowering:
             return False  # too many operands for the scratchpad: reduce the usual way
         return True
 
+
+    def column_window_reduce(self, k: Kernel, leaves: list[Leaf], epi_leaves: list[Leaf],
+                             out: DramBuffer, lane: int, col: int) -> bool:
+        """Pooling over (rows, cols) windows: first reduce the window's other axes for
+        every image column (lanes contiguous), then the column axis (lane stride s).
+
+        Applies when, in every body view, the window column axis `col` has stride 1 and
+        the output column axis `lane` a small stride s, with no mask: the columns
+        ow*s + kw then form one contiguous axis of s*(OW-1) + KW elements."""
+        body_leaves = sorted({e.arg for e in k.body.leaves() if e.op == LOAD})
+        views = [leaves[j].view for j in body_leaves]
+        if not views or any(v is None or v.mask is not None or v.strides[col] != 1
+                            or not 1 <= v.strides[lane] <= MAX_LANE_STRIDE for v in views):
+            return False
+        s = views[0].strides[lane]
+        if any(v.strides[lane] != s for v in views):
+            return False
+        nd = len(k.shape)
+        width = s * (k.shape[lane] - 1) + k.shape[col]
+        rest = tuple(ax for ax in k.reduce_axes if ax != col)
+        # Stage 1 space: the original axes with `lane` widened to all columns, `col` = 1.
+        shape1 = tuple(width if i == lane else 1 if i == col else d
+                       for i, d in enumerate(k.shape))
+        moved = list(leaves)
+        for j in body_leaves:
+            v = leaves[j].view
+            assert v is not None
+            strides = tuple(1 if i == lane else 0 if i == col else st
+                            for i, st in enumerate(v.strides))
+            moved[j] = Leaf(leaves[j].buf, View(shape1, strides, v.offset, None),
+                            leaves[j].data, leaves[j].imm)
+        part_shape = tuple(1 if i in rest else d for i, d in enumerate(shape1))
+        part = self.em.alloc(f"{k.name}.cols", part_shape, k.body.dtype)
+        first = Kernel(f"{k.name}a", "reduce", shape1, [], k.body, k.output, k.reduce_op,
+                       rest)
+        emitted = len(self.em.code)
+        if not self.window_reduce(first, moved, [], part):
+            if len(self.em.code) != emitted:
+                raise CompileError("internal: a column-window reduction half emitted")
+            return False
+        self.em.barrier()
+        cs = contiguous_strides(part_shape)
+        strides2 = [0] * nd
+        for i in range(nd):
+            if i == lane:
+                strides2[i] = s
+            elif i == col:
+                strides2[i] = 1
+            elif i not in rest:
+                strides2[i] = cs[i]
+        shape2 = tuple(1 if i in rest else d for i, d in enumerate(k.shape))
+        second = Kernel(f"{k.name}b", "reduce", shape2, [],
+                        Expr(LOAD, (), len(epi_leaves), k.body.dtype), k.output, k.reduce_op,
+                        (col,), k.epilogue)
+        inner = list(epi_leaves) + [Leaf(part, View(shape2, tuple(strides2), 0, None))]
+        if not self.window_reduce(second, inner, epi_leaves, out):
+            raise CompileError("internal: the column pass of a window reduction failed")
+        return True
 
     def separable_reduce(self, k: Kernel, leaves: list[Leaf], epi_leaves: list[Leaf],
                          out: DramBuffer, axis: int) -> bool:
