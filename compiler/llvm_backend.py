@@ -14,7 +14,6 @@ from __future__ import annotations
 import math
 import threading
 import time
-from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -37,8 +36,6 @@ from compiler.llvm_opencl_common import (
 )
 from compiler.reference import check_inputs
 from compiler.schedule import Kernel, schedule
-
-Body = Callable[[IREmitter], str]
 
 
 def _module(em: IREmitter, nslots: int, out_dtype: str, loop: list[str], value: str,
