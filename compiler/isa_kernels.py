@@ -658,7 +658,17 @@ def emit_contraction(em: Emitter, shape: tuple[int, ...], reduce_axes: tuple[int
     first, second = (b, a) if (a.data is not None and b.data is None) else (a, b)
     g = classify(shape, reduce_axes, first.view, second.view)
     g2 = classify(shape, reduce_axes, second.view, first.view)
-    if score(g2) > score(g):
+
+    def cost(g: GemmAxes) -> int:
+        """Estimated MATMUL cycles plus a charge per instruction (tiles of few rows or
+        lanes are slow to issue and to simulate)."""
+        n, mb_max = em.cfg.n, em.cfg.acc_rows // 2
+        mm, nn_, kk = (int(np.prod([shape[i] for i in ax], dtype=np.int64))
+                       for ax in (g.m, g.n, g.k))
+        count = -(-nn_ // n) * -(-kk // n) * -(-mm // mb_max)
+        return -(-nn_ // n) * -(-kk // n) * mm + count * (n + 2) + 20 * count
+
+    if (score(g2), -cost(g2)) > (score(g), -cost(g)):
         first, second, g = second, first, g2
     a, b = first, second
     assert a.view is not None and b.view is not None and a.buf is not None and b.buf is not None
