@@ -40,12 +40,6 @@ from compiler.schedule import ACC, Expr
 from compiler.view import View, contiguous_strides
 from isa.table import Axis, BinaryFn, Fmt, MatType, ReduceFn, TernaryFn
 
-Lookup = Callable[[object], DramBuffer]
-
-
-def _fmt(buf: DramBuffer) -> Fmt:
-    return buf.fmt
-
 
 def scalar_of(buf: DramBuffer, view: View, data: np.ndarray | None) -> Imm | None:
     """A constant read through an all-zero-stride view is one immediate."""
@@ -434,8 +428,10 @@ class GemmEpilogue:
     """
 
     def __init__(self, em: Emitter, expr: Expr, leaves: list[Leaf], g: GemmAxes,
-                 batches: list[tuple[int, ...]], nn: int) -> None:
+                 batches: list[tuple[int, ...]], nn: int,
+                 rq_views: dict[int, View | None]) -> None:
         self.em, self.expr, self.leaves, self.g, self.batches = em, expr, leaves, g, batches
+        self.rq_views = rq_views  # per REQUANT: its channel index over the reduced shape
         self.n = em.cfg.n
         self.nn = nn
         self.tiles_n = -(-nn // self.n)
@@ -463,8 +459,6 @@ class GemmEpilogue:
         self.temp_regions = count_temps(expr) + 1
         self.row_of: dict[int, int] = {}
         self.mb = 0  # set by emit_gemm
-
-    rq_views: dict[int, View] = {}
 
     def _channel_on_rows(self, r: Expr) -> bool:
         v = self.rq_views.get(id(r))
@@ -713,9 +707,9 @@ def emit_contraction(em: Emitter, shape: tuple[int, ...], reduce_axes: tuple[int
                 lf.imm = scalar_of(lf.buf, lf.view, lf.data)
         epi_fit = GemmEpilogue.fits(epilogue, epi_leaves, g, out_shape, red_shape)
         if epi_fit is not None:
-            GemmEpilogue.rq_views = {id(r): requant_view(r, out_shape).reshape(red_shape)
-                                     for r in _requants(epilogue)}
-            epi = GemmEpilogue(em, epilogue, epi_fit, g, batches, nn)
+            rq_views = {id(r): requant_view(r, out_shape).reshape(red_shape)
+                        for r in _requants(epilogue)}
+            epi = GemmEpilogue(em, epilogue, epi_fit, g, batches, nn, rq_views)
     fused = is_direct and (epilogue is None or epi is not None)
     acc_dtype = "int32" if dtype == MatType.I8 else "float32"
     target = out if fused else em.alloc(f"{out.name}.acc", (bt, m, nn), acc_dtype)
