@@ -1,6 +1,6 @@
+# amaranth: UnusedElaboratable=no
 """The `rtl` backend: a Tensor graph compiled for the tiny chip and realised on the RTL."""
 
-# amaranth: UnusedElaboratable=no
 from __future__ import annotations
 
 import numpy as np

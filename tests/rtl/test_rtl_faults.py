@@ -1,10 +1,10 @@
+# amaranth: UnusedElaboratable=no
 """Faults on the RTL: each bad program stops the core with the simulator's fault cause.
 
 All cases run in one Amaranth session. Deadlock and the cycle limit are simulator-only
 (the RTL simply never finishes), so they are absent here.
 """
 
-# amaranth: UnusedElaboratable=no
 from __future__ import annotations
 
 import pytest

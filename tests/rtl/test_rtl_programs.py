@@ -1,3 +1,4 @@
+# amaranth: UnusedElaboratable=no
 """Whole programs on the RTL (Amaranth's simulator) against the cycle-level simulator.
 
 For every program the RTL's final DRAM must be byte-identical to the simulator's and its
@@ -6,7 +7,6 @@ cause. Programs: the examples that run on the tiny chip's integer datapath, and 
 race-free programs from hypothesis, run in batches (one elaboration per batch).
 """
 
-# amaranth: UnusedElaboratable=no
 from __future__ import annotations
 
 from pathlib import Path

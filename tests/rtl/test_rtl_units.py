@@ -1,3 +1,4 @@
+# amaranth: UnusedElaboratable=no
 """The core's parts in Amaranth's simulator: latency formulas, lane arithmetic, the queue.
 
 Each test elaborates one small design and checks many random cases in one session
@@ -5,7 +6,6 @@ against an independent reference (the table's `OpDef.cycles`, the simulator's nu
 functions).
 """
 
-# amaranth: UnusedElaboratable=no
 from __future__ import annotations
 
 import numpy as np

@@ -1,10 +1,10 @@
+# amaranth: UnusedElaboratable=no
 """The exported Verilog: `dozen rtl verilog`, and cocotb runs of the same corpus.
 
 The cocotb bench builds the core once per config under build/rtl/ (ignored by git), so
 only the first run pays Verilator's compile; Icarus runs where it is installed.
 """
 
-# amaranth: UnusedElaboratable=no
 from __future__ import annotations
 
 import re

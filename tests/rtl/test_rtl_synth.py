@@ -1,0 +1,59 @@
+# amaranth: UnusedElaboratable=no
+"""Synthesis reports: yosys and nextpnr on a small design, and the report parsing.
+
+Place & route of the core itself takes minutes even for the tiny chip with the
+WebAssembly tools, so it lives in the benchmark (`dozen bench`, frontend/benchmarks/rtl.py).
+"""
+
+from __future__ import annotations
+
+import pytest
+from amaranth.hdl import Module, Signal
+from amaranth.lib import wiring
+from amaranth.lib.wiring import In, Out
+
+from rtl.synth import SynthError, count_cells, parse_fmax, synthesize_design
+
+
+class MacCounter(wiring.Component):
+    """A registered accumulator of a*b and a^b: LUTs, flip-flops and a DSP candidate."""
+
+    def __init__(self):
+        super().__init__({"a": In(8), "b": In(8), "total": Out(20)})
+
+    def elaborate(self, platform):
+        m = Module()
+        acc = Signal(20)
+        mix = Signal(20)
+        m.d.sync += [acc.eq(acc + self.a.as_signed() * self.b.as_signed()),
+                     mix.eq((mix << 1) ^ (self.a ^ self.b) ^ mix[19])]
+        m.d.comb += self.total.eq(acc ^ mix)
+        return m
+
+
+def test_place_and_route_of_a_small_design_reports_every_figure(tmp_path):
+    report = synthesize_design(MacCounter(), "ice40", tmp_path, freq_mhz=12.0)
+    figures = report.to_dict()
+    assert set(figures) == {"target", "luts", "ffs", "brams", "dsps", "fmax_mhz"}
+    assert figures["target"] == "ice40"
+    assert figures["luts"] > 0 and figures["ffs"] >= 20
+    assert figures["fmax_mhz"] is not None and figures["fmax_mhz"] > 12.0
+
+
+def test_report_parsing():
+    stat = {"design": {"num_cells_by_type": {"LUT4": 120, "TRELLIS_FF": 64, "DP16KD": 2,
+                                             "MULT18X18D": 3, "CCU2C": 9}}}
+    assert count_cells(stat, "ecp5") == {"luts": 120, "ffs": 64, "brams": 2, "dsps": 3,
+                                         "lutram": 0}
+    old_style = {"modules": {"top": {"num_cells_by_type": {"SB_LUT4": 7, "SB_DFFE": 2,
+                                                            "SB_DFF": 1}}}}
+    assert count_cells(old_style, "ice40")["ffs"] == 3
+    report = {"fmax": {"clk": {"achieved": 143.2, "constraint": 100.0},
+                       "clk2": {"achieved": 99.5, "constraint": 50.0}}}
+    assert parse_fmax(report) == pytest.approx(99.5)
+    assert parse_fmax({}) is None
+
+
+def test_unknown_target_is_a_clear_error(tmp_path):
+    with pytest.raises(SynthError, match="unknown target"):
+        synthesize_design(MacCounter(), "xc7", tmp_path)
