@@ -369,11 +369,11 @@ def fold(node: Node) -> tuple[Node, View]:
     if len(stack) == 1:
         return base, stack[0][0]
     best: tuple[Node, View] | None = None
-    for i, cut in enumerate(chain):
+    for i, cut in enumerate(chain[:-1]):  # never `node` itself: fold_all must progress
         upper = _fold_chain(cut, chain[i + 1:])
         if len(upper) == 1 and (best is None or cut.numel < best[0].numel):
             best = (cut, upper[0][0])
-    assert best is not None  # cutting at `node` itself always folds
+    assert best is not None  # one op over its contiguous source always folds
     return best
 
 

@@ -77,6 +77,14 @@ def test_fold_matches_reference(chain):
     np.testing.assert_array_equal(buffers[id(node)], want)
 
 
+def test_fold_never_returns_the_node_itself():
+    x = ir.input_("x", (2, 3))
+    y = ir.reshape(ir.permute(ir.pad(x, [(1, 1), (0, 0)]), (1, 0)), (12,))
+    y = ir.shrink(y, [(0, 5)])  # smaller than any cut below it
+    for target, base, _ in fold_all(y):
+        assert base is not target
+
+
 def test_fold_all_keys_steps_by_node():
     x = ir.input_("x", (2, 3, 4))
     p = ir.pad(x, [(0, 0), (1, 1), (0, 0)])
