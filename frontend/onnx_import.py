@@ -171,7 +171,8 @@ class _Importer:
                 raise
             except InputError as exc:
                 raise self.fail(str(exc)) from None
-            except (ValueError, IndexError, TypeError, KeyError) as exc:
+            except (ValueError, IndexError, TypeError, KeyError, AssertionError,
+                    AttributeError) as exc:
                 raise self.fail(f"bad attributes or inputs ({exc})") from None
             outs = outs if isinstance(outs, list) else [outs]
             for name, out in zip(node.output, outs, strict=False):
@@ -214,29 +215,47 @@ class _Importer:
                 uses[name] = uses.get(name, 0) + 1
         graph_outputs = {o.name for o in self.graph.output}
         for bn_index, bn in enumerate(nodes):
-            if bn.op_type != "BatchNormalization" or len([o for o in bn.output if o]) != 1:
+            if bn.op_type != "BatchNormalization" or len([o for o in bn.output if o]) != 1 \
+                    or not bn.input:
                 continue
             conv_index = producers.get(bn.input[0])
-            conv = None if conv_index is None else nodes[conv_index]
+            conv = None if conv_index is None or conv_index > bn_index else nodes[conv_index]
             if conv is None or conv.op_type != "Conv" or uses.get(bn.input[0], 0) != 1 \
                     or bn.input[0] in graph_outputs:
                 continue
-            params = [self.env.get(name) for name in list(bn.input[1:5]) + list(conv.input[1:3])]
-            if any(p is None or p.const is None for p in params[:5]):
+            folded = self._fold_bn(bn, conv)
+            if folded is None:
                 continue
-            if len(conv.input) > 2 and conv.input[2] and (params[5] is None or
-                                                          params[5].const is None):
-                continue
-            eps = next((a.f for a in bn.attribute if a.name == "epsilon"), 1e-5)
-            gamma, beta, mean, var, w = (p.const.astype(np.float64) for p in params[:5])
-            bias = params[5].const.astype(np.float64) if len(params) > 5 and params[5] \
-                is not None and params[5].const is not None else np.zeros(w.shape[0])
-            scale = gamma / np.sqrt(var + eps)
-            new_w = (w * scale.reshape((-1,) + (1,) * (w.ndim - 1))).astype(np.float32)
-            new_b = ((bias - mean) * scale + beta).astype(np.float32)
+            new_w, new_b = folded
             folds.convs[conv_index] = (new_w, new_b, bn.output[0])
             folds.skip[bn_index] = conv.output[0]
         return folds
+
+
+    def _fold_bn(self, bn: Any, conv: Any) -> tuple[np.ndarray, np.ndarray] | None:
+        """Conv weights and bias with the BatchNormalization applied, when all are constant
+        and consistent (otherwise the two import separately and report their own errors)."""
+        if len(bn.input) != 5 or len(conv.input) < 2:
+            return None
+        names = list(bn.input[1:5]) + [conv.input[1]]
+        values = [self.env.get(name) for name in names]
+        if any(v is None or v.const is None for v in values):
+            return None
+        gamma, beta, mean, var, w = (v.const.astype(np.float64) for v in values)  # type: ignore
+        channels = w.shape[0] if w.ndim >= 3 else -1
+        if any(p.shape != (channels,) for p in (gamma, beta, mean, var)):
+            return None
+        bias = np.zeros(channels)
+        if len(conv.input) > 2 and conv.input[2]:
+            b = self.env.get(conv.input[2])
+            if b is None or b.const is None or b.const.shape != (channels,):
+                return None
+            bias = b.const.astype(np.float64)
+        eps = next((a.f for a in bn.attribute if a.name == "epsilon"), 1e-5)
+        with np.errstate(all="ignore"):
+            scale = gamma / np.sqrt(var + eps)
+        new_w = (w * scale.reshape((-1,) + (1,) * (w.ndim - 1))).astype(np.float32)
+        return new_w, ((bias - mean) * scale + beta).astype(np.float32)
 
 
 class _Folds:

@@ -240,3 +240,24 @@ def test_errors_are_one_line(tmp_path):
         import_model(model_of("MatMul", {"a": randn(2, 3), "b": randn(4, 2)}))
     with pytest.raises(OnnxError, match="must be a constant"):
         import_model(model_of("Reshape", {"a": randn(2, 3), "b": randn(2)}))
+
+
+def test_corrupted_files_give_one_line_errors(tmp_path):
+    """Truncated or bit-flipped models either import or fail with an InputError."""
+    from isa.errors import InputError
+
+    data = small_cnn().SerializeToString()
+    fuzz = np.random.default_rng(11)
+    path = tmp_path / "m.onnx"
+    for trial in range(40):
+        blob = bytearray(data)
+        if trial % 2:
+            blob = blob[: int(fuzz.integers(1, len(blob)))]
+        else:
+            for pos in fuzz.integers(0, len(blob), 4):
+                blob[pos] ^= int(fuzz.integers(1, 256))
+        path.write_bytes(bytes(blob))
+        try:
+            load_onnx(path)
+        except InputError as exc:
+            assert "\n" not in str(exc)
