@@ -13,6 +13,7 @@ from amaranth.back import verilog
 
 from isa.config import ChipConfig
 from isa.container import write_atomic
+from isa.errors import InputError
 from rtl.core import Core
 
 TOP = "dozen_core"
@@ -26,6 +27,9 @@ def verilog_text(cfg: ChipConfig, imem_depth: int = DEFAULT_IMEM_DEPTH, name: st
 
 def write_verilog(path: str | Path, cfg: ChipConfig, imem_depth: int = DEFAULT_IMEM_DEPTH) -> int:
     """Write the core's Verilog atomically; returns its size in bytes."""
+    directory = Path(path).parent
+    if not directory.is_dir():  # fail before the (slow) conversion
+        raise InputError(f"cannot write {path}: directory {directory} does not exist")
     text = verilog_text(cfg, imem_depth).encode()
     write_atomic(Path(path), text)
     return len(text)
