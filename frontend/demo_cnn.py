@@ -275,7 +275,9 @@ def step_run(ctx) -> None:
         ("cycles per image", f"{result.cycles / n:,.0f}"),
         ("images per second", f"{n * cfg.clock_mhz * 1e6 / result.cycles:,.0f} at "
                               f"{cfg.clock_mhz:g} MHz"),
-        ("MAC utilisation", f"{rep['mac_utilization']:.2%}"),
+        ("MAC utilisation (the model's MACs)",
+         f"{program.meta['macs'] / (cfg.peak_macs_per_cycle * result.cycles):.2%} "
+         f"(array busy {rep['mac_utilization']:.2%}: a 1-channel input fills few lanes)"),
         ("simulation wall time", f"{seconds:.1f} s for {len(program.code):,} instructions"),
         ("Perfetto trace (8 images)", f"{trace} (open in ui.perfetto.dev)")],
         title=f"{n} test images, int8 on the simulated chip"))
