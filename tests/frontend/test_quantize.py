@@ -112,3 +112,16 @@ def test_bad_options():
         quantize(g, batches((1, 3, 16, 16), n=1), method="kl")
     with pytest.raises(ir.IRError, match="expects"):
         quantize(g, batches((1, 3, 8, 8), n=1))
+
+
+def test_quantised_resnet_is_bit_exact_on_llvm():
+    """The quantised reference is the contract: another backend reproduces it bit for bit."""
+    from compiler.backends import available_backends, run_backend
+
+    if "llvm" not in available_backends():
+        pytest.skip("no llvm backend registered")
+    g = import_model(resnet((1, 1, 1, 1), width=8, image=32, classes=10))
+    q = quantize(g, batches((1, 3, 32, 32), n=2))
+    feed = batches((1, 3, 32, 32), n=1)[0]
+    np.testing.assert_array_equal(run_backend("llvm", q, feed)["logits"],
+                                  run(q, feed)["logits"])
