@@ -383,10 +383,13 @@ class VectorBlock:
                                 self._load(srow + j, addr + j * last * esz, 0, 1, 1, fmt)
                         else:
                             self._load(srow, addr, last * esz, lanes, 1, fmt)
-            if plan.mode == "bcast":
-                self.fixups.append(lambda c=c: em.emit(
-                    "move", dst=sp(dst + c * self.pb), src1=sp(dst), count=count,
-                    fn=int(MoveFn.BCAST), dstride=1, sstride=1, imm=0))
+            if plan.mode == "bcast" and c == 0:
+                # every chunk broadcasts lane 0 of chunk 0, so chunk 0 goes last and before
+                # any lane mask touches it
+                for cc in range(self.chunks - 1, -1, -1):
+                    self.fixups.append(lambda cc=cc: em.emit(
+                        "move", dst=sp(dst + cc * self.pb), src1=sp(dst), count=count,
+                        fn=int(MoveFn.BCAST), dstride=1, sstride=1, imm=0))
             if plan.mode == "gather":
                 for s, ln, _, _ in rr:
                     for r in range(ln):

@@ -170,3 +170,14 @@ def test_pooling_windows(cfg: str) -> None:
         "avg2": ir.reduce(Op.REDUCE_SUM, pool(xs, (2, 2), (2, 2)), (4, 5)),
     })
     assert_matches(graph, {"x": i8(2, 3, 9, 9), "xs": f32(2, 3, 8, 8)}, cfg, tol=1e-4)
+
+
+@pytest.mark.parametrize("cfg", ["tiny", "default"])
+@pytest.mark.parametrize("k,s,p", [(3, 2, 1), (3, 1, 1), (2, 2, 0)])
+def test_tensor_max_pool_pads_with_the_dtype_minimum(cfg: str, k: int, s: int, p: int) -> None:
+    """Padding by WHERE over a padded mask: broadcast lanes spanning several chunks."""
+    from frontend.tensor import Tensor
+
+    x = Tensor.input("x", (1, 4, 8, 8), "int8")
+    graph = x.max_pool2d(k, s, p).graph("y")
+    assert_matches(graph, {"x": i8(1, 4, 8, 8)}, cfg)
