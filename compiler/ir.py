@@ -188,10 +188,14 @@ class Node:
 
 @dataclass
 class Graph:
-    """Named inputs (INPUT nodes) and named outputs (any nodes) of one computation."""
+    """Named inputs (INPUT nodes) and named outputs (any nodes) of one computation.
+
+    `meta` carries facts about the graph that are not computation, e.g. the scales of a
+    quantised graph's int8 inputs and outputs (`frontend.quantize`); backends ignore it."""
 
     inputs: dict[str, Node]
     outputs: dict[str, Node]
+    meta: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         for name, node in self.inputs.items():

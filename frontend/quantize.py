@@ -74,16 +74,24 @@ Calibration = Iterable[Mapping[str, np.ndarray]] | Mapping[str, np.ndarray]
 
 
 def quantize(graph: Graph, calibration: Calibration, method: str = "maxabs",
-             percentile: float = 99.99) -> Graph:
+             percentile: float = 99.99, io: str = "float") -> Graph:
     """The int8 version of float `graph`, calibrated on `calibration` (one input dict, or
-    an iterable of them)."""
+    an iterable of them).
+
+    io="float": float32 inputs and outputs, quantised and dequantised inside the graph.
+    io="int8": int8 inputs and outputs (real = q * scale), so that a graph without ops of
+    no integer form is integer from end to end (what the RTL runs);
+    `graph.meta["input_scales"]` and `["output_scales"]` give the scales by name.
+    """
     if method not in ("maxabs", "percentile"):
         raise QuantizeError(f"unknown calibration method {method!r} (maxabs, percentile)")
+    if io not in ("float", "int8"):
+        raise QuantizeError(f"unknown io {io!r} (float, int8)")
     batches = [calibration] if isinstance(calibration, Mapping) else list(calibration)
     if not batches:
         raise QuantizeError("quantisation needs at least one calibration input")
     ranges = calibrate(graph, batches, method, percentile)
-    return _Quantizer(graph, ranges).run()
+    return _Quantizer(graph, ranges, io).run()
 
 
 def calibrate(graph: Graph, batches: list[Mapping[str, np.ndarray]], method: str = "maxabs",
@@ -166,8 +174,8 @@ def _scale_through(node: Node, scale: np.ndarray) -> np.ndarray:
 
 
 class _Quantizer:
-    def __init__(self, graph: Graph, ranges: dict[int, float]):
-        self.graph, self.ranges = graph, ranges
+    def __init__(self, graph: Graph, ranges: dict[int, float], io: str = "float"):
+        self.graph, self.ranges, self.io = graph, ranges, io
         self.order = graph.nodes()
         self.users: dict[int, int] = {}
         for n in self.order:
@@ -270,6 +278,15 @@ class _Quantizer:
 
     # the pass ------------------------------------------------------------------------------------
     def run(self) -> Graph:
+        inputs, meta = dict(self.graph.inputs), {}
+        if self.io == "int8":
+            meta = {"input_scales": {}, "output_scales": {}}
+            for name, node in self.graph.inputs.items():
+                if node.dtype == "float32":
+                    scale = self.act_scale(node)
+                    inputs[name] = ir.input_(name, node.shape, "int8")
+                    self.memo[id(node)] = QValue(inputs[name], np.full((1,) * node.ndim, scale))
+                    meta["input_scales"][name] = scale
         for node in self.order:
             if id(node) in self.memo or id(node) in self.deferred or node.op in ir.MOVEMENT_OPS:
                 continue
@@ -277,11 +294,14 @@ class _Quantizer:
         outputs = {}
         for name, node in self.graph.outputs.items():
             q = self.get(node)
+            if self.io == "int8" and node.dtype == "float32":
+                outputs[name], meta["output_scales"][name] = self.to_int8(node)
+                continue
             out = self.dequantize(q) if node.dtype == "float32" else q.node
             if out.dtype != node.dtype:
                 out = ir.unary(Op.CAST, out, node.dtype)
             outputs[name] = out
-        return Graph(dict(self.graph.inputs), outputs)
+        return Graph(inputs, outputs, meta)
 
     def visit(self, node: Node) -> QValue:
         if node.op in (Op.INPUT, Op.CONST) or id(node) in self.const or node.dtype != "float32":
@@ -427,8 +447,12 @@ class _Quantizer:
             if any(id(v) not in self.const for v in vals) else 1.0
         ints = [self.to_int8(v, scale)[0] for v in vals]
         if node.op is Op.WHERE:
-            cond = self.get(node.srcs[0])
-            out = ir.ternary(Op.WHERE, cond.node, ints[0], ints[1])
+            if id(node.srcs[0]) in self.const:  # a constant mask: int8 like the values
+                mask = _compact(self.const_value(node.srcs[0]) != 0).astype(np.int8)
+                cond = ir.const(mask, "int8")
+            else:
+                cond = self.get(node.srcs[0]).node
+            out = ir.ternary(Op.WHERE, cond, ints[0], ints[1])
         elif node.op is Op.REDUCE_MAX:
             out = ir.reduce(Op.REDUCE_MAX, ints[0], node.arg)
         else:

@@ -125,3 +125,18 @@ def test_quantised_resnet_is_bit_exact_on_llvm():
     feed = batches((1, 3, 32, 32), n=1)[0]
     np.testing.assert_array_equal(run_backend("llvm", q, feed)["logits"],
                                   run(q, feed)["logits"])
+
+
+def test_int8_io_graph_is_integer_end_to_end():
+    g = import_model(resnet((1, 1, 1, 1), width=8, image=32, classes=10))
+    q = quantize(g, batches((1, 3, 32, 32), n=2), io="int8")
+    assert q.inputs["input"].dtype == "int8" and q.outputs["logits"].dtype == "int8"
+    assert [n for n in q.nodes() if n.dtype == "float32"] == []
+    s_in, s_out = q.meta["input_scales"]["input"], q.meta["output_scales"]["logits"]
+    feed = batches((1, 3, 32, 32), n=1)[0]
+    x8 = np.clip(np.rint(feed["input"] / s_in), -128, 127).astype(np.int8)
+    got = run(q, {"input": x8})["logits"].astype(np.float32) * s_out
+    want = run(g, feed)["logits"]
+    assert np.max(np.abs(got - want)) <= 0.15 * np.max(np.abs(want))
+    with pytest.raises(QuantizeError, match="unknown io"):
+        quantize(g, batches((1, 3, 32, 32), n=1), io="int4")
