@@ -34,3 +34,12 @@ def test_residual_cnn_int8_bit_exact() -> None:
 def test_transformer_block_float(cfg: str) -> None:
     graph = import_model(transformer_block(seq=8, dim=16, heads=2))
     assert_matches(graph, _inputs(graph), cfg, tol=2e-3)
+
+
+def test_resnet_shaped_onnx_int8_bit_exact() -> None:
+    """ResNet-50's block structure (one bottleneck per stage) at 32x32, quantised."""
+    from frontend.onnx_models import resnet
+
+    graph = import_model(resnet(image=32, blocks=(1, 1, 1, 1)))
+    qgraph = quantize(graph, [_inputs(graph, 1)])
+    assert_matches(qgraph, _inputs(graph, 2), "default", tol=1e-6)
