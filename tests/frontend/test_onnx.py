@@ -8,6 +8,9 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
 from onnx import TensorProto, helper, numpy_helper
 
 from compiler.ir import Op
@@ -261,3 +264,26 @@ def test_corrupted_files_give_one_line_errors(tmp_path):
             load_onnx(path)
         except InputError as exc:
             assert "\n" not in str(exc)
+
+
+@settings(max_examples=20, deadline=None)
+@given(hnp.mutually_broadcastable_shapes(num_shapes=2, min_side=1, max_side=4),
+       st.sampled_from(["Add", "Sub", "Mul", "Max", "Min"]))
+def test_broadcasting_binary_ops_match_onnxruntime(shapes, op):
+    a_shape, b_shape = shapes.input_shapes
+    model = model_of(op, {"a": randn(*a_shape), "b": randn(*b_shape)})
+    check(model, {"a": randn(*a_shape), "b": randn(*b_shape)})
+
+
+@settings(max_examples=20, deadline=None)
+@given(hnp.array_shapes(min_dims=1, max_dims=4, max_side=4), st.data(),
+       st.sampled_from(["ReduceSum", "ReduceMax", "ReduceMean"]), st.booleans())
+def test_reductions_match_onnxruntime(shape, data, op, keep):
+    axes = data.draw(st.lists(st.integers(-len(shape), len(shape) - 1), min_size=1,
+                              max_size=len(shape), unique_by=lambda a: a % len(shape)))
+    x = randn(*shape)
+    if op == "ReduceSum":  # axes became an input in opset 13
+        model = model_of(op, {"x": x}, {"axes": np.array(axes, np.int64)}, keepdims=int(keep))
+    else:
+        model = model_of(op, {"x": x}, axes=axes, keepdims=int(keep))
+    check(model, {"x": x})
