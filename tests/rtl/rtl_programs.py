@@ -348,3 +348,11 @@ def _compare(rtl_result, sim_result_or_fault) -> None:
     assert rtl_result.cycles == sim.cycles, (rtl_result.cycles, sim.cycles)
     diff = np.flatnonzero(rtl_result.dram != sim.dram)
     assert diff.size == 0, f"DRAM differs at {diff[:8]} (of {diff.size} bytes)"
+    # The performance counters count the same events as the simulator's.
+    units = ("load", "compute", "store")
+    c = sim.counters
+    mine = ([rtl_result.counters[f"{u}_busy"] for u in units],
+            [rtl_result.counters[f"{u}_token_stall"] for u in units],
+            rtl_result.counters["dispatch_stall"], rtl_result.counters["dispatched"])
+    theirs = (list(c.busy), list(c.stalled), c.dispatch_stalled, sum(c.unit_instructions))
+    assert mine == theirs, f"counters (busy, stalls, dispatch stalls, issued): {mine} vs {theirs}"
