@@ -791,3 +791,6 @@ def _split(imp: _Importer, _: Any) -> Any:
         outs.append(x.shrink([None] * axis + [(start, start + s)] + [None] * (x.ndim - axis - 1)))
         start += s
     return outs
+
+
+SUPPORTED_OPS = tuple(sorted(_HANDLERS))  # every ONNX op type `import_model` understands
