@@ -213,6 +213,25 @@ class Graph:
     def input_specs(self) -> dict[str, tuple[tuple[int, ...], str]]:
         return {name: (n.shape, n.dtype) for name, n in self.inputs.items()}
 
+    def dump(self) -> str:
+        """One line per node, sources before users: `%i = OP dtype[shape] (srcs) arg`."""
+        index: dict[int, int] = {}
+        lines = []
+        names = {id(n): name for name, n in self.outputs.items()}
+        for i, n in enumerate(self.nodes()):
+            index[id(n)] = i
+            arg = n.arg
+            if isinstance(arg, np.ndarray):
+                arg = f"array{list(arg.shape)}" if arg.size > 4 else arg.tolist()
+            elif isinstance(arg, RequantArg):
+                arg = (f"m={arg.multiplier.tolist()[:4]} s={arg.shift.tolist()[:4]} "
+                       f"zp={arg.zp} lo={arg.lo} hi={arg.hi} axis={arg.axis}")
+            srcs = ", ".join(f"%{index[id(s)]}" for s in n.srcs)
+            out = f"  -> {names[id(n)]}" if id(n) in names else ""
+            lines.append(f"%{i} = {n.op.name} {n.dtype}{list(n.shape)} ({srcs})"
+                         + ("" if arg is None else f" {arg}") + out)
+        return "\n".join(lines)
+
     def summary(self) -> dict[str, int]:
         counts: dict[str, int] = {}
         for n in self.nodes():

@@ -111,3 +111,14 @@ def test_missing_and_misshapen_inputs():
         run(g, {"x": np.zeros((3, 2), np.float32)})
     with pytest.raises(ir.IRError, match="unknown input"):
         run(g, {"x": np.zeros((2, 2), np.float32), "z": np.zeros(1)})
+
+
+def test_graph_dump_and_summary():
+    x = ir.input_("x", (2, 3), "int32")
+    y = ir.requant(ir.binary(Op.ADD, x, ir.const(np.int32(1))),
+                   RequantArg(np.array([3]), np.array([1])))
+    g = ir.Graph({"x": x}, {"y": y})
+    text = g.dump()
+    assert text.splitlines()[0] == "%0 = INPUT int32[2, 3] () x"
+    assert text.splitlines()[-1].endswith("-> y") and "REQUANT int8[2, 3]" in text
+    assert g.summary()["REQUANT"] == 1
