@@ -246,7 +246,7 @@ class Builder:
             self.known[dst][v] = max(self.known[dst][v], clock[v])
 
     def add(self, insns: list[Instruction], unit: Unit, fp: Footprint, pop_on_first: bool,
-            loop: Instruction | None = None) -> None:
+            loops: list[Instruction] | None = None) -> None:
         pending: list[str] = []
         for other in UNITS:
             if other is unit:
@@ -254,11 +254,10 @@ class Builder:
             since = self.history[other][self.known[unit][other]:]
             if any(fp.conflicts(prev) for prev in since):
                 self._handoff(other, unit, pending)
-        if pending and (loop is not None or not pop_on_first or len(set(pending)) < len(pending)):
+        if pending and (loops or not pop_on_first or len(set(pending)) < len(pending)):
             self._sync(unit, tuple(sorted(set(pending))))
             pending = []
-        if loop is not None:
-            self.code.append(loop)
+        self.code.extend(loops or [])
         first = insns[0]
         if pending:
             first = Instruction(first.op, first.values, frozenset(pending))
@@ -271,17 +270,23 @@ class Builder:
         return Program(self.cfg, code, segments)
 
 
-def _unrolled(loop_count: int, deltas: dict[str, int], insns: list[Instruction],
+def _unrolled(levels: list[tuple[int, dict[str, int]]], insns: list[Instruction],
               n: int) -> Footprint | None:
-    """The union footprint of a LOOP body over its iterations; None if it leaves the window."""
+    """The union footprint of a (nested) LOOP body over all its iterations, offsets of every
+    level added up; None if some iteration leaves the window the programs use."""
+    import itertools
+
     total = Footprint()
-    for i in range(loop_count):
+    for index in itertools.product(*[range(count) for count, _ in levels]):
+        offsets = {role: sum(i * deltas[role] for i, (_, deltas) in zip(index, levels,
+                                                                        strict=True))
+                   for role in ("dram", "dst", "src1", "src2", "src3")}
         for insn in insns:
             vals = dict(insn.values)
             for f in insn.op.fields:
                 if f.role is None:
                     continue
-                delta = deltas[f.role] * i
+                delta = offsets[f.role]
                 if f.kind.value == "local":
                     mem, row = vals[f.name] >> 16, (vals[f.name] & 0xFFFF) + delta
                     limit = SP_WINDOW if mem == Mem.SP else ACC_WINDOW
@@ -303,6 +308,12 @@ def _unrolled(loop_count: int, deltas: dict[str, int], insns: list[Instruction],
     return total
 
 
+def _loop_level(draw) -> tuple[int, dict[str, int]]:
+    return (draw(st.integers(1, 3)),
+            {"dram": draw(st.sampled_from([0, 16, 32])), "dst": draw(st.sampled_from([0, 1, 4])),
+             "src1": draw(st.sampled_from([0, 1])), "src2": 0, "src3": 0})
+
+
 @st.composite
 def programs(draw, cfg: ChipConfig = TINY, max_items: int = 8) -> Program:
     n = cfg.n
@@ -312,17 +323,16 @@ def programs(draw, cfg: ChipConfig = TINY, max_items: int = 8) -> Program:
         if not _fits(insn, n):
             continue
         unit = insn.unit
-        if draw(st.integers(0, 4)) == 0:  # a LOOP around this instruction
-            count = draw(st.integers(1, 3))
-            deltas = {"dram": draw(st.sampled_from([0, 16, 32])),
-                      "dst": draw(st.sampled_from([0, 1, 4])),
-                      "src1": draw(st.sampled_from([0, 1])), "src2": 0, "src3": 0}
-            fp = _unrolled(count, deltas, [insn], n)
-            if fp is None or (deltas["dst"] == 0 and count > 1 and insn.mnemonic != "store"):
+        if draw(st.integers(0, 4)) == 0:  # one or two LOOPs around this instruction
+            levels = [_loop_level(draw) for _ in range(draw(st.integers(1, 2)))]
+            fp = _unrolled(levels, [insn], n)
+            writes_once = all(d["dst"] or count == 1 for count, d in levels)
+            if fp is None or not (writes_once or insn.mnemonic == "store"):
                 continue
-            loop = make("loop", count=count, body=1, d_dram=deltas["dram"], d_dst=deltas["dst"],
-                        d_src1=deltas["src1"], d_src2=0, d_src3=0)
-            b.add([insn], unit, fp, pop_on_first=False, loop=loop)
+            loops = [make("loop", count=count, body=len(levels) - i, d_dram=d["dram"],
+                          d_dst=d["dst"], d_src1=d["src1"], d_src2=0, d_src3=0)
+                     for i, (count, d) in enumerate(levels)]
+            b.add([insn], unit, fp, pop_on_first=False, loops=loops)
         else:
             b.add([insn], unit, footprint(insn, n), pop_on_first=draw(st.booleans()))
     seed = draw(st.integers(0, 2**32 - 1))
