@@ -502,9 +502,8 @@ def split_lanes(shape: tuple[int, ...], views: list[View], n: int
     d = shape[-1]
     if d <= n:
         return shape, views
-    for v in views:
-        if v.strides[-1] not in (0, 1) or (v.mask is not None and not v.is_empty
-                                           and v.mask[-1] != (0, d)):
+    for v in views:  # any stride splits exactly; a mask across lanes would not stay a box
+        if v.mask is not None and not v.is_empty and v.mask[-1] != (0, d):
             return shape, views
     if d % n == 0:
         f = n
