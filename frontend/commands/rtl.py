@@ -110,11 +110,13 @@ def run_program(args: argparse.Namespace) -> int:
         rtl = run_programs([program], inputs=[inputs], max_clocks=args.max_clocks)[0]
     else:
         from rtl.cocotb_bench import run_verilog as run_hdl
+        from rtl.cocotb_bench import simulator_available
+        from rtl.dram import with_inputs
 
-        if inputs:
-            raise InputError("--input needs --sim amaranth (the Verilog bench takes programs "
-                             "with their data segments only)")
-        rtl = run_hdl([program], simulator=args.sim, max_clocks=args.max_clocks)[0]
+        if not simulator_available(args.sim):
+            raise InputError(f"{args.sim} is not installed")
+        rtl = run_hdl([with_inputs(program, inputs)], simulator=args.sim,
+                      max_clocks=args.max_clocks)[0]
     same_dram = sim is not None and rtl.fault is Fault.NONE and bool(np.array_equal(sim.dram,
                                                                                     rtl.dram))
     same_cycles = sim is not None and rtl.cycles == sim.cycles
