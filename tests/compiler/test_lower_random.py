@@ -71,3 +71,41 @@ def graphs(draw):
 def test_random_graphs_match_the_reference(case, cfg) -> None:
     graph, inputs = case
     assert_matches(graph, inputs, cfg, tol=1e-4)
+
+
+@st.composite
+def contractions(draw):
+    """Batched matmuls whose operands are stored transposed or not, int8 or fp32, with an
+    optional bias and ReLU epilogue."""
+    dtype = draw(st.sampled_from(["int8", "float32"]))
+    bt, m, k, n = (draw(st.integers(1, 3)), draw(st.integers(1, 20)), draw(st.integers(1, 20)),
+                   draw(st.integers(1, 20)))
+    ta, tb = draw(st.booleans()), draw(st.booleans())
+    a_in = ir.input_("a", (bt, k, m) if ta else (bt, m, k), dtype)
+    b_in = ir.input_("b", (n, k) if tb else (k, n), dtype)
+    a = ir.permute(a_in, (0, 2, 1)) if ta else a_in
+    b = ir.permute(b_in, (1, 0)) if tb else b_in
+    full = (bt, m, k, n)
+    av = ir.expand(ir.reshape(a, (bt, m, k, 1)), full)
+    bv = ir.expand(ir.reshape(b, (1, 1, k, n)), full)
+    if dtype == "int8":
+        av, bv = ir.unary(Op.CAST, av, "int32"), ir.unary(Op.CAST, bv, "int32")
+    out = ir.reshape(ir.reduce(Op.REDUCE_SUM, ir.binary(Op.MUL, av, bv), (2,)), (bt, m, n))
+    if draw(st.booleans()):
+        bias = np.arange(n, dtype=np.float32 if dtype == "float32" else np.int32) - n // 2
+        out = ir.unary(Op.RELU, ir.binary(Op.ADD, out, ir.const(bias)))
+    rng = np.random.default_rng(draw(st.integers(0, 2 ** 16)))
+
+    def value(node: ir.Node) -> np.ndarray:
+        if dtype == "float32":
+            return rng.standard_normal(node.shape).astype(np.float32)
+        return rng.integers(-128, 128, node.shape).astype(np.int8)
+
+    return ir.Graph({"a": a_in, "b": b_in}, {"out": out}), {"a": value(a_in), "b": value(b_in)}
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(case=contractions(), cfg=st.sampled_from(["tiny", "default"]))
+def test_random_contractions_match_the_reference(case, cfg) -> None:
+    graph, inputs = case
+    assert_matches(graph, inputs, cfg, tol=1e-4)
