@@ -287,3 +287,52 @@ def test_reductions_match_onnxruntime(shape, data, op, keep):
     else:
         model = model_of(op, {"x": x}, axes=axes, keepdims=int(keep))
     check(model, {"x": x})
+
+
+@pytest.mark.parametrize("op", ["MaxPool", "AveragePool"])
+def test_pooling_attribute_sweep(op):
+    """kernel, stride, padding, ceil_mode, dilation / count_include_pad against onnxruntime."""
+    import itertools
+
+    ort.set_default_logger_severity(3)
+    checked = 0
+    for k, s, p, ceil, extra, size in itertools.product([2, 3], [1, 2, 3], [0, 1], [0, 1],
+                                                        [1, 2], [7, 8]):
+        attrs = dict(kernel_shape=[k, k], strides=[s, s], pads=[p] * 4, ceil_mode=ceil)
+        if op == "MaxPool":
+            attrs["dilations"] = [extra, extra]
+        else:
+            attrs["count_include_pad"] = extra - 1
+        x = randn(1, 2, size, size)
+        model = model_of(op, {"x": x}, **attrs)
+        want = ort_run(model, {"x": x})[0]
+        from compiler.reference import run
+        got = run(import_model(model), {"x": x})["y"]
+        assert got.shape == want.shape, attrs
+        np.testing.assert_allclose(got, want, atol=1e-5, err_msg=str(attrs))
+        checked += 1
+    assert checked == 96
+
+
+def test_conv_attribute_sweep():
+    """kernel, stride, asymmetric pads, dilation, groups and auto_pad against onnxruntime."""
+    import itertools
+
+    from compiler.reference import run
+
+    for k, s, pads, d, g, auto in itertools.product(
+            [1, 3], [1, 2], [(0, 0, 0, 0), (1, 0, 2, 1)], [1, 2], [1, 2],
+            ["NOTSET", "SAME_UPPER", "SAME_LOWER", "VALID"]):
+        attrs = dict(kernel_shape=[k, k], strides=[s, s], dilations=[d, d], group=g)
+        if auto == "NOTSET":
+            attrs["pads"] = list(pads)
+        elif pads != (0, 0, 0, 0) or d != 1:
+            continue
+        else:
+            attrs["auto_pad"] = auto
+        x = randn(1, 4, 8, 7)
+        model = model_of("Conv", {"x": x}, {"w": randn(6, 4 // g, k, k), "b": randn(6)}, **attrs)
+        want = ort_run(model, {"x": x})[0]
+        got = run(import_model(model), {"x": x})["y"]
+        assert got.shape == want.shape, attrs
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5, err_msg=str(attrs))
