@@ -119,17 +119,22 @@ def contract(a: np.ndarray, b: np.ndarray, axes: tuple[int, ...], dtype: str) ->
     sa = ca.reshape([n for i, n in enumerate(ca.shape) if i not in a_bcast])
     sb = cb.reshape([n for i, n in enumerate(cb.shape) if i not in b_bcast])
     spec = f"{sub_a},{sub_b}->{sub_out}"
+    # a reduced axis along which both operands are broadcast: every term appears n times
+    repeats = int(np.prod([shape[i] for i in axes if letters[i] not in present], dtype=np.int64))
     if dtype == "float32":
         r = np.einsum(spec, sa, sb, optimize=True).astype(np.float32)
+        if repeats != 1:  # as the pairwise sum of equal terms would (up to rounding)
+            r = (r.astype(np.float64) * repeats).astype(np.float32)
     else:
         k = int(np.prod([shape[i] for i in axes], dtype=np.int64)) if axes else 1
+        k = max(k // repeats, 1)
         bound = float(np.max(np.abs(sa), initial=0)) * float(np.max(np.abs(sb), initial=0)) * k
         if bound < 2.0 ** 52:
             r = np.rint(np.einsum(spec, sa.astype(np.float64), sb.astype(np.float64),
                                   optimize=True)).astype(np.int64)
         else:
             r = np.einsum(spec, sa.astype(np.int64), sb.astype(np.int64))
-        r = wrap(r, dtype)
+        r = wrap(r * repeats, dtype)
     # put back reduced axes (size 1) and axes no operand had (broadcast)
     full = [1 if i in axes else (shape[i] if i in out_axes else 1) for i in range(len(shape))]
     r = r.reshape(full)

@@ -122,3 +122,32 @@ def test_graph_dump_and_summary():
     assert text.splitlines()[0] == "%0 = INPUT int32[2, 3] () x"
     assert text.splitlines()[-1].endswith("-> y") and "REQUANT int8[2, 3]" in text
     assert g.summary()["REQUANT"] == 1
+
+
+@pytest.mark.parametrize("dtype", ["int32", "float32"])
+def test_contraction_over_an_axis_both_operands_broadcast(dtype):
+    """sum_k a*b where neither operand varies along k is k * a * b."""
+    a = ir.const(np.array([[3], [-2]], dtype=np.int32 if dtype == "int32" else np.float32))
+    b = ir.const(np.array([[5, 7]], dtype=np.int32 if dtype == "int32" else np.float32))
+    av = ir.expand(ir.reshape(a, (2, 1, 1)), (2, 2, 4))
+    bv = ir.expand(ir.reshape(b, (1, 2, 1)), (2, 2, 4))
+    y = ir.reduce(Op.REDUCE_SUM, ir.binary(Op.MUL, av, bv), (2,))
+    got = evaluate([y], {})["0"]
+    np.testing.assert_array_equal(got.reshape(2, 2), np.array([[60, 84], [-40, -56]]))
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(st.integers(1, 4), min_size=1, max_size=4), st.data())
+def test_contraction_shortcut_with_random_broadcasts(shape, data):
+    nd = len(shape)
+    rng = np.random.default_rng(sum(shape))
+    views = []
+    for _ in range(2):
+        bcast = data.draw(st.lists(st.booleans(), min_size=nd, max_size=nd))
+        small = [1 if b else n for b, n in zip(bcast, shape, strict=True)]
+        arr = rng.integers(-100, 100, small).astype(np.int32)
+        views.append(np.broadcast_to(arr, shape))
+    axes = tuple(sorted(set(data.draw(st.lists(st.integers(0, nd - 1), max_size=nd)))))
+    got = contract(views[0], views[1], axes, "int32")
+    want = (views[0].astype(np.int64) * views[1]).sum(axis=axes, keepdims=True)
+    np.testing.assert_array_equal(got, want.astype(np.int32))
