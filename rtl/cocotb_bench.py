@@ -66,6 +66,14 @@ def _environment(name: str) -> None:
         os.environ["PATH"] = scripts + os.pathsep + os.environ.get("PATH", "")
 
 
+def _design_hash(cfg: ChipConfig) -> int:
+    """Changes whenever the config or any source the Verilog comes from changes."""
+    digest = zlib.crc32(json.dumps(cfg.to_dict(), sort_keys=True).encode())
+    for path in sorted([*(REPO / "rtl").glob("*.py"), *(REPO / "isa").glob("*.py")]):
+        digest = zlib.crc32(path.read_bytes(), digest)
+    return digest
+
+
 def build(cfg: ChipConfig, imem_depth: int, simulator: str = "verilator") -> Path:
     """Export and compile the core once; later calls reuse the build directory."""
     from cocotb_tools.runner import get_runner
@@ -73,7 +81,7 @@ def build(cfg: ChipConfig, imem_depth: int, simulator: str = "verilator") -> Pat
     from rtl.export import TOP, verilog_text
 
     _environment(simulator)
-    key = f"{cfg.name}-{zlib.crc32(json.dumps(cfg.to_dict(), sort_keys=True).encode()):08x}"
+    key = f"{cfg.name}-{_design_hash(cfg):08x}"
     build_dir = BUILD / f"{simulator}-{key}-imem{imem_depth}"
     build_dir.mkdir(parents=True, exist_ok=True)
     source = build_dir / f"{TOP}.v"

@@ -12,12 +12,12 @@ core holds its completion until it drains (see `rtl/core.py`).
 
 from __future__ import annotations
 
-from amaranth.hdl import Array, Module, Mux, Signal, signed
+from amaranth.hdl import Array, Cat, Module, Mux, Signal, signed
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
 from isa.config import ChipConfig
-from isa.table import BY_OPCODE, INSN_BITS, Axis, Mem, MoveFn, Op
+from isa.table import BY_OPCODE, INSN_BITS, Axis, BinaryFn, Mem, MoveFn, Op
 from rtl import lanes as L
 from rtl.fields import field_values
 from rtl.ports import ROW_BITS, ReadChannel, WriteChannel, row_width
@@ -64,8 +64,9 @@ class ComputeUnit(wiring.Component):
         is_ = {op: opcode == int(op) for op in (Op.MATMUL, Op.UNARY, Op.BINARY, Op.TERNARY,
                                                 Op.REDUCE, Op.REQUANT, Op.MOVE)}
         is_transpose = is_[Op.MOVE] & (mv["fn"] == MoveFn.TRANSPOSE)
+        is_div = is_[Op.BINARY] & (bi["fn"] == BinaryFn.DIV)
 
-        # Steps of a streaming instruction (everything but TRANSPOSE and SYNC).
+        # Steps of a streaming instruction (everything but TRANSPOSE, DIV and SYNC).
         steps = Signal(18)
         m.d.comb += steps.eq(0)
         with m.Switch(opcode):
@@ -74,7 +75,8 @@ class ComputeUnit(wiring.Component):
             for op, f in ((Op.UNARY, un), (Op.BINARY, bi), (Op.TERNARY, te), (Op.REDUCE, re_),
                           (Op.REQUANT, rq)):
                 with m.Case(int(op)):
-                    m.d.comb += steps.eq(f["count"])
+                    m.d.comb += steps.eq(Mux(is_div, 0, f["count"]) if op is Op.BINARY
+                                         else f["count"])
             with m.Case(int(Op.MOVE)):
                 m.d.comb += steps.eq(Mux(is_transpose, 0, mv["count"]))
 
@@ -292,10 +294,72 @@ class ComputeUnit(wiring.Component):
         with m.If(t_latch):
             m.d.sync += t_regs[t_lj].eq(self.rd_a.data)
 
-        m.d.comb += [self.wr.en.eq(p2_valid | t_write),
-                     self.wr.row.eq(Mux(t_write, t_wrow[0:ROW_BITS], p2_row)),
-                     self.wr.mem.eq(Mux(t_write, _mem(hm["dst"]), p2_mem)),
-                     self.wr.data.eq(Mux(t_write, t_data, p2_data))]
-        m.d.comb += self.idle.eq(~running & ~p1_valid & ~p2_valid & ~t_busy & ~t_latch)
+        d_write, d_row, d_mem, d_data, d_busy = self._divider(m, self.go & is_div, held)
+
+        m.d.comb += [self.wr.en.eq(p2_valid | t_write | d_write),
+                     self.wr.row.eq(Mux(t_write, t_wrow[0:ROW_BITS],
+                                        Mux(d_write, d_row[0:ROW_BITS], p2_row))),
+                     self.wr.mem.eq(Mux(t_write, _mem(hm["dst"]), Mux(d_write, d_mem, p2_mem))),
+                     self.wr.data.eq(Mux(t_write, t_data, Mux(d_write, d_data, p2_data)))]
+        m.d.comb += self.idle.eq(~running & ~p1_valid & ~p2_valid & ~t_busy & ~t_latch & ~d_busy)
         return m
+
+    def _divider(self, m: Module, start, held):
+        """BINARY DIV, a row at a time: read both rows, 32 restoring-division steps on every
+        lane at once, write. Far smaller than n combinational dividers; the core holds the
+        architectural clock while it works (see rtl/core.py)."""
+        n = self.cfg.n
+        hb = _fields(held, Op.BINARY)
+        busy = Signal(name="div_busy")
+        phase = Signal(2, name="div_phase")  # 0 read, 1 take operands, 2 divide, 3 write
+        left = Signal(17, name="div_left")
+        step = Signal(range(33), name="div_step")
+        a_row, b_row, w_row = (Signal(_ROW, name=f"div_{x}_row") for x in "abw")
+        quo = [Signal(32, name=f"div_q{i}") for i in range(n)]
+        rem = [Signal(33, name=f"div_r{i}") for i in range(n)]
+        div = [Signal(32, name=f"div_d{i}") for i in range(n)]
+        neg = [Signal(name=f"div_neg{i}") for i in range(n)]
+        zero = [Signal(name=f"div_zero{i}") for i in range(n)]
+        f = _fields(self.insn, Op.BINARY)
+        with m.If(start):
+            m.d.sync += [busy.eq(1), phase.eq(0), left.eq(f["count"]),
+                         a_row.eq(_row(f["src1"])), b_row.eq(_row(f["src2"])),
+                         w_row.eq(_row(f["dst"]))]
+        write = Signal(name="div_write")
+        data = Signal(row_width(self.cfg), name="div_data")
+        with m.If(busy):
+            with m.Switch(phase):
+                with m.Case(0):
+                    m.d.comb += [self.rd_a.en.eq(1), self.rd_a.row.eq(a_row[0:ROW_BITS]),
+                                 self.rd_a.mem.eq(_mem(hb["src1"])),
+                                 self.rd_b.en.eq(1), self.rd_b.row.eq(b_row[0:ROW_BITS]),
+                                 self.rd_b.mem.eq(_mem(hb["src2"]))]
+                    m.d.sync += phase.eq(1)
+                with m.Case(1):
+                    a_lanes = L.split(self.rd_a.data, n)
+                    b_lanes = [Mux(hb["imm_mode"], hb["imm"].as_signed(), y)
+                               for y in L.split(self.rd_b.data, n)]
+                    for i in range(n):
+                        a, b = a_lanes[i], b_lanes[i]
+                        m.d.sync += [quo[i].eq(Mux(a < 0, -a, a)[0:32]), rem[i].eq(0),
+                                     div[i].eq(Mux(b < 0, -b, b)[0:32]),
+                                     neg[i].eq((a < 0) ^ (b < 0)), zero[i].eq(b == 0)]
+                    m.d.sync += [phase.eq(2), step.eq(0)]
+                with m.Case(2):
+                    for i in range(n):
+                        shifted = Cat(quo[i][31], rem[i][0:32])
+                        fits = shifted >= div[i]
+                        m.d.sync += [rem[i].eq(Mux(fits, shifted - div[i], shifted)),
+                                     quo[i].eq(Cat(fits, quo[i][0:31]))]
+                    m.d.sync += step.eq(step + 1)
+                    with m.If(step == 31):
+                        m.d.sync += phase.eq(3)
+                with m.Case(3):
+                    lanes = [Mux(zero[i], 0, Mux(neg[i], -quo[i], quo[i])) for i in range(n)]
+                    m.d.comb += [write.eq(1), data.eq(L.join(lanes))]
+                    m.d.sync += [a_row.eq(a_row + hb["step1"]), b_row.eq(b_row + hb["step2"]),
+                                 w_row.eq(w_row + 1), left.eq(left - 1), phase.eq(0)]
+                    with m.If(left == 1):
+                        m.d.sync += busy.eq(0)
+        return write, w_row, _mem(hb["dst"]), data, busy
 

@@ -1,8 +1,7 @@
 """Lane arithmetic of the vector unit, the requantiser and the int8 matrix array.
 
 Pure combinational helpers over Amaranth values; each follows `isa.table.FUNCTION_DOC`
-and `isa.model.NUMERICS` for int32 (wrap-around, 5-bit shift amounts, arithmetic SHR,
-truncating division with x/0 = 0).
+and `isa.model.NUMERICS` for int32 (wrap-around, 5-bit shift amounts, arithmetic SHR).
 """
 
 from __future__ import annotations
@@ -40,22 +39,13 @@ def unary(fn: Value, a: Value) -> Value:
     }, a)[0:LANE]
 
 
-def trunc_div(a: Value, b: Value) -> Value:
-    """int32 a / b truncated toward zero; x/0 = 0 and -2^31/-1 = -2^31 (wraps)."""
-    mag_a = Mux(a < 0, -a, a).as_unsigned()[0:LANE + 1]
-    mag_b = Mux(b < 0, -b, b).as_unsigned()[0:LANE + 1]
-    q = (mag_a // mag_b)[0:LANE + 1]
-    negative = (a < 0) ^ (b < 0)
-    return Mux(b == 0, 0, Mux(negative, -q, q))[0:LANE]
-
-
 def binary(fn: Value, a: Value, b: Value) -> Value:
+    """Every int32 binary function but DIV, which the compute unit's divider does."""
     shamt = b[0:5]
     return select(fn, {
         BinaryFn.ADD: a + b,
         BinaryFn.SUB: a - b,
         BinaryFn.MUL: (a * b)[0:LANE],
-        BinaryFn.DIV: trunc_div(a, b),
         BinaryFn.MAX: Mux(a < b, b, a),
         BinaryFn.MIN: Mux(b < a, b, a),
         BinaryFn.CMPLT: a < b,
