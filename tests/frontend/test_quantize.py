@@ -1,7 +1,8 @@
 """Int8 post-training quantisation: REQUANT parameters, the shape of the quantised graph
 (int8 contractions, int32 bias, per-channel REQUANT, fused ReLU), bit-exact reproducibility,
-and closeness to float: a small CNN within 0.02 on softmax probabilities, scaled-down
-ResNet logits within 15% and transformer outputs within 8% of their float range."""
+and closeness to float on inputs outside the calibration set: a small CNN within 0.02 on
+softmax probabilities; a scaled-down ResNet's logits and a transformer block's outputs
+within 15% relative L2 error (random weights; 8 calibration inputs)."""
 
 from __future__ import annotations
 
@@ -18,11 +19,15 @@ from frontend.onnx_models import resnet, small_cnn, transformer_block
 from frontend.quantize import QuantizeError, quantize, requant_params
 from frontend.tensor import Tensor
 
-rng = np.random.default_rng(3)
 
-
-def batches(shape, n=4, name="input"):
+def batches(shape, n=4, name="input", seed=0):
+    """Seeded per call, so results do not depend on which tests ran before (xdist)."""
+    rng = np.random.default_rng(seed)
     return [{name: rng.standard_normal(shape).astype(np.float32)} for _ in range(n)]
+
+
+def rel_l2(got: np.ndarray, want: np.ndarray) -> float:
+    return float(np.linalg.norm(got - want) / np.linalg.norm(want))
 
 
 @settings(max_examples=200, deadline=None)
@@ -66,7 +71,7 @@ def test_quantised_cnn_structure():
 def test_quantised_cnn_is_reproducible_and_close_to_float():
     g = _cnn_graph()
     q = quantize(g, batches((1, 3, 16, 16), n=8))
-    for feed in batches((1, 3, 16, 16), n=3):
+    for feed in batches((1, 3, 16, 16), n=3, seed=1):
         a, b = run(q, feed)["probs"], run(q, feed)["probs"]
         np.testing.assert_array_equal(a, b)
         np.testing.assert_allclose(a, run(g, feed)["probs"], atol=0.02)
@@ -75,33 +80,34 @@ def test_quantised_cnn_is_reproducible_and_close_to_float():
 @pytest.mark.parametrize("method", ["maxabs", "percentile"])
 def test_quantised_resnet_close_to_float(method):
     g = import_model(resnet((1, 1, 1, 1), width=8, image=32, classes=10))
-    q = quantize(g, batches((1, 3, 32, 32), n=4), method=method)
-    for feed in batches((1, 3, 32, 32), n=2):
+    q = quantize(g, batches((1, 3, 32, 32), n=8), method=method)
+    for feed in batches((1, 3, 32, 32), n=2, seed=1):
         f, i = run(g, feed)["logits"], run(q, feed)["logits"]
-        # random weights, 17 requantisations deep: within 15% of the logits' range
-        assert np.max(np.abs(f - i)) <= 0.15 * np.max(np.abs(f))
+        # random weights, 17 requantisations deep, 8 calibration inputs
+        assert rel_l2(i, f) <= 0.15
 
 
 def test_quantised_transformer_close_to_float():
     g = import_model(transformer_block())
-    q = quantize(g, batches((1, 8, 16), n=4))
+    q = quantize(g, batches((1, 8, 16), n=8))
     assert sum(ir.is_contraction(n) and n.dtype == "int32" for n in q.nodes()) >= 6
-    feed = batches((1, 8, 16), n=1)[0]
+    feed = batches((1, 8, 16), n=1, seed=1)[0]
     f, i = run(g, feed)["output"], run(q, feed)["output"]
-    assert np.max(np.abs(f - i)) <= 0.08 * np.max(np.abs(f))
+    assert rel_l2(i, f) <= 0.15
 
 
 def test_tensor_graph_matmul_and_pooling():
     x = Tensor.input("x", (2, 4, 8, 8))
+    rng = np.random.default_rng(5)
     w = Tensor(rng.standard_normal((6, 4, 3, 3)).astype(np.float32) * 0.3)
     y = x.conv2d(w, padding=1).relu().max_pool2d(2).avg_pool2d(2).flatten(1)
     y = y @ Tensor(rng.standard_normal((24, 5)).astype(np.float32))
     g = y.graph()
     q = quantize(g, batches((2, 4, 8, 8), name="x"))
     assert any(n.op is Op.REDUCE_MAX and n.dtype == "int8" for n in q.nodes())
-    feed = batches((2, 4, 8, 8), n=1, name="x")[0]
+    feed = batches((2, 4, 8, 8), n=1, name="x", seed=1)[0]
     f, i = run(g, feed)["out"], run(q, feed)["out"]
-    assert np.max(np.abs(f - i)) <= 0.05 * np.max(np.abs(f))
+    assert rel_l2(i, f) <= 0.05
 
 
 def test_bad_options():
@@ -122,21 +128,20 @@ def test_quantised_resnet_is_bit_exact_on_llvm():
         pytest.skip("no llvm backend registered")
     g = import_model(resnet((1, 1, 1, 1), width=8, image=32, classes=10))
     q = quantize(g, batches((1, 3, 32, 32), n=2))
-    feed = batches((1, 3, 32, 32), n=1)[0]
+    feed = batches((1, 3, 32, 32), n=1, seed=1)[0]
     np.testing.assert_array_equal(run_backend("llvm", q, feed)["logits"],
                                   run(q, feed)["logits"])
 
 
 def test_int8_io_graph_is_integer_end_to_end():
     g = import_model(resnet((1, 1, 1, 1), width=8, image=32, classes=10))
-    q = quantize(g, batches((1, 3, 32, 32), n=2), io="int8")
+    q = quantize(g, batches((1, 3, 32, 32), n=8), io="int8")
     assert q.inputs["input"].dtype == "int8" and q.outputs["logits"].dtype == "int8"
     assert [n for n in q.nodes() if n.dtype == "float32"] == []
     s_in, s_out = q.meta["input_scales"]["input"], q.meta["output_scales"]["logits"]
-    feed = batches((1, 3, 32, 32), n=1)[0]
+    feed = batches((1, 3, 32, 32), n=1, seed=1)[0]
     x8 = np.clip(np.rint(feed["input"] / s_in), -128, 127).astype(np.int8)
     got = run(q, {"input": x8})["logits"].astype(np.float32) * s_out
-    want = run(g, feed)["logits"]
-    assert np.max(np.abs(got - want)) <= 0.15 * np.max(np.abs(want))
+    assert rel_l2(got, run(g, feed)["logits"]) <= 0.15
     with pytest.raises(QuantizeError, match="unknown io"):
         quantize(g, batches((1, 3, 32, 32), n=1), io="int4")
