@@ -120,16 +120,21 @@ def test_bad_options():
         quantize(g, batches((1, 3, 8, 8), n=1))
 
 
-def test_quantised_resnet_is_bit_exact_on_llvm():
-    """The quantised reference is the contract: another backend reproduces it bit for bit."""
-    from compiler.backends import available_backends, run_backend
+@pytest.mark.parametrize("backend,io", [("llvm", "float"), ("sim", "float"), ("sim", "int8")])
+def test_quantised_resnet_is_bit_exact_on_other_backends(backend, io):
+    """The quantised reference is the contract: other backends reproduce it bit for bit."""
+    from compiler.backends import available_backends, load_plugins, run_backend
 
-    if "llvm" not in available_backends():
-        pytest.skip("no llvm backend registered")
+    load_plugins("frontend")
+    if backend not in available_backends():
+        pytest.skip(f"no {backend} backend registered")
     g = import_model(resnet((1, 1, 1, 1), width=8, image=32, classes=10))
-    q = quantize(g, batches((1, 3, 32, 32), n=2))
+    q = quantize(g, batches((1, 3, 32, 32), n=2), io=io)
     feed = batches((1, 3, 32, 32), n=1, seed=1)[0]
-    np.testing.assert_array_equal(run_backend("llvm", q, feed)["logits"],
+    if io == "int8":
+        feed = {"input": np.clip(np.rint(feed["input"] / q.meta["input_scales"]["input"]),
+                                 -128, 127).astype(np.int8)}
+    np.testing.assert_array_equal(run_backend(backend, q, feed)["logits"],
                                   run(q, feed)["logits"])
 
 
