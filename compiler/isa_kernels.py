@@ -453,7 +453,7 @@ class GemmEpilogue:
         self.row_requants = [r for r in all_rq if r.arg.multiplier.size > 1
                              and self._channel_on_rows(r)]
         self.requants = [r for r in all_rq if r not in self.row_requants]
-        self.block_regions = len(self.row_leaves) + 2 * len(self.row_requants)
+        self.block_regions = len(self.row_leaves) + 3 * len(self.row_requants)
         self.block_index: dict[int, int] = {}
         self.tile_regions = len(self.tile_leaves)
         self.temp_regions = count_temps(expr) + 1
@@ -569,7 +569,16 @@ class GemmEpilogue:
             self.block_index[id(r)] = region
             em.emit("load", sram=sp(base + region * self.mb), dram=b.addr, stride=n * 4,
                     rows=2 * rows, cols=n, fmt=int(Fmt.X32))
-            region += 2
+            # the same params per n-row block, lane j for row j (for transposed tiles)
+            blocks = -(-rows // n)
+            per_block = np.zeros((2, blocks * n), np.int64)
+            per_block[0, :rows], per_block[1, :rows] = mult, shift
+            per_block = per_block.reshape(2, blocks, n).transpose(1, 0, 2)  # (block, 2, n)
+            bt = em.constant("epilogue.rowrequant.t", per_block.reshape(2 * blocks, n)
+                             .astype(np.int32))
+            em.emit("load", sram=sp(base + (region + 2) * self.mb), dram=bt.addr, stride=n * 4,
+                    rows=2 * blocks, cols=n, fmt=int(Fmt.X32))
+            region += 3
 
     def emit_tile_loads(self, em: Emitter, tile: Tile, base: int) -> None:
         bidx = self.batches[tile.batch]
@@ -601,9 +610,10 @@ class GemmEpilogue:
                 return Rows(sp(block + self.block_index[id(lf)] * self.mb))
             return Rows(sp(inputs + self.tile_leaves.index(lf) * self.mb))
 
-        def params(e: Expr) -> int | tuple[int, int]:
+        def params(e: Expr) -> int | tuple[int, int] | tuple[int, int, int]:
             if e in self.row_requants:
-                return block + self.block_index[id(e)] * self.mb, 2
+                row = block + self.block_index[id(e)] * self.mb
+                return row, 2, row + 2 * self.mb
             return self.row_of[id(e)] + 2 * t
 
         pool = RegionPool(temps, self.mb, self.temp_regions)

@@ -122,7 +122,7 @@ class ExprEmitter:
 
     def __init__(self, em: Emitter, count: int, leaf: Callable[[Expr], Operand],
                  temps: RegionPool,
-                 requant_rows: Callable[[Expr], int | tuple[int, int]]) -> None:
+                 requant_rows: Callable[[Expr], int | tuple[int, ...]]) -> None:
         self.em, self.count, self.leaf, self.temps = em, count, leaf, temps
         self.requant_rows = requant_rows
 
@@ -201,8 +201,21 @@ class ExprEmitter:
             a = self.row_of(ops[0], held)
             arg = expr.arg
             params = self.requant_rows(expr)
-            if isinstance(params, tuple):  # params change from row to row: one per row
-                row, stride = params
+            n = em.cfg.n
+            if isinstance(params, tuple) and len(params) == 3 and count % n == 0 \
+                    and a.step == 1:
+                # params change from row to row: transpose n-row blocks so rows become
+                # lanes, requantise each block with one lane-wise param pair, transpose back
+                blocks = count // n
+                em.emit("move", dst=dst, src1=a.addr, count=blocks, fn=int(MoveFn.TRANSPOSE),
+                        dstride=n, sstride=n)
+                em.emit("loop", count=blocks, body=1, d_dst=n, d_src1=n, d_src2=2)
+                em.emit("requant", dst=dst, src1=dst, src2=sp(params[2]), count=n, zp=arg.zp,
+                        lo=arg.lo, hi=arg.hi, step1=1)
+                em.emit("move", dst=dst, src1=dst, count=blocks, fn=int(MoveFn.TRANSPOSE),
+                        dstride=n, sstride=n)
+            elif isinstance(params, tuple):  # params change from row to row: one per row
+                row, stride = params[0], params[1]
                 em.emit("loop", count=count, body=1, d_dst=1, d_src1=a.step, d_src2=stride)
                 em.emit("requant", dst=dst, src1=a.addr, src2=sp(row), count=1, zp=arg.zp,
                         lo=arg.lo, hi=arg.hi, step1=a.step)
