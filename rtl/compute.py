@@ -6,8 +6,9 @@ logic computes the result row into a register; in the cycle after, that row is
 written. So `count` rows take `count + 2` cycles, exactly the vector latency of the
 ISA. MATMUL first spends n steps loading the n weight rows into registers, then
 streams one input row per step: `n + rows + 2`. TRANSPOSE buffers each n x n block in
-registers (read n rows, then write n rows); it takes longer than its formula and the
-core holds its completion until it drains (see `rtl/core.py`).
+registers (read n rows, then write n rows) and DIV runs a row at a time through an
+iterative divider; both take longer than their formulas and the core holds their
+completion until they drain (see `rtl/core.py`).
 """
 
 from __future__ import annotations
