@@ -7,12 +7,15 @@ the reference the Python simulator's rate on the same program (both results must
 byte for byte and cycle for cycle, or the row fails).
 
 Synthesis: the core (behind `rtl.synth.PinWrapper`) through yosys and nextpnr for an
-ECP5-85F, target >= 100 MHz. With `quick` the tiny chip is used; otherwise the config
-given. WebAssembly tools on a small machine take minutes for tiny and far longer for n=16.
+ECP5-85F, target >= 100 MHz. With `quick`, the tiny chip's datapath and control with the
+smallest SRAMs a chip may have (2n and n rows: SRAMs are built from flip-flops, see
+`rtl.synth.check_fits`); otherwise the config given, which is refused at once when its
+SRAMs cannot fit. WebAssembly tools on a small machine take many minutes even so.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from typing import Any
 
@@ -67,7 +70,9 @@ def synth_ecp5(cfg: ChipConfig, quick: bool) -> list[dict[str, Any]]:
     """LUTs, FFs, BRAMs, DSPs and Fmax of the placed and routed core on an ECP5-85F."""
     from rtl.synth import synthesize
 
-    chip = PRESETS["tiny"] if quick else cfg
+    tiny = PRESETS["tiny"]
+    chip = dataclasses.replace(tiny, name="tiny-minsram", sp_bytes=2 * tiny.row_bytes * tiny.n,
+                               acc_bytes=tiny.row_bytes * tiny.n) if quick else cfg
     name = f"rtl.synth_ecp5({chip.name}, n={chip.n})"
     try:
         report = synthesize(chip, "ecp5", freq_mhz=TARGET_FMAX_MHZ)
