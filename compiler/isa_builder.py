@@ -16,7 +16,7 @@ from isa.config import ChipConfig
 from isa.container import Program, Segment, Symbol
 from isa.encoding import Instruction, local_addr, make
 from isa.errors import DozenError
-from isa.table import FUNC_DTYPES, OPS, Fmt, Kind, Mem, OpDef, SyncUnit
+from isa.table import FUNC_DTYPES, NEIGHBOURS, OPS, Fmt, Kind, Mem, OpDef, SyncUnit
 
 DRAM_ALIGN = 64
 
@@ -122,7 +122,7 @@ class Emitter:
             unit = self.code[index + 1].unit.name.lower()
             self.code.insert(index, make("sync", (), unit=int(SyncUnit[unit.upper()])))
             old = self.code[index]
-        new = make(old.mnemonic, tuple(old.flags | set(flags)), **old.values)
+        new = with_flags(old, frozenset(flags))
         unit = new.unit.name.lower()
         for flag in set(flags) - old.flags:
             channel = CHANNEL_OF[(unit, flag)]
@@ -198,6 +198,17 @@ def fast_make(mnemonic: str, flags: tuple[str, ...] | frozenset[str], values: di
     if table is not None and full["dtype"] not in table[op.field("fn").enum(full["fn"])]:
         return make(mnemonic, tuple(flags), **values)  # raises: fn undefined for the dtype
     return Instruction(op, full, frozenset())
+
+
+def with_flags(insn: Instruction, flags: frozenset[str]) -> Instruction:
+    """`insn` (already checked) plus token flags, which must suit its unit."""
+    unit = insn.unit
+    sides = NEIGHBOURS.get(unit)
+    for flag in flags:
+        side = flag.split("_")[1]
+        if sides is None or (sides[0] if side == "prev" else sides[1]) is None:
+            return make(insn.mnemonic, tuple(insn.flags | flags), **insn.values)  # raises
+    return Instruction(insn.op, insn.values, insn.flags | flags)
 
 
 class Credits:
