@@ -53,7 +53,7 @@ class WindowB:
     """
 
     chunks: tuple[tuple[int, int, int], ...]  # (offset, rows, stride) per K chunk
-    ntiles: tuple[tuple[int, int, int], ...]  # (n0, cols, offset) per N tile
+    ntiles: tuple[tuple[int, int, int], ...]  # (output column offset, cols, offset) per tile
 
 
 @dataclass(frozen=True)

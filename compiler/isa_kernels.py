@@ -696,8 +696,12 @@ def emit_contraction(em: Emitter, shape: tuple[int, ...], reduce_axes: tuple[int
     bm = merged(b.view, g.k), merged(b.view, g.n)
     b_plain = bm[0] is not None and bm[1] is not None and (bm[1][1] == 1 or bm[1][0] == 1) \
         and b.view.mask is None
-    if is_direct and not g.batch and a.data is not None and b.data is None and not b_plain:
-        window = window_operand(b.view, g, shape, em.cfg.n)
+    # Output lanes contiguous and rows one stride: N tiles can be stored in place even when
+    # the N axes do not merge (each window tile knows its own output offset).
+    lanes_out = bool(g.n) and ov.strides[g.n[-1]] == 1 and o_m is not None
+    if (is_direct or lanes_out) and not g.batch and a.data is not None and b.data is None \
+            and not b_plain:
+        window = window_operand(b.view, g, shape, em.cfg.n, ostr)
     if window is not None:
         a_matrix, order = window
         abuf = em.constant(f"{a.buf.name}.windowed", _fold_for_window(a, g, shape, order,
@@ -711,7 +715,8 @@ def emit_contraction(em: Emitter, shape: tuple[int, ...], reduce_axes: tuple[int
     batches = list(np.ndindex(*[shape[i] for i in g.batch])) if g.batch else [()]
     epi = None
     epi_fit = None
-    if is_direct and epilogue is not None:
+    direct_out = is_direct or window is not None
+    if direct_out and epilogue is not None:
         for lf in epi_leaves:
             if lf.imm is None and lf.buf is not None and lf.view is not None:
                 lf.imm = scalar_of(lf.buf, lf.view, lf.data)
@@ -720,7 +725,14 @@ def emit_contraction(em: Emitter, shape: tuple[int, ...], reduce_axes: tuple[int
             rq_views = {id(r): requant_view(r, out_shape).reshape(red_shape)
                         for r in _requants(epilogue)}
             epi = GemmEpilogue(em, epilogue, epi_fit, g, batches, nn, rq_views)
-    fused = is_direct and (epilogue is None or epi is not None)
+            if not is_direct and (epi.tile_leaves or epi.lane_leaves):
+                epi = None  # those address tiles by their flat column index
+    if not is_direct and window is not None and epilogue is not None and epi is None:
+        window = None  # the epilogue needs the separate pass: use the plain matrix path
+        abuf, av = operand(a, g.m, g.k)
+        bbuf, bv = operand(b, g.k, g.n)
+    direct_out = is_direct or window is not None
+    fused = direct_out and (epilogue is None or epi is not None)
     acc_dtype = "int32" if dtype == MatType.I8 else "float32"
     target = out if fused else em.alloc(f"{out.name}.acc", (bt, m, nn), acc_dtype)
     a_m = (merged(av, g.m) or (1, 0)) if window is None else (m, k)
@@ -775,8 +787,8 @@ def emit_contraction(em: Emitter, shape: tuple[int, ...], reduce_axes: tuple[int
     emit_elementwise(em, red_shape, leaves, body, out, Leaf(target, red_view), rq_views)
 
 
-def window_operand(view: View, g: GemmAxes, shape: tuple[int, ...], n: int
-                   ) -> tuple[WindowB, list[int]] | None:
+def window_operand(view: View, g: GemmAxes, shape: tuple[int, ...], n: int,
+                   out_strides: tuple[int, ...]) -> tuple[WindowB, list[int]] | None:
     """Address B (K x N) straight in its image when every N tile is a contiguous run of
     the innermost N axis and every K chunk a strided run of one K axis (stride-1
     convolutions over an already padded image). Returns the plan and the K axis order
@@ -794,12 +806,10 @@ def window_operand(view: View, g: GemmAxes, shape: tuple[int, ...], n: int
         for c0 in range(0, shape[inner_k], n):
             chunks.append((base + c0 * view.strides[inner_k], min(n, shape[inner_k] - c0),
                            view.strides[inner_k]))
-    tiles = []
+    tiles = []  # (output element offset, columns, image element offset) per N tile
     outer_n = g.n[:-1]
-    sizes = [shape[ax] for ax in g.n]
-    flat_strides = contiguous_strides(sizes)
     for idx in np.ndindex(*[shape[ax] for ax in outer_n]):
-        n_base = sum(i * flat_strides[j] for j, i in enumerate(idx))
+        n_base = sum(i * out_strides[ax] for i, ax in zip(idx, outer_n, strict=True))
         off = sum(i * view.strides[ax] for i, ax in zip(idx, outer_n, strict=True))
         for c0 in range(0, shape[inner_n], n):
             tiles.append((n_base + c0, min(n, shape[inner_n] - c0), off + c0))

@@ -64,6 +64,7 @@ def test_raw_accumulator_output_and_fused_epilogue_together() -> None:
     (2, 4, 9, 7, 6, 3, 2, 1, 2),
     (1, 8, 6, 6, 8, 1, 1, 0, 1),
     (1, 4, 7, 7, 4, 3, 1, 1, 4),
+    (3, 4, 6, 6, 8, 3, 1, 1, 1),  # a batch: image rows tile the output one by one
 ])
 def test_int8_conv_stride_padding_groups(n, c, h, w, co, k, stride, pad, groups) -> None:
     x = ir.input_("x", (n, c, h, w), "int8")
