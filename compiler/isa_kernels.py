@@ -703,7 +703,7 @@ def emit_contraction(em: Emitter, shape: tuple[int, ...], reduce_axes: tuple[int
             and not b_plain:
         window = window_operand(b.view, g, shape, em.cfg.n, ostr)
     if window is not None:
-        a_matrix, order = window
+        _, order = window  # (the B plan, the K order A must follow)
         abuf = em.constant(f"{a.buf.name}.windowed", _fold_for_window(a, g, shape, order,
                                                                       em.cfg.n))
         k = abuf.shape[1]
