@@ -64,9 +64,11 @@ def evaluate(roots: list[Node], inputs: Mapping[str, np.ndarray],
     for node in order:
         for src in node.srcs:
             users[id(src)] = users.get(id(src), 0) + 1
-    deferred = {id(n.srcs[0]) for n in order
-                if n.op is Op.REDUCE_SUM and n.srcs[0].op is Op.MUL and users[id(n.srcs[0])] == 1}
     keep = {id(r) for r in roots}
+    # a MUL that is itself an output must be computed, not kept as a pending product
+    deferred = {id(n.srcs[0]) for n in order
+                if n.op is Op.REDUCE_SUM and n.srcs[0].op is Op.MUL and users[id(n.srcs[0])] == 1
+                and id(n.srcs[0]) not in keep}
     env: dict[int, Any] = {}
     for node in order:
         srcs = [env[id(s)] for s in node.srcs]

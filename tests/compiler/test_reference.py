@@ -151,3 +151,16 @@ def test_contraction_shortcut_with_random_broadcasts(shape, data):
     got = contract(views[0], views[1], axes, "int32")
     want = (views[0].astype(np.int64) * views[1]).sum(axis=axes, keepdims=True)
     np.testing.assert_array_equal(got, want.astype(np.int32))
+
+
+def test_a_product_that_is_also_an_output_is_computed():
+    """A MUL feeding a REDUCE_SUM and returned itself comes back as numbers, not a pending
+    product."""
+    a = ir.const(np.arange(6, dtype=np.int32).reshape(2, 3))
+    b = ir.const(np.full((2, 3), 3, dtype=np.int32))
+    prod = ir.binary(Op.MUL, a, b)
+    total = ir.reduce(Op.REDUCE_SUM, prod, (1,))
+    out = evaluate([prod, total], {}, names=["prod", "total"])
+    assert out["prod"].dtype == np.int32
+    np.testing.assert_array_equal(out["prod"], np.arange(6).reshape(2, 3) * 3)
+    np.testing.assert_array_equal(out["total"].reshape(2), [9, 36])
