@@ -75,13 +75,38 @@ class TileEpilogue(Protocol):
     tile_regions: int  # M-block-sized SP regions loaded per tile (double-buffered)
     block_regions: int  # M-block-sized SP regions loaded once per M block (per-row params)
     temp_regions: int  # M-block-sized SP regions for intermediate values
+    acc_init: bool  # the accumulator starts from per-row values loaded by DMA
 
     def resident_rows(self) -> int: ...
+    def emit_acc_init(self, em: Emitter, tile: Tile, acc_addr: int) -> None: ...
     def emit_resident(self, em: Emitter, base: int) -> None: ...
     def emit_tile_loads(self, em: Emitter, tile: Tile, base: int) -> None: ...
     def emit_block_loads(self, em: Emitter, tile: Tile, base: int) -> None: ...
     def emit_tile_compute(self, em: Emitter, tile: Tile, acc_addr: int, inputs: int,
                           temps: int, resident: int) -> int: ...
+
+
+class FreeTokens:
+    """The compute -> load channel as one ordered list of events: compute pushes a token
+    per finished step ("its buffers are free") and, when tiles preload their accumulator,
+    one per tile whose accumulator half the store unit has released. The load unit pops
+    in the same order, so before it relies on an event it owes pops up to that event."""
+
+    def __init__(self) -> None:
+        self.index: dict[tuple[str, int], int] = {}
+        self.pushed = 0
+        self.popped = 0
+
+    def push(self, event: tuple[str, int]) -> None:
+        self.index[event] = self.pushed
+        self.pushed += 1
+
+    def need(self, event: tuple[str, int]) -> int:
+        if event not in self.index:
+            return 0
+        owe = max(0, self.index[event] + 1 - self.popped)
+        self.popped += owe
+        return owe
 
 
 @dataclass(frozen=True)
@@ -147,8 +172,13 @@ def emit_gemm(em: Emitter, problems: list[tuple[Mat, Mat, Mat]], dtype: MatType,
         raise CompileError("GEMM scratchpad plan overflows")
     if epilogue and res_rows:
         epilogue.emit_resident(em, res_base)
-    data_free = Credits(2)  # compute -> load: W/A/epilogue buffers free
+    data_free = FreeTokens()  # compute -> load: W/A/epilogue buffers (and halves) free
     acc_free = Credits(2)  # store -> compute: accumulator halves free
+    # With a preloaded accumulator the load unit writes a half, so it must know the store
+    # unit released it: compute takes the store's token after the previous tile's
+    # MATMULs (long after that store began) and passes it on to the load unit.
+    acc_init = epilogue is not None and epilogue.acc_init
+    total_tiles = len(problems) * -(-m // mb) * len(ntiles)
     step = tile_no = 0
     # K chunks split into near-equal groups: a short group followed by a long one would
     # leave the compute unit waiting for the long group's loads.
@@ -165,9 +195,9 @@ def emit_gemm(em: Emitter, problems: list[tuple[Mat, Mat, Mat]], dtype: MatType,
                     buf = step % 2
                     # Load unit: A chunks (unless resident), the W rows, epilogue tile inputs.
                     start = len(em.code)
-                    owe = data_free.need(step)
+                    owe = data_free.need(("step", step - 2))
                     if (p.resident_a or epi_block) and ti == 0 and gi == 0:
-                        owe += data_free.need_all(step)  # single-buffered per M block
+                        owe += data_free.need(("step", step - 1))  # single-buffered per block
                     if epilogue and epi_block and ti == 0 and gi == 0:
                         epilogue.emit_block_loads(em, tile, block_base)
                     if p.resident_a and ti == 0 and gi == 0:
@@ -200,7 +230,15 @@ def emit_gemm(em: Emitter, problems: list[tuple[Mat, Mat, Mat]], dtype: MatType,
                     if epilogue and gi == 0 and epi_tile:
                         epilogue.emit_tile_loads(em, tile,
                                                  tile_base + (tile_no % 2) * epi_tile * mb)
+                    relay_owe = 0
+                    if acc_init and gi == 0:
+                        relay_owe = data_free.need(("half", tile_no))
+                        init_at = len(em.code)
+                        assert epilogue is not None
+                        epilogue.emit_acc_init(em, tile, acc(half))
                     em.flag(len(em.code) - 1, "push_next")
+                    if relay_owe:
+                        em.pops(init_at, "load", "pop_next", relay_owe)
                     em.pops(start, "load", "pop_next", owe)
                     # Compute unit: the MATMULs of this step, the epilogue after the last.
                     start = len(em.code)
@@ -209,14 +247,25 @@ def emit_gemm(em: Emitter, problems: list[tuple[Mat, Mat, Mat]], dtype: MatType,
                             (a_base + buf * a_size + (j - g0) * mb)
                         wgt = w_base + buf * w_size + (j - g0) * n
                         em.emit("matmul", dst=half, inp=inp, wgt=wgt, rows=rows,
-                                acc=int(j > 0), dtype=int(dtype))
+                                acc=int(j > 0 or acc_init), dtype=int(dtype))
                     last_group = gi == len(groups) - 1
+                    if acc_init and last_group and tile_no + 1 < total_tiles:
+                        relay = acc_free.need(tile_no + 1)
+                        if relay:  # the next tile's half is stored: let the load unit in
+                            em.sync("compute", "pop_next", "push_prev")
+                            for _ in range(relay - 1):
+                                em.sync("compute", "pop_next")
+                            data_free.push(("half", tile_no + 1))
                     result = acc(half)
                     if last_group and epilogue:
+                        before = len(em.code)
                         result = epilogue.emit_tile_compute(
                             em, tile, acc(half), tile_base + (tile_no % 2) * epi_tile * mb,
                             temp_base, block_base)
+                        if acc_init and len(em.code) == before:  # a SYNC takes the flags
+                            em.sync("compute")
                     em.flag(len(em.code) - 1, "push_prev", *(("push_next",) if last_group else ()))
+                    data_free.push(("step", step))
                     em.flag(start, "pop_prev")
                     if gi == 0:
                         em.pops(start, "compute", "pop_next", acc_free.need(tile_no))

@@ -36,7 +36,7 @@ from compiler.isa_vector import (
     split_lanes,
     vdtype,
 )
-from compiler.schedule import ACC, Expr
+from compiler.schedule import ACC, LOAD, Expr
 from compiler.view import View, contiguous_strides
 from isa.table import Axis, BinaryFn, Fmt, MatType, ReduceFn, TernaryFn
 
@@ -430,7 +430,25 @@ class GemmEpilogue:
     def __init__(self, em: Emitter, expr: Expr, leaves: list[Leaf], g: GemmAxes,
                  batches: list[tuple[int, ...]], nn: int,
                  rq_views: dict[int, View | None]) -> None:
-        self.em, self.expr, self.leaves, self.g, self.batches = em, expr, leaves, g, batches
+        self.em, self.g, self.batches = em, g, batches
+        self.acc_init = False
+        self.init_rows: np.ndarray | None = None  # per-row start values, by M index
+        self.init_tables: dict[int, DramBuffer] = {}  # per M block start
+        leaves = list(leaves)
+        original = expr
+        expr, bias = _row_bias(expr, leaves, g)
+        if bias is not None:
+            rq_views = {id(new): rq_views.get(id(old)) for old, new in
+                        zip(_requants(original), _requants(expr), strict=True)}
+            lf = leaves[bias]
+            assert lf.view is not None and lf.data is not None
+            ms = (merged(lf.view, g.m) or (1, 0))[1]
+            self.m_size = math.prod(lf.view.shape[i] for i in g.m)
+            m_idx = np.arange(self.m_size)
+            self.init_rows = np.asarray(lf.data).reshape(-1)[lf.view.offset + m_idx * ms]
+            self.acc_init = True
+            leaves[bias] = Leaf(None, None, imm=Imm(0))  # no longer read by the epilogue
+        self.expr, self.leaves = expr, leaves
         self.rq_views = rq_views  # per REQUANT: its channel index over the reduced shape
         self.n = em.cfg.n
         self.nn = nn
@@ -459,6 +477,21 @@ class GemmEpilogue:
         self.temp_regions = count_temps(expr) + 1
         self.row_of: dict[int, int] = {}
         self.mb = 0  # set by emit_gemm
+
+    def emit_acc_init(self, em: Emitter, tile: Tile, acc_addr: int) -> None:
+        """Load the tile's per-row start values (the bias) into its accumulator rows,
+        each broadcast over the n lanes; int8 bytes when they fit, to spare DMA time."""
+        assert self.init_rows is not None
+        buf = self.init_tables.get(tile.m0)
+        if buf is None:
+            vals = self.init_rows[tile.m0:tile.m0 + self.mb].astype(np.int64)
+            narrow = bool(vals.size) and -128 <= int(vals.min()) and int(vals.max()) <= 127
+            table = np.repeat(vals[:, None], self.n, axis=1)
+            buf = em.constant("epilogue.accinit",
+                              table.astype(np.int8 if narrow else np.int32))
+            self.init_tables[tile.m0] = buf
+        em.emit("load", sram=acc_addr, dram=buf.addr, stride=self.n * buf.esize,
+                rows=tile.rows, cols=self.n, fmt=int(buf.fmt))
 
     def _channel_on_rows(self, r: Expr) -> bool:
         v = self.rq_views.get(id(r))
@@ -631,6 +664,58 @@ class GemmEpilogue:
         # frees it: a scratchpad result could be overwritten by the next tile's epilogue.
         ExprEmitter(em, tile.rows, leaf_or_copy, pool, params).emit(self.expr, acc_addr)
         return acc_addr
+
+
+def _row_bias(expr: Expr, leaves: list[Leaf], g: GemmAxes) -> tuple[Expr, int | None]:
+    """`expr` with its int32 `ACC + c` replaced by ACC, where c is a constant that varies
+    along the tile's rows only (a conv's bias), and c's leaf index; (expr, None) when there
+    is none. The accumulator then starts from c (a DMA on the otherwise idle load unit)
+    instead of a vector pass per tile. int32 sums wrap, so the order does not matter."""
+    accs = [e for e in expr.leaves() if e.op == ACC]
+    if len(accs) != 1 or accs[0].dtype != "int32":
+        return expr, None
+    uses = [e.arg for e in expr.leaves() if e.op == LOAD]
+
+    def candidate(e: Expr) -> int | None:
+        if e.op is not Op.ADD or e.dtype != "int32" or len(e.srcs) != 2:
+            return None
+        ops = [s.op for s in e.srcs]
+        if ACC not in ops or LOAD not in ops:
+            return None
+        i = e.srcs[ops.index(LOAD)].arg
+        lf = leaves[i]
+        if lf.imm is not None or lf.data is None or lf.view is None or uses.count(i) != 1 \
+                or lf.view.mask is not None or np.asarray(lf.data).dtype != np.int32:
+            return None
+        v = lf.view
+        if any(v.strides[a] for a in g.n + g.batch) or not any(v.strides[a] for a in g.m) \
+                or merged(v, g.m) is None or (merged(v, g.m) or (0, -1))[1] < 0:
+            return None
+        return i
+
+    found: list[tuple[Expr, int]] = []
+
+    def walk(e: Expr) -> None:
+        i = candidate(e)
+        if i is not None:
+            found.append((e, i))
+            return
+        for s in e.srcs:
+            walk(s)
+
+    walk(expr)
+    if len(found) != 1:
+        return expr, None
+    target, index = found[0]
+
+    def rewrite(e: Expr) -> Expr:
+        if e is target:
+            return Expr(ACC, (), None, "int32")
+        if not e.srcs:
+            return e
+        return Expr(e.op, tuple(rewrite(s) for s in e.srcs), e.arg, e.dtype)
+
+    return rewrite(expr), index
 
 
 Materialise = Callable[[Leaf, list[int], tuple[int, ...]], tuple[DramBuffer, View]]
