@@ -786,6 +786,10 @@ def emit_contraction(em: Emitter, shape: tuple[int, ...], reduce_axes: tuple[int
     lanes_out = bool(g.n) and ov.strides[g.n[-1]] == 1 and o_m is not None
     if (is_direct or lanes_out) and not g.batch and a.data is not None and b.data is None \
             and not b_plain:
+        shifted = shifted_rows(em, b, g, shape)
+        if shifted is not None:
+            b = shifted
+            assert b.view is not None and b.buf is not None
         window = window_operand(b.view, g, shape, em.cfg.n, ostr)
     if window is not None:
         _, order = window  # (the B plan, the K order A must follow)
@@ -872,6 +876,43 @@ def emit_contraction(em: Emitter, shape: tuple[int, ...], reduce_axes: tuple[int
     emit_elementwise(em, red_shape, leaves, body, out, Leaf(target, red_view), rq_views)
 
 
+def shifted_rows(em: Emitter, b: Leaf, g: GemmAxes, shape: tuple[int, ...]) -> Leaf | None:
+    """A stride-1 convolution's image as KW column-shifted copies Y[kw, c, r, ow] =
+    image[c, r, ow + kw], rows as wide as the output. Output pixels then run contiguously
+    through every (c, kh, kw) window position (offset kh*OW), so N tiles span output rows
+    and fill all n lanes, where tiles of one output row leave lanes idle (7 of 16 at 7x7).
+    The copy costs KW times the image, a small part of the convolution's work.
+    None when the view is not such a convolution or its rows already fill whole tiles."""
+    v, n = b.view, em.cfg.n
+    if v is None or b.buf is None or v.mask is not None or len(g.n) != 2 or len(g.k) != 3 \
+            or any(st < 0 for st in v.strides):
+        return None
+    oh, ow = g.n
+    s_h = v.strides[oh]
+    if v.strides[ow] != 1 or shape[ow] % n == 0 or s_h <= shape[ow]:
+        return None
+    kws = [ax for ax in g.k if v.strides[ax] == 1]
+    khs = [ax for ax in g.k if v.strides[ax] == s_h and ax not in kws]
+    if len(kws) != 1 or len(khs) != 1:
+        return None
+    kw, kh = kws[0], khs[0]
+    cin = next(ax for ax in g.k if ax not in (kw, kh))
+    if v.strides[cin] <= 0:
+        return None
+    rows = shape[oh] + shape[kh] - 1
+    yshape = (shape[kw], shape[cin], rows, shape[ow])
+    src = View(yshape, (1, v.strides[cin], s_h, 1), v.offset, None)
+    ybuf = em.alloc(f"{b.buf.name}.shifted", yshape, b.buf.dtype)
+    em.alloc(f"{b.buf.name}.shifted.tail", (n,), b.buf.dtype)  # the last tile reads past Y
+    emit_elementwise(em, yshape, [Leaf(b.buf, src)], Expr(LOAD, (), 0, b.buf.dtype), ybuf)
+    em.barrier()
+    ys = contiguous_strides(yshape)
+    strides = [0] * len(shape)
+    strides[kw], strides[cin], strides[kh] = ys[0], ys[1], ys[2]
+    strides[oh], strides[ow] = ys[2], 1
+    return Leaf(ybuf, View(tuple(shape), tuple(strides), 0, None))
+
+
 def window_operand(view: View, g: GemmAxes, shape: tuple[int, ...], n: int,
                    out_strides: tuple[int, ...]) -> tuple[WindowB, list[int]] | None:
     """Address B (K x N) straight in its image when every N tile is a contiguous run of
@@ -892,12 +933,19 @@ def window_operand(view: View, g: GemmAxes, shape: tuple[int, ...], n: int,
             chunks.append((base + c0 * view.strides[inner_k], min(n, shape[inner_k] - c0),
                            view.strides[inner_k]))
     tiles = []  # (output element offset, columns, image element offset) per N tile
-    outer_n = g.n[:-1]
-    for idx in np.ndindex(*[shape[ax] for ax in outer_n]):
-        n_base = sum(i * out_strides[ax] for i, ax in zip(idx, outer_n, strict=True))
-        off = sum(i * view.strides[ax] for i, ax in zip(idx, outer_n, strict=True))
-        for c0 in range(0, shape[inner_n], n):
-            tiles.append((n_base + c0, min(n, shape[inner_n] - c0), off + c0))
+    flat = all(view.strides[a] == view.strides[b] * shape[b]
+               and out_strides[a] == out_strides[b] * shape[b]
+               for a, b in zip(g.n, g.n[1:], strict=False))
+    if flat:  # the N axes read and write as one run: tiles may span them
+        total = math.prod(shape[ax] for ax in g.n)
+        tiles = [(c0, min(n, total - c0), c0) for c0 in range(0, total, n)]
+    else:
+        outer_n = g.n[:-1]
+        for idx in np.ndindex(*[shape[ax] for ax in outer_n]):
+            n_base = sum(i * out_strides[ax] for i, ax in zip(idx, outer_n, strict=True))
+            off = sum(i * view.strides[ax] for i, ax in zip(idx, outer_n, strict=True))
+            for c0 in range(0, shape[inner_n], n):
+                tiles.append((n_base + c0, min(n, shape[inner_n] - c0), off + c0))
     if len(chunks) * len(tiles) > 200_000:
         return None
     return WindowB(tuple(chunks), tuple(tiles)), outer_k + [inner_k]
