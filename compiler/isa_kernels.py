@@ -777,7 +777,8 @@ def emit_contraction(em: Emitter, shape: tuple[int, ...], reduce_axes: tuple[int
 
     o_m, o_n = merged(ov, g.m), merged(ov, g.n)
     is_direct = o_m is not None and o_n is not None and (o_n[1] == 1 or nn == 1)
-    window = None
+    window: tuple[WindowB, list[int]] | None = None
+    shifted: tuple[DramBuffer, WindowB, list[int]] | None = None
     bm = merged(b.view, g.k), merged(b.view, g.n)
     b_plain = bm[0] is not None and bm[1] is not None and (bm[1][1] == 1 or bm[1][0] == 1) \
         and b.view.mask is None
@@ -786,11 +787,9 @@ def emit_contraction(em: Emitter, shape: tuple[int, ...], reduce_axes: tuple[int
     lanes_out = bool(g.n) and ov.strides[g.n[-1]] == 1 and o_m is not None
     if (is_direct or lanes_out) and not g.batch and a.data is not None and b.data is None \
             and not b_plain:
-        shifted = shifted_rows(em, b, g, shape)
-        if shifted is not None:
-            b = shifted
-            assert b.view is not None and b.buf is not None
-        window = window_operand(b.view, g, shape, em.cfg.n, ostr)
+        shifted = shifted_window(em, b, g, shape, ostr)
+        window = shifted[1:] if shifted is not None else \
+            window_operand(b.view, g, shape, em.cfg.n, ostr)
     if window is not None:
         _, order = window  # (the B plan, the K order A must follow)
         abuf = em.constant(f"{a.buf.name}.windowed", _fold_for_window(a, g, shape, order,
@@ -798,6 +797,8 @@ def emit_contraction(em: Emitter, shape: tuple[int, ...], reduce_axes: tuple[int
         k = abuf.shape[1]
         av = View((m, k), (k, 1), 0, None)
         bbuf, bv = b.buf, b.view
+        if shifted is not None:  # B tiles address the copy: its plan holds every offset
+            bbuf, bv = shifted[0], View(tuple(shape), (0,) * len(shape), 0, None)
     else:
         abuf, av = operand(a, g.m, g.k)
         bbuf, bv = operand(b, g.k, g.n)
@@ -876,41 +877,62 @@ def emit_contraction(em: Emitter, shape: tuple[int, ...], reduce_axes: tuple[int
     emit_elementwise(em, red_shape, leaves, body, out, Leaf(target, red_view), rq_views)
 
 
-def shifted_rows(em: Emitter, b: Leaf, g: GemmAxes, shape: tuple[int, ...]) -> Leaf | None:
-    """A stride-1 convolution's image as KW column-shifted copies Y[kw, c, r, ow] =
-    image[c, r, ow + kw], rows as wide as the output. Output pixels then run contiguously
-    through every (c, kh, kw) window position (offset kh*OW), so N tiles span output rows
-    and fill all n lanes, where tiles of one output row leave lanes idle (7 of 16 at 7x7).
-    The copy costs KW times the image, a small part of the convolution's work.
-    None when the view is not such a convolution or its rows already fill whole tiles."""
+def shifted_window(em: Emitter, b: Leaf, g: GemmAxes, shape: tuple[int, ...],
+                   out_strides: tuple[int, ...]) -> tuple[DramBuffer, WindowB, list[int]] | None:
+    """A convolution's image as column-shifted, row-phase-split copies
+    Y[kw, c, ph, i, ow] = image[c, s*i + ph, s*ow + kw] (stride s, rows as wide as the
+    output), and the window plan over them. Every (c, kh, kw) window position then reads
+    the output pixels as one contiguous run of Y (at kw, ph = kh % s, offset (kh // s)*OW),
+    so N tiles span output rows and fill all n lanes, and a strided convolution needs no
+    im2col matrix (KH*KW times the image): the copy is min(s, KH)*KW/s^2 times the image.
+    None when the view is not such a convolution, or (stride 1) its rows already fill
+    whole tiles and the image can be read in place."""
     v, n = b.view, em.cfg.n
-    if v is None or b.buf is None or v.mask is not None or len(g.n) != 2 or len(g.k) != 3 \
-            or any(st < 0 for st in v.strides):
+    if v is None or b.buf is None or v.mask is not None or len(g.n) != 2 \
+            or not 1 <= len(g.k) <= 3 or any(st < 0 for st in v.strides):
         return None
     oh, ow = g.n
-    s_h = v.strides[oh]
-    if v.strides[ow] != 1 or shape[ow] % n == 0 or s_h <= shape[ow]:
+    stride = v.strides[ow]
+    if stride < 1 or v.strides[oh] % stride or out_strides[ow] != 1 \
+            or out_strides[oh] != shape[ow]:
         return None
+    s_row = v.strides[oh] // stride
     kws = [ax for ax in g.k if v.strides[ax] == 1]
-    khs = [ax for ax in g.k if v.strides[ax] == s_h and ax not in kws]
-    if len(kws) != 1 or len(khs) != 1:
+    khs = [ax for ax in g.k if v.strides[ax] == s_row and ax not in kws]
+    cins = [ax for ax in g.k if ax not in kws + khs]
+    if len(kws) > 1 or len(khs) > 1 or len(cins) != 1 or v.strides[cins[0]] <= 0:
         return None
-    kw, kh = kws[0], khs[0]
-    cin = next(ax for ax in g.k if ax not in (kw, kh))
-    if v.strides[cin] <= 0:
+    cin = cins[0]
+    if stride == 1 and (shape[ow] % n == 0 or s_row == shape[ow] or not khs):
+        return None  # the image itself can be read in place
+    if stride > 1 and (not khs or shape[cin] < n):
+        return None  # a plain subsample or a few input channels: the im2col path is cheaper
+    kw_size = shape[kws[0]] if kws else 1
+    kh_size = shape[khs[0]] if khs else 1
+    phases = min(stride, kh_size)
+    rows = shape[oh] + (kh_size - 1) // stride
+    width = shape[ow]
+    yshape = (kw_size, shape[cin], phases, rows, width)
+    ys = contiguous_strides(yshape)
+    chunks = []
+    outer = [ax for ax in g.k if ax != cin]
+    for idx in np.ndindex(*[shape[ax] for ax in outer]):
+        at = dict(zip(outer, idx, strict=True))
+        kw_i = at.get(kws[0], 0) if kws else 0
+        kh_i = at.get(khs[0], 0) if khs else 0
+        base = kw_i * ys[0] + (kh_i % stride) * ys[2] + (kh_i // stride) * width
+        for c0 in range(0, shape[cin], n):
+            chunks.append((base + c0 * ys[1], min(n, shape[cin] - c0), ys[1]))
+    total = shape[oh] * width
+    tiles = [(c0, min(n, total - c0), c0) for c0 in range(0, total, n)]
+    if len(chunks) * len(tiles) > 200_000:
         return None
-    rows = shape[oh] + shape[kh] - 1
-    yshape = (shape[kw], shape[cin], rows, shape[ow])
-    src = View(yshape, (1, v.strides[cin], s_h, 1), v.offset, None)
+    src = View(yshape, (1, v.strides[cin], s_row, stride * s_row, stride), v.offset, None)
     ybuf = em.alloc(f"{b.buf.name}.shifted", yshape, b.buf.dtype)
     em.alloc(f"{b.buf.name}.shifted.tail", (n,), b.buf.dtype)  # the last tile reads past Y
     emit_elementwise(em, yshape, [Leaf(b.buf, src)], Expr(LOAD, (), 0, b.buf.dtype), ybuf)
     em.barrier()
-    ys = contiguous_strides(yshape)
-    strides = [0] * len(shape)
-    strides[kw], strides[cin], strides[kh] = ys[0], ys[1], ys[2]
-    strides[oh], strides[ow] = ys[2], 1
-    return Leaf(ybuf, View(tuple(shape), tuple(strides), 0, None))
+    return ybuf, WindowB(tuple(chunks), tuple(tiles)), outer + [cin]
 
 
 def window_operand(view: View, g: GemmAxes, shape: tuple[int, ...], n: int,
