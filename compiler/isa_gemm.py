@@ -78,6 +78,8 @@ class TileEpilogue(Protocol):
     acc_init: bool  # the accumulator starts from per-row values loaded by DMA
 
     def resident_rows(self) -> int: ...
+    def accepts(self, mb: int) -> bool: ...
+    def widen(self) -> None: ...
     def emit_acc_init(self, em: Emitter, tile: Tile, acc_addr: int) -> None: ...
     def emit_resident(self, em: Emitter, base: int) -> None: ...
     def emit_tile_loads(self, em: Emitter, tile: Tile, base: int) -> None: ...
@@ -149,6 +151,10 @@ def emit_gemm(em: Emitter, problems: list[tuple[Mat, Mat, Mat]], dtype: MatType,
     epi_block = epilogue.block_regions if epilogue else 0
     res_rows = epilogue.resident_rows() if epilogue else 0
     p = plan(cfg, m, k, 2 * epi_tile + epi_temp + epi_block, res_rows)
+    if epilogue is not None and not epilogue.accepts(p.mb):
+        epilogue.widen()
+        epi_block = epilogue.block_regions
+        p = plan(cfg, m, k, 2 * epi_tile + epi_temp + epi_block, res_rows)
     mb, group, kc = p.mb, p.group, -(-k // n)
     if window is not None:
         kc = len(window.chunks)

@@ -429,7 +429,7 @@ class GemmEpilogue:
 
     def __init__(self, em: Emitter, expr: Expr, leaves: list[Leaf], g: GemmAxes,
                  batches: list[tuple[int, ...]], nn: int,
-                 rq_views: dict[int, View | None]) -> None:
+                 rq_views: dict[int, View | None], m: int = 0) -> None:
         self.em, self.g, self.batches = em, g, batches
         self.acc_init = False
         self.init_rows: np.ndarray | None = None  # per-row start values, by M index
@@ -471,12 +471,30 @@ class GemmEpilogue:
         self.row_requants = [r for r in all_rq if r.arg.multiplier.size > 1
                              and self._channel_on_rows(r)]
         self.requants = [r for r in all_rq if r not in self.row_requants]
-        self.block_regions = len(self.row_leaves) + 3 * len(self.row_requants)
+        # Row requants of whole n-row blocks read only their transposed params (one
+        # region); other tiles need the per-row table too (three regions).
+        self.compact = m % self.n == 0 and m > 0 and all(
+            r.srcs[0].op is not LOAD for r in self.row_requants)
         self.block_index: dict[int, int] = {}
         self.tile_regions = len(self.tile_leaves)
-        self.temp_regions = count_temps(expr) + 1
+        self.n_acc = sum(1 for leaf in expr.leaves() if leaf.op == ACC)
+        self.temp_regions = count_temps(expr) + int(self.n_acc > 1)
+        self._size_block()
         self.row_of: dict[int, int] = {}
         self.mb = 0  # set by emit_gemm
+
+    def _size_block(self) -> None:
+        self.block_regions = len(self.row_leaves) + (1 if self.compact else 3) * len(
+            self.row_requants)
+
+    def accepts(self, mb: int) -> bool:
+        """Whether M blocks of `mb` rows suit the scratchpad layout promised so far."""
+        return not (self.compact and self.row_requants) or mb % self.n == 0
+
+    def widen(self) -> None:
+        """Fall back to the layout that serves tiles of any row count."""
+        self.compact = False
+        self._size_block()
 
     def emit_acc_init(self, em: Emitter, tile: Tile, acc_addr: int) -> None:
         """Load the tile's per-row start values (the bias) into its accumulator rows,
@@ -596,12 +614,15 @@ class GemmEpilogue:
             ch = v.offset + m_idx * ms
             mult = np.asarray(r.arg.multiplier, np.int64).reshape(-1)[ch]
             shift = np.asarray(r.arg.shift, np.int64).reshape(-1)[ch]
-            table = np.stack([np.repeat(mult[:, None], n, 1), np.repeat(shift[:, None], n, 1)],
-                             axis=1).reshape(2 * rows, n).astype(np.int32)
-            b = em.constant("epilogue.rowrequant", table)
             self.block_index[id(r)] = region
-            em.emit("load", sram=sp(base + region * self.mb), dram=b.addr, stride=n * 4,
-                    rows=2 * rows, cols=n, fmt=int(Fmt.X32))
+            if not self.compact:
+                table = np.stack([np.repeat(mult[:, None], n, 1),
+                                  np.repeat(shift[:, None], n, 1)],
+                                 axis=1).reshape(2 * rows, n).astype(np.int32)
+                b = em.constant("epilogue.rowrequant", table)
+                em.emit("load", sram=sp(base + region * self.mb), dram=b.addr, stride=n * 4,
+                        rows=2 * rows, cols=n, fmt=int(Fmt.X32))
+                region += 2
             # the same params per n-row block, lane j for row j (for transposed tiles)
             blocks = -(-rows // n)
             per_block = np.zeros((2, blocks * n), np.int64)
@@ -609,9 +630,9 @@ class GemmEpilogue:
             per_block = per_block.reshape(2, blocks, n).transpose(1, 0, 2)  # (block, 2, n)
             bt = em.constant("epilogue.rowrequant.t", per_block.reshape(2 * blocks, n)
                              .astype(np.int32))
-            em.emit("load", sram=sp(base + (region + 2) * self.mb), dram=bt.addr, stride=n * 4,
+            em.emit("load", sram=sp(base + region * self.mb), dram=bt.addr, stride=n * 4,
                     rows=2 * blocks, cols=n, fmt=int(Fmt.X32))
-            region += 3
+            region += 1
 
     def emit_tile_loads(self, em: Emitter, tile: Tile, base: int) -> None:
         bidx = self.batches[tile.batch]
@@ -646,13 +667,14 @@ class GemmEpilogue:
         def params(e: Expr) -> int | tuple[int, int] | tuple[int, int, int]:
             if e in self.row_requants:
                 row = block + self.block_index[id(e)] * self.mb
+                if self.compact:  # whole n-row blocks: only the transposed params are read
+                    return row, 2, row
                 return row, 2, row + 2 * self.mb
             return self.row_of[id(e)] + 2 * t
 
         pool = RegionPool(temps, self.mb, self.temp_regions)
-        n_acc = sum(1 for leaf in self.expr.leaves() if leaf.op == ACC)
         source = acc_addr
-        if n_acc > 1:  # read a copy, so writing the result in place clobbers nothing
+        if self.n_acc > 1:  # read a copy, so writing the result in place clobbers nothing
             source = sp(pool.take())
             em.emit("move", dst=source, src1=acc_addr, count=tile.rows, fn=0, dstride=1,
                     sstride=1)
@@ -814,7 +836,7 @@ def emit_contraction(em: Emitter, shape: tuple[int, ...], reduce_axes: tuple[int
         if epi_fit is not None:
             rq_views = {id(r): requant_view(r, out_shape).reshape(red_shape)
                         for r in _requants(epilogue)}
-            epi = GemmEpilogue(em, epilogue, epi_fit, g, batches, nn, rq_views)
+            epi = GemmEpilogue(em, epilogue, epi_fit, g, batches, nn, rq_views, m)
             if not is_direct and (epi.tile_leaves or epi.lane_leaves):
                 epi = None  # those address tiles by their flat column index
     if not is_direct and window is not None and epilogue is not None and epi is None:
