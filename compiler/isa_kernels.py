@@ -902,7 +902,7 @@ def emit_contraction(em: Emitter, shape: tuple[int, ...], reduce_axes: tuple[int
 def shifted_window(em: Emitter, b: Leaf, g: GemmAxes, shape: tuple[int, ...],
                    out_strides: tuple[int, ...]) -> tuple[DramBuffer, WindowB, list[int]] | None:
     """A convolution's image as column-shifted, row-phase-split copies
-    Y[kw, c, ph, i, ow] = image[c, s*i + ph, s*ow + kw] (stride s, rows as wide as the
+    Y[kw, ph, c, i, ow] = image[c, s*i + ph, s*ow + kw] (stride s, rows as wide as the
     output), and the window plan over them. Every (c, kh, kw) window position then reads
     the output pixels as one contiguous run of Y (at kw, ph = kh % s, offset (kh // s)*OW),
     so N tiles span output rows and fill all n lanes, and a strided convolution needs no
@@ -934,7 +934,10 @@ def shifted_window(em: Emitter, b: Leaf, g: GemmAxes, shape: tuple[int, ...],
     phases = min(stride, kh_size)
     rows = shape[oh] + (kh_size - 1) // stride
     width = shape[ow]
-    yshape = (kw_size, shape[cin], phases, rows, width)
+    # phases outside channels: a channel's rows of one phase follow the previous channel's
+    # at the image's own row stride (when the image holds exactly `rows` rows per phase),
+    # so the strided copy reads long runs with few DMAs
+    yshape = (kw_size, phases, shape[cin], rows, width)
     ys = contiguous_strides(yshape)
     chunks = []
     outer = [ax for ax in g.k if ax != cin]
@@ -942,14 +945,14 @@ def shifted_window(em: Emitter, b: Leaf, g: GemmAxes, shape: tuple[int, ...],
         at = dict(zip(outer, idx, strict=True))
         kw_i = at.get(kws[0], 0) if kws else 0
         kh_i = at.get(khs[0], 0) if khs else 0
-        base = kw_i * ys[0] + (kh_i % stride) * ys[2] + (kh_i // stride) * width
+        base = kw_i * ys[0] + (kh_i % stride) * ys[1] + (kh_i // stride) * width
         for c0 in range(0, shape[cin], n):
-            chunks.append((base + c0 * ys[1], min(n, shape[cin] - c0), ys[1]))
+            chunks.append((base + c0 * ys[2], min(n, shape[cin] - c0), ys[2]))
     total = shape[oh] * width
     tiles = [(c0, min(n, total - c0), c0) for c0 in range(0, total, n)]
     if len(chunks) * len(tiles) > 200_000:
         return None
-    src = View(yshape, (1, v.strides[cin], s_row, stride * s_row, stride), v.offset, None)
+    src = View(yshape, (1, s_row, v.strides[cin], stride * s_row, stride), v.offset, None)
     ybuf = em.alloc(f"{b.buf.name}.shifted", yshape, b.buf.dtype)
     em.alloc(f"{b.buf.name}.shifted.tail", (n,), b.buf.dtype)  # the last tile reads past Y
     emit_elementwise(em, yshape, [Leaf(b.buf, src)], Expr(LOAD, (), 0, b.buf.dtype), ybuf)
