@@ -800,7 +800,7 @@ def emit_contraction(em: Emitter, shape: tuple[int, ...], reduce_axes: tuple[int
     o_m, o_n = merged(ov, g.m), merged(ov, g.n)
     is_direct = o_m is not None and o_n is not None and (o_n[1] == 1 or nn == 1)
     window: tuple[WindowB, list[int]] | None = None
-    shifted: tuple[DramBuffer, WindowB, list[int]] | None = None
+    shifted: tuple[DramBuffer, WindowB, list[int], bool] | None = None
     bm = merged(b.view, g.k), merged(b.view, g.n)
     b_plain = bm[0] is not None and bm[1] is not None and (bm[1][1] == 1 or bm[1][0] == 1) \
         and b.view.mask is None
@@ -810,12 +810,13 @@ def emit_contraction(em: Emitter, shape: tuple[int, ...], reduce_axes: tuple[int
     if (is_direct or lanes_out) and not g.batch and a.data is not None and b.data is None \
             and not b_plain:
         shifted = shifted_window(em, b, g, shape, ostr)
-        window = shifted[1:] if shifted is not None else \
+        window = shifted[1:3] if shifted is not None else \
             window_operand(b.view, g, shape, em.cfg.n, ostr)
     if window is not None:
         _, order = window  # (the B plan, the K order A must follow)
+        flat_k = shifted is not None and shifted[3]
         abuf = em.constant(f"{a.buf.name}.windowed", _fold_for_window(a, g, shape, order,
-                                                                      em.cfg.n))
+                                                                      em.cfg.n, flat_k))
         k = abuf.shape[1]
         av = View((m, k), (k, 1), 0, None)
         bbuf, bv = b.buf, b.view
@@ -900,15 +901,19 @@ def emit_contraction(em: Emitter, shape: tuple[int, ...], reduce_axes: tuple[int
 
 
 def shifted_window(em: Emitter, b: Leaf, g: GemmAxes, shape: tuple[int, ...],
-                   out_strides: tuple[int, ...]) -> tuple[DramBuffer, WindowB, list[int]] | None:
+                   out_strides: tuple[int, ...]
+                   ) -> tuple[DramBuffer, WindowB, list[int], bool] | None:
     """A convolution's image as column-shifted, row-phase-split copies
     Y[kw, ph, c, i, ow] = image[c, s*i + ph, s*ow + kw] (stride s, rows as wide as the
     output), and the window plan over them. Every (c, kh, kw) window position then reads
     the output pixels as one contiguous run of Y (at kw, ph = kh % s, offset (kh // s)*OW),
     so N tiles span output rows and fill all n lanes, and a strided convolution needs no
     im2col matrix (KH*KW times the image): the copy is min(s, KH)*KW/s^2 times the image.
-    None when the view is not such a convolution, or (stride 1) its rows already fill
-    whole tiles and the image can be read in place."""
+    With fewer input channels than lanes (a stem), K chunks of channels would leave the
+    array's rows idle: the (kh, c, kw) rows of an im2col matrix are then copied from Y's
+    contiguous runs (cheap copies with unit lane stride) and chunked flat, K in that order
+    (the last flag). None when the view is not such a convolution, or (stride 1) its rows
+    already fill whole tiles and the image can be read in place."""
     v, n = b.view, em.cfg.n
     if v is None or b.buf is None or v.mask is not None or len(g.n) != 2 \
             or not 1 <= len(g.k) <= 3 or any(st < 0 for st in v.strides):
@@ -927,8 +932,9 @@ def shifted_window(em: Emitter, b: Leaf, g: GemmAxes, shape: tuple[int, ...],
     cin = cins[0]
     if stride == 1 and (shape[ow] % n == 0 or s_row == shape[ow] or not khs):
         return None  # the image itself can be read in place
-    if stride > 1 and (not khs or shape[cin] < n):
-        return None  # a plain subsample or a few input channels: the im2col path is cheaper
+    if stride > 1 and not khs:
+        return None  # a plain subsample: the matrix path is as cheap
+    flat = shape[cin] < n and bool(kws) and stride > 1
     kw_size = shape[kws[0]] if kws else 1
     kh_size = shape[khs[0]] if khs else 1
     phases = min(stride, kh_size)
@@ -957,7 +963,21 @@ def shifted_window(em: Emitter, b: Leaf, g: GemmAxes, shape: tuple[int, ...],
     em.alloc(f"{b.buf.name}.shifted.tail", (n,), b.buf.dtype)  # the last tile reads past Y
     emit_elementwise(em, yshape, [Leaf(b.buf, src)], Expr(LOAD, (), 0, b.buf.dtype), ybuf)
     em.barrier()
-    return ybuf, WindowB(tuple(chunks), tuple(tiles)), outer + [cin]
+    if not flat:
+        return ybuf, WindowB(tuple(chunks), tuple(tiles)), outer + [cin], False
+    kh, kw, c_n, kw_n = khs[0], kws[0], shape[cin], shape[kws[0]]
+    k_total = shape[kh] * c_n * kw_n
+    mat = em.alloc(f"{b.buf.name}.im2col", (k_total, total), b.buf.dtype)
+    em.alloc(f"{b.buf.name}.im2col.tail", (n,), b.buf.dtype)  # the last tile reads past it
+    for kh_i in range(shape[kh]):  # rows (kh_i, c, kw): runs of Y, one copy per kh
+        part = DramBuffer(f"{mat.name}.{kh_i}", mat.addr + kh_i * c_n * kw_n * total * mat.esize,
+                          (c_n, kw_n, total), mat.dtype)
+        run = View((c_n, kw_n, total), (ys[2], ys[0], 1),
+                   (kh_i % stride) * ys[1] + (kh_i // stride) * width, None)
+        emit_elementwise(em, part.shape, [Leaf(ybuf, run)], Expr(LOAD, (), 0, mat.dtype), part)
+        em.barrier()
+    flat_chunks = tuple((j * total, min(n, k_total - j), total) for j in range(0, k_total, n))
+    return mat, WindowB(flat_chunks, tuple(tiles)), [kh, cin, kw], True
 
 
 def window_operand(view: View, g: GemmAxes, shape: tuple[int, ...], n: int,
@@ -999,9 +1019,10 @@ def window_operand(view: View, g: GemmAxes, shape: tuple[int, ...], n: int,
 
 
 def _fold_for_window(a: Leaf, g: GemmAxes, shape: tuple[int, ...], k_order: list[int],
-                     n: int) -> np.ndarray:
-    """The constant A as (M, chunks * n): K in `k_order`, the innermost K axis padded to
-    whole n-wide chunks with zeros (they meet stale B rows, so they must be zero)."""
+                     n: int, flat: bool = False) -> np.ndarray:
+    """The constant A as (M, chunks * n): K in `k_order`, the innermost K axis (with
+    `flat`, all of K) padded to whole n-wide chunks with zeros (they meet stale B rows,
+    so they must be zero)."""
     assert a.view is not None and a.data is not None
     bounds = [(0, s) if (i in g.m or i in g.k) else (0, 1) for i, s in enumerate(shape)]
     rest = [i for i in range(len(shape)) if i not in g.m and i not in k_order]
@@ -1009,7 +1030,8 @@ def _fold_for_window(a: Leaf, g: GemmAxes, shape: tuple[int, ...], k_order: list
     full = tuple(shape[i] for i in g.m + k_order)
     arr = v.gather(np.asarray(a.data).reshape(-1)).reshape(full)
     m = int(np.prod([shape[i] for i in g.m], dtype=np.int64))
-    inner = shape[k_order[-1]]
+    inner = int(np.prod([shape[i] for i in k_order], dtype=np.int64)) if flat \
+        else shape[k_order[-1]]
     padded = -(-inner // n) * n
     arr = arr.reshape(m, -1, inner)
     out = np.zeros((m, arr.shape[1], padded), dtype=arr.dtype)
