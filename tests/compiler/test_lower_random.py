@@ -4,12 +4,13 @@ run on the simulator, against the numpy reference (hypothesis builds the graphs)
 from __future__ import annotations
 
 import numpy as np
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, given, reject, settings
 from hypothesis import strategies as st
 from lower_helpers import assert_matches
 
 from compiler import ir
 from compiler.ir import Op
+from compiler.isa_builder import CompileError
 
 BINARY = [Op.ADD, Op.SUB, Op.MUL, Op.MAX, Op.MIN, Op.CMPLT]
 
@@ -70,7 +71,15 @@ def graphs(draw):
 @given(case=graphs(), cfg=st.sampled_from(["tiny", "default"]))
 def test_random_graphs_match_the_reference(case, cfg) -> None:
     graph, inputs = case
-    assert_matches(graph, inputs, cfg, tol=1e-4)
+    try:
+        assert_matches(graph, inputs, cfg, tol=1e-4)
+    except CompileError as exc:
+        # The tiny chip's 4 KiB scratchpad cannot hold a gathered elementwise row of a long,
+        # padded and flipped last axis; refusing it with a clear error is the documented
+        # behaviour there. The default chip must compile every graph drawn here.
+        if cfg != "tiny" or "scratchpad rows" not in str(exc):
+            raise
+        reject()
 
 
 @st.composite
