@@ -258,8 +258,18 @@ def test_every_command_takes_config():
 
     from frontend.cli import build_parser
 
-    parser = build_parser()
-    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
-    for name, command in sub.choices.items():
-        options = {s for action in command._actions for s in action.option_strings}
-        assert "--config" in options, f"dozen {name} lacks --config"
+    def check(parser: argparse.ArgumentParser, prefix: str) -> None:
+        # a command takes --config itself, or each of its actions does (`dozen rtl verilog`)
+        sub = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+        options = {s for action in parser._actions for s in action.option_strings}
+        if "--config" in options:
+            return
+        assert sub, f"{prefix} lacks --config"
+        for name, command in sub[0].choices.items():
+            check(command, f"{prefix} {name}")
+
+    root = build_parser()
+    top = next(a for a in root._actions if isinstance(a, argparse._SubParsersAction))
+    assert len(top.choices) >= 10
+    for name, command in top.choices.items():
+        check(command, f"dozen {name}")
