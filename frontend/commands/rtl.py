@@ -92,7 +92,7 @@ def run_synth(args: argparse.Namespace) -> int:
 
 
 def run_program(args: argparse.Namespace) -> int:
-    from frontend.commands.sim import _load_npy, _pairs
+    from frontend.npy_args import load_inputs
     from rtl.testbench import run_programs
     from simulator import SimulationError, Simulator
 
@@ -100,7 +100,7 @@ def run_program(args: argparse.Namespace) -> int:
     if args.config is not None and load_config(args.config) != program.config:
         raise InputError(f"{args.program} was built for config {program.config.name!r}; "
                          "--config must match it")
-    inputs = {name: _load_npy(name, path) for name, path in _pairs(args.input, "input").items()}
+    inputs = load_inputs(args.input)
     try:
         sim = Simulator(program).run(inputs)
         sim_fault = Fault.NONE

@@ -11,7 +11,6 @@ first. The simulator's counters are printed too.
 from __future__ import annotations
 
 import argparse
-import io
 import sys
 import time
 from pathlib import Path
@@ -27,9 +26,10 @@ from frontend.commands.compile import (
     load_graph,
     random_inputs,
 )
+from frontend.npy_args import load_npy, name_file_pairs, save_npy
 from frontend.tables import format_table
 from isa.config import load_config
-from isa.container import Program, write_atomic
+from isa.container import Program
 from isa.errors import InputError
 
 CHIP_BACKENDS = ("sim",)
@@ -57,23 +57,8 @@ def register(subparsers: argparse._SubParsersAction, common: argparse.ArgumentPa
     parser.set_defaults(func=run)
 
 
-def _pairs(items: list[str], what: str) -> dict[str, Path]:
-    out: dict[str, Path] = {}
-    for item in items:
-        name, eq, file = item.partition("=")
-        if not eq or not name or not file:
-            raise InputError(f"--{what} expects NAME=FILE.npy, got {item!r}")
-        out[name] = Path(file)
-    return out
-
-
 def _load(name: str, path: Path, shape: tuple[int, ...], dtype: str) -> np.ndarray:
-    try:
-        value = np.load(path, allow_pickle=False)
-    except FileNotFoundError:
-        raise InputError(f"input {name}: file not found: {path}") from None
-    except (ValueError, OSError, EOFError) as exc:
-        raise InputError(f"input {name}: {path} is not a readable .npy file ({exc})") from None
+    value = load_npy(name, path)
     if tuple(value.shape) != tuple(shape):
         raise InputError(f"input {name}: shape {list(value.shape)}, expected {list(shape)}")
     return value.astype({"float32": np.float32, "int8": np.int8, "int32": np.int32,
@@ -102,7 +87,7 @@ def run(args: argparse.Namespace) -> int:
         specs = graph.input_specs()
     else:
         raise InputError(f"{args.model}: expected an .onnx model or a .dzn program")
-    given = _pairs(args.input, "input")
+    given = name_file_pairs(args.input, "input")
     for name in given:
         if name not in specs:
             raise InputError(f"no input named {name!r} (inputs: {', '.join(specs)})")
@@ -126,13 +111,11 @@ def run(args: argparse.Namespace) -> int:
             options["cfg"] = load_config(args.config)
         outputs = get_backend(args.backend)(graph, inputs, **options)
     seconds = time.perf_counter() - started
-    wanted = _pairs(args.output, "output")
+    wanted = name_file_pairs(args.output, "output")
     for name, path in wanted.items():
         if name not in outputs:
             raise InputError(f"no output named {name!r} (outputs: {', '.join(outputs)})")
-        buffer = io.BytesIO()
-        np.save(buffer, outputs[name])
-        write_atomic(path, buffer.getvalue())
+        save_npy(path, outputs[name])
     rows = []
     for name, a in outputs.items():
         a = np.asarray(a)

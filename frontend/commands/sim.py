@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import io
 import json
 import sys
 from pathlib import Path
@@ -13,10 +12,11 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
+from frontend.npy_args import load_inputs, name_file_pairs, save_npy
 from frontend.tables import format_table
 from isa.asm import assemble_file
 from isa.config import load_config
-from isa.container import Program, write_atomic
+from isa.container import Program
 from isa.errors import ContainerError, InputError
 from simulator import DEFAULT_MAX_CYCLES, SimulationError, Simulator
 from simulator.report import hot_instructions, summary_rows, unit_rows
@@ -47,36 +47,6 @@ def register(subparsers: argparse._SubParsersAction, common: argparse.ArgumentPa
     parser.set_defaults(func=run)
 
 
-def _pairs(items: list[str], what: str) -> dict[str, Path]:
-    out: dict[str, Path] = {}
-    for item in items:
-        name, eq, file = item.partition("=")
-        if not eq or not name or not file:
-            raise InputError(f"--{what} expects NAME=FILE.npy, got {item!r}")
-        if name in out:
-            raise InputError(f"--{what} {name} given twice")
-        out[name] = Path(file)
-    return out
-
-
-def _load_npy(name: str, path: Path) -> np.ndarray:
-    try:
-        value = np.load(path, allow_pickle=False)
-    except FileNotFoundError:
-        raise InputError(f"input {name}: file not found: {path}") from None
-    except (ValueError, OSError, EOFError) as exc:
-        raise InputError(f"input {name}: {path} is not a readable .npy file ({exc})") from None
-    if not isinstance(value, np.ndarray):
-        raise InputError(f"input {name}: {path} holds several arrays (.npz); give one .npy")
-    return value
-
-
-def _save_npy(path: Path, array: np.ndarray) -> None:
-    buffer = io.BytesIO()
-    np.save(buffer, array)
-    write_atomic(path, buffer.getvalue())
-
-
 def run(args: argparse.Namespace) -> int:
     if args.program.suffix == ".s":  # assemble on the fly: handy while writing a kernel
         program = assemble_file(args.program)
@@ -95,8 +65,8 @@ def run(args: argparse.Namespace) -> int:
                 raise InputError(f"the program does not fit chip {cfg.name!r}: {exc}") from None
     if args.max_cycles < 1:
         raise InputError("--max-cycles must be at least 1")
-    inputs = {name: _load_npy(name, path) for name, path in _pairs(args.input, "input").items()}
-    outputs = _pairs(args.output, "output")
+    inputs = load_inputs(args.input)
+    outputs = name_file_pairs(args.output, "output")
     known = {s.name for s in program.outputs}
     for name in outputs:
         if name not in known:
@@ -120,7 +90,7 @@ def run(args: argparse.Namespace) -> int:
     if result.missing_inputs:
         note.append(f"inputs not given, left zero: {', '.join(result.missing_inputs)}")
     for name, path in outputs.items():
-        _save_npy(path, result.outputs[name])
+        save_npy(path, result.outputs[name])
     if args.trace is not None:
         result.write_trace(args.trace)
     rep = result.report()
