@@ -27,6 +27,31 @@ def dma_fields(word, opcode: int) -> dict:
     return field_values(word, BY_OPCODE[opcode])
 
 
+class _RowSequencer:
+    """The part both DMA units share: hold the instruction, then step one row a cycle.
+
+    In the start cycle (`go`) it reads the queue head directly, so the first row's request
+    goes out at once; afterwards it works from its copy. `cur_k` is the row being
+    requested, `cur_addr` its DRAM address, `active` whether a row is requested this cycle.
+    """
+
+    def __init__(self, m: Module, go, insn, opcode: int):
+        self.held = Signal(INSN_BITS)
+        self.running = Signal()
+        k = Signal(16)
+        addr = Signal(33)
+        word = Mux(go, insn, self.held)
+        self.f = dma_fields(word, opcode)
+        self.active = (go & (word[0:4] == opcode)) | self.running
+        self.cur_k = Mux(go, 0, k)
+        self.cur_addr = Mux(go, self.f["dram"], addr)
+        with m.If(go):
+            m.d.sync += self.held.eq(insn)
+        with m.If(self.active):
+            m.d.sync += [k.eq(self.cur_k + 1), addr.eq(self.cur_addr + self.f["stride"]),
+                         self.running.eq(self.cur_k + 1 < self.f["rows"])]
+
+
 class LoadUnit(wiring.Component):
     """LOAD: DRAM row r (at dram + r*stride) -> lanes -> SRAM row sram+r; SYNC does nothing."""
 
@@ -40,23 +65,9 @@ class LoadUnit(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         cfg = self.cfg
-        held = Signal(INSN_BITS)
-        running = Signal()
-        k = Signal(16)
-        addr = Signal(33)
-        word = Mux(self.go, self.insn, held)
-        f = dma_fields(word, _LOAD)
-        is_load = word[0:4] == _LOAD
-        active = (self.go & is_load) | running
-        cur_k = Mux(self.go, 0, k)
-        cur_addr = Mux(self.go, f["dram"], addr)
-
-        m.d.comb += [self.dram.rd_en.eq(active), self.dram.rd_addr.eq(cur_addr)]
-        with m.If(self.go):
-            m.d.sync += held.eq(self.insn)
-        with m.If(active):
-            m.d.sync += [k.eq(cur_k + 1), addr.eq(cur_addr + f["stride"]),
-                         running.eq(cur_k + 1 < f["rows"])]
+        seq = _RowSequencer(m, self.go, self.insn, _LOAD)
+        f, active, cur_k, held = seq.f, seq.active, seq.cur_k, seq.held
+        m.d.comb += [self.dram.rd_en.eq(active), self.dram.rd_addr.eq(seq.cur_addr)]
 
         # Stage 1: the DRAM bytes arrive; unpack them into lanes and write the row.
         p1_valid = Signal()
@@ -75,7 +86,7 @@ class LoadUnit(wiring.Component):
             lanes.append(Mux(c < hf["cols"], value, 0)[0:32])
         m.d.comb += [self.wr.en.eq(p1_valid), self.wr.row.eq(p1_row), self.wr.mem.eq(p1_mem),
                      self.wr.data.eq(Cat(*lanes))]
-        m.d.comb += self.idle.eq(~running & ~p1_valid)
+        m.d.comb += self.idle.eq(~seq.running & ~p1_valid)
         return m
 
 
@@ -92,24 +103,10 @@ class StoreUnit(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         cfg = self.cfg
-        held = Signal(INSN_BITS)
-        running = Signal()
-        k = Signal(16)
-        addr = Signal(33)
-        word = Mux(self.go, self.insn, held)
-        f = dma_fields(word, _STORE)
-        is_store = word[0:4] == _STORE
-        active = (self.go & is_store) | running
-        cur_k = Mux(self.go, 0, k)
-        cur_addr = Mux(self.go, f["dram"], addr)
-
+        seq = _RowSequencer(m, self.go, self.insn, _STORE)
+        f, active, cur_addr, held = seq.f, seq.active, seq.cur_addr, seq.held
         m.d.comb += [self.rd.en.eq(active), self.rd.mem.eq(f["sram"][16]),
-                     self.rd.row.eq(f["sram"][0:16] + cur_k)]
-        with m.If(self.go):
-            m.d.sync += held.eq(self.insn)
-        with m.If(active):
-            m.d.sync += [k.eq(cur_k + 1), addr.eq(cur_addr + f["stride"]),
-                         running.eq(cur_k + 1 < f["rows"])]
+                     self.rd.row.eq(f["sram"][0:16] + seq.cur_k)]
 
         # Stage 1: the SRAM row arrives; pack its lanes into bytes and write DRAM.
         p1_valid = Signal()
@@ -125,5 +122,5 @@ class StoreUnit(wiring.Component):
             self.dram.wr_data.eq(Mux(wide_fmt, row, Cat(narrow, Const(0, len(row) - len(narrow))))),
             self.dram.wr_len.eq(nbytes[:len_bits(cfg)]),
         ]
-        m.d.comb += self.idle.eq(~running & ~p1_valid)
+        m.d.comb += self.idle.eq(~seq.running & ~p1_valid)
         return m
