@@ -83,6 +83,21 @@ def requant(x: Node, channels: int, rng: np.random.Generator, relu: bool = True,
                                        axis=axis))
 
 
+def conv_layer(cin: int, h: int, cout: int, k: int, stride: int, rng: np.random.Generator,
+               bias_range: int) -> tuple[ir.Graph, np.ndarray]:
+    """One int8 conv layer as the benchmarks and tests measure it alone: bias, per-channel
+    REQUANT (shift 20) with a fused ReLU, and a random int8 input."""
+    x = ir.input_("x", (1, cin, h, h), "int8")
+    w = ir.const(rng.integers(-64, 64, (cout, cin, k, k)).astype(np.int8))
+    y = ir.binary(Op.ADD, conv2d(x, w, stride, k // 2),
+                  ir.const(rng.integers(-bias_range, bias_range, (1, cout, 1, 1))
+                           .astype(np.int32)))
+    y = ir.requant(y, ir.RequantArg(rng.integers(1 << 14, 1 << 15, cout), np.full(cout, 20),
+                                    lo=0, axis=1))
+    xin = rng.integers(-128, 128, (1, cin, h, h)).astype(np.int8)
+    return ir.Graph({"x": x}, {"y": y}), xin
+
+
 def conv_bn_relu(x: Node, cout: int, k: int, stride: int, rng: np.random.Generator,
                  relu: bool = True) -> Node:
     cin = x.shape[1]

@@ -16,10 +16,9 @@ from typing import Any
 import numpy as np
 
 from compiler import ir
-from compiler.ir import Op
 from compiler.lower import compile_graph
 from frontend.benchmarks import row
-from frontend.benchmarks._nets import conv2d, matmul, resnet50
+from frontend.benchmarks._nets import conv_layer, matmul, resnet50
 from isa.config import ChipConfig
 from simulator import Simulator
 
@@ -76,14 +75,8 @@ def conv_utilisation(cfg: ChipConfig, quick: bool) -> list[dict[str, Any]]:
     rng = np.random.default_rng(0)
     weighted, layers, macs_total, cycles_total = 0.0, 0, 0, 0
     for (cin, h, cout, k, stride), count in _conv_layers(size):
-        x = ir.input_("x", (1, cin, h, h), "int8")
-        w = ir.const(rng.integers(-64, 64, (cout, cin, k, k)).astype(np.int8))
-        y = ir.binary(Op.ADD, conv2d(x, w, stride, k // 2),
-                      ir.const(rng.integers(-99, 99, (1, cout, 1, 1)).astype(np.int32)))
-        y = ir.requant(y, ir.RequantArg(rng.integers(1 << 14, 1 << 15, cout),
-                                        np.full(cout, 20), lo=0, axis=1))
-        program = compile_graph(ir.Graph({"x": x}, {"y": y}), cfg)
-        xin = rng.integers(-128, 128, (1, cin, h, h)).astype(np.int8)
+        graph, xin = conv_layer(cin, h, cout, k, stride, rng, bias_range=99)
+        program = compile_graph(graph, cfg)
         result = Simulator(program).run({"x": xin})
         useful = program.meta["macs"]  # the conv's own MACs, not padded lanes
         util = useful / (cfg.peak_macs_per_cycle * result.cycles)

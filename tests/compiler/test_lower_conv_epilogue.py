@@ -12,7 +12,7 @@ from lower_helpers import assert_matches
 
 from compiler import ir
 from compiler.ir import Op
-from frontend.benchmarks._nets import conv2d
+from frontend.benchmarks._nets import conv2d, conv_layer
 
 
 @st.composite
@@ -51,11 +51,5 @@ def test_resnet_shaped_layers_default_chip() -> None:
     across output rows), a strided 3x3 (phase-split copies), a 1x1 with 64 channels."""
     rng = np.random.default_rng(0)
     for cin, h, cout, k, stride in ((32, 7, 32, 3, 1), (32, 14, 48, 3, 2), (64, 14, 64, 1, 1)):
-        x = ir.input_("x", (1, cin, h, h), "int8")
-        w = ir.const(rng.integers(-64, 64, (cout, cin, k, k)).astype(np.int8))
-        y = ir.binary(Op.ADD, conv2d(x, w, stride, k // 2),
-                      ir.const(rng.integers(-300, 300, (1, cout, 1, 1)).astype(np.int32)))
-        y = ir.requant(y, ir.RequantArg(rng.integers(1 << 14, 1 << 15, cout),
-                                        np.full(cout, 20), lo=0, axis=1))
-        xin = rng.integers(-128, 128, (1, cin, h, h)).astype(np.int8)
-        assert_matches(ir.Graph({"x": x}, {"y": y}), {"x": xin}, "default")
+        graph, xin = conv_layer(cin, h, cout, k, stride, rng, bias_range=300)
+        assert_matches(graph, {"x": xin}, "default")
