@@ -69,7 +69,7 @@ class Tile:
 
 
 class TileEpilogue(Protocol):
-    """What a GEMM needs from a fused epilogue; see `compiler.isa_kernels`."""
+    """What a GEMM needs from a fused epilogue; see `compiler.isa_contraction`."""
 
     mb: int  # rows per M block, set by emit_gemm
     tile_regions: int  # M-block-sized SP regions loaded per tile (double-buffered)

@@ -17,7 +17,8 @@ import numpy as np
 
 from compiler.ir import Graph, Op
 from compiler.isa_builder import CompileError, DramBuffer, Emitter
-from compiler.isa_kernels import Leaf, emit_contraction, emit_elementwise, emit_reduce_rows
+from compiler.isa_contraction import emit_contraction
+from compiler.isa_elementwise import Leaf, emit_elementwise, emit_reduce_rows
 from compiler.isa_vector import MAX_LANE_STRIDE, Imm
 from compiler.schedule import ACC, LOAD, Buffer, Expr, Kernel, Schedule, schedule
 from compiler.view import View, contiguous_strides

@@ -1,9 +1,8 @@
-"""Kernels to ISA code: elementwise and reduce kernels on the vector unit, contractions on
-the matrix unit (`compiler.isa_gemm`) with their epilogues fused.
+"""Contraction kernels to ISA code: matmuls and convolutions on the matrix unit
+(`compiler.isa_gemm`), with their elementwise epilogues fused.
 
-Each `emit_*` function writes one kernel's instructions and leaves the token channels for
-`Emitter.barrier` to drain. Row blocks alternate between two scratchpad buffers so the
-load of block b + 1 and the store of block b - 1 overlap the compute of block b.
+Convolutions read shifted copies of the image rather than an im2col matrix; the epilogue
+(bias, requantisation, activation, residual adds) runs on each output tile in place.
 """
 
 from __future__ import annotations
@@ -15,368 +14,21 @@ from dataclasses import dataclass
 import numpy as np
 
 from compiler.ir import Op
-from compiler.isa_builder import CompileError, Credits, DramBuffer, Emitter, sp
+from compiler.isa_builder import CompileError, DramBuffer, Emitter, sp
+from compiler.isa_elementwise import Leaf, emit_elementwise, requant_view, requants_of, scalar_of
 from compiler.isa_gemm import Mat, Tile, WindowB, emit_gemm
 from compiler.isa_vector import (
-    AccessPlan,
     ExprEmitter,
     Imm,
     Operand,
     RegionPool,
     Rows,
-    VectorBlock,
-    access_mode,
-    collapse,
     count_temps,
-    f32_bits,
-    imm_bits,
-    row_offsets,
-    scratch_rows,
-    shared_rows,
-    split_lanes,
-    vdtype,
 )
 from compiler.schedule import ACC, LOAD, Expr
 from compiler.view import View, contiguous_strides
-from isa.table import Axis, BinaryFn, Fmt, MatType, ReduceFn, TernaryFn
+from isa.table import Fmt, MatType
 
-
-def scalar_of(buf: DramBuffer, view: View, data: np.ndarray | None) -> Imm | None:
-    """A constant read through an all-zero-stride view is one immediate."""
-    if data is None or any(view.strides) or (view.mask is not None and not view.is_empty):
-        return None
-    value = 0 if view.is_empty else np.asarray(data).reshape(-1)[view.offset]
-    return Imm(imm_bits(value, buf.dtype))
-
-
-@dataclass
-class Leaf:
-    """An expression leaf's source: a DRAM buffer seen through a View (or an immediate)."""
-
-    buf: DramBuffer | None
-    view: View | None
-    data: np.ndarray | None = None  # constant contents, when known at compile time
-    imm: Imm | None = None
-
-
-def requant_view(expr: Expr, shape: tuple[int, ...]) -> View:
-    """A View of the channel index for REQUANT params over `shape` (stride 1 on the axis)."""
-    arg = expr.arg
-    strides = [0] * len(shape)
-    if arg.multiplier.size > 1 and shape:
-        strides[arg.axis] = 1
-    return View(tuple(shape), tuple(strides), 0, None)
-
-
-def _requants(expr: Expr) -> list[Expr]:
-    out = [expr] if expr.op is Op.REQUANT else []
-    for s in expr.srcs:
-        out += _requants(s)
-    return out
-
-
-def emit_elementwise(em: Emitter, shape: tuple[int, ...], leaves: list[Leaf], body: Expr,
-                     out: DramBuffer, acc_leaf: Leaf | None = None,
-                     rq_views: dict[int, View] | None = None) -> None:
-    """out (contiguous over `shape`) = body evaluated lane by lane.
-
-    `rq_views` gives, per REQUANT node, the View of its channel index over `shape` (when
-    the node's channel axis is not an axis of `shape`).
-    """
-    cfg, n = em.cfg, em.cfg.n
-    all_leaves = list(leaves) + ([acc_leaf] if acc_leaf is not None else [])
-    for leaf in all_leaves:
-        if leaf.imm is None and leaf.buf is not None and leaf.view is not None:
-            leaf.imm = scalar_of(leaf.buf, leaf.view, leaf.data)
-    loaded = [lf for lf in all_leaves if lf.imm is None]
-    rqs = _requants(body)
-    rq_views = rq_views or {}
-    views = [lf.view for lf in loaded] + [rq_views.get(id(r)) or requant_view(r, shape)
-                                          for r in rqs] \
-        + [View.contiguous(shape)]
-    cshape, cviews = collapse(tuple(shape), views)
-    cshape, cviews = split_lanes(cshape, cviews, n)
-    if len(cshape) == 1:
-        cshape = (1,) + cshape
-        cviews = [View((1,) + v.shape, (0,) + v.strides, v.offset,
-                       None if v.mask is None else ((0, 1),) + v.mask) for v in cviews]
-    rq_views = cviews[len(loaded):len(loaded) + len(rqs)]
-    out_view = cviews[-1]
-    d = cshape[-1]
-    p_total = math.prod(cshape[:-1])
-    chunks = -(-d // n)
-    plans: list[AccessPlan] = []
-    for lf, v in zip(loaded, cviews, strict=False):
-        assert lf.buf is not None
-        buf, view = lf.buf, v
-        mode = access_mode(view)
-        if mode == "gather" and lf.data is not None:  # fold a constant's layout on the host
-            arr = view.gather(np.asarray(lf.data).reshape(-1)).astype(lf.data.dtype)
-            buf = em.constant(f"{lf.buf.name}.relayout", arr)
-            view, mode = View.contiguous(cshape), "direct"
-        plans.append(AccessPlan(buf, view, mode, scratch_rows(mode, view, chunks, n)))
-    # Resident rows: lane masks and per-lane REQUANT params.
-    resident: list[np.ndarray] = []
-    mask_index: dict[tuple[int, int], int] = {}
-
-    def mask_row(a: int, b: int) -> int:
-        if (a, b) not in mask_index:
-            row = np.zeros(n, np.int32)
-            row[a:b] = f32_bits(1.0)
-            mask_index[(a, b)] = len(resident)
-            resident.append(row)
-        return mask_index[(a, b)]
-
-    for plan in plans:  # masks are known up front: reserve them now
-        if plan.view.mask is not None and not plan.view.is_empty:
-            lo, hi = plan.view.mask[-1]
-            for c in range(chunks):
-                a, b = max(lo - c * n, 0), min(hi - c * n, n)
-                if not (a <= 0 and b >= min(n, d - c * n)):
-                    mask_row(a, max(a, b))
-                    mask_row(0, 0)
-    rq_rows: dict[int, tuple[str, int]] = {}  # id(expr) -> (kind, first resident row)
-    rq_tables: list[tuple[Expr, np.ndarray]] = []
-    for r, v in zip(rqs, rq_views, strict=True):
-        mult = np.asarray(r.arg.multiplier, np.int64)
-        shift = np.asarray(r.arg.shift, np.int64)
-        outer_zero = not any(st for st, sz in zip(v.strides[:-1], v.shape[:-1], strict=True)
-                             if sz > 1)
-        if outer_zero:
-            rq_rows[id(r)] = ("lane", len(resident))
-            for c in range(chunks):
-                lane = np.arange(c * n, c * n + n)
-                idx = np.clip(v.offset + lane * v.strides[-1], 0, mult.size - 1)
-                resident.append(mult[idx].astype(np.int64).astype(np.int32))
-                resident.append(shift[idx].astype(np.int32))
-        else:  # per-row params: a host-built table of (multiplier, shift) row pairs
-            idx, _ = View(v.shape, v.strides, v.offset, None).indices()
-            table = np.stack([mult[idx], shift[idx]], axis=-2)  # (..., 2, d)
-            table = table.reshape(p_total, 2, d)
-            padded = np.zeros((p_total, chunks, 2, n), np.int64)
-            for c in range(chunks):
-                w = min(n, d - c * n)
-                padded[:, c, :, :w] = table[:, :, c * n:c * n + w]
-            rq_rows[id(r)] = ("row", len(rq_tables))
-            rq_tables.append((r, padded.astype(np.int32)))
-    res_base = 0
-    res_count = len(resident)
-    # Block size: per outer row, each plan needs `chunks` rows (+ gather scratch), the
-    # destination and the temporaries `chunks` rows each, per buffer.
-    temps = count_temps(body) + 1
-    budget = cfg.sp_rows - res_count
-    while True:
-        shared = shared_rows([(p.mode, p.view) for p in plans], chunks)
-        per_row = sum(chunks + p.scratch_per_row for p in plans) + (1 + temps) * chunks \
-            + 2 * chunks * len(rq_tables) + shared
-        pb = min(p_total, max(0, budget // (2 * per_row)), 4096)
-        if pb < 1:
-            raise CompileError(f"an elementwise kernel over {list(shape)} needs "
-                               f"{per_row * 2} scratchpad rows per block row; the chip has "
-                               f"{budget}")
-        if any(p.mode == "gather" for p in plans):
-            pb = min(pb, 64)
-        if not any(p.mode == "strided" for p in plans):
-            break
-        pb = (pb // n) * n if pb >= n else n  # whole n-row blocks get transposed
-        if 2 * per_row * pb <= budget:
-            break
-        for p in plans:  # too big for the transposes: fall back to element gathers
-            if p.mode == "strided":
-                p.mode, p.scratch_per_row = "gather", scratch_rows("gather", p.view, chunks, n)
-    buf_rows = per_row * pb
-    if resident:
-        table = np.stack(resident).astype(np.int32)
-        cbuf = em.constant("vector.params", table)
-        em.emit("load", sram=sp(res_base), dram=cbuf.addr, stride=n * 4, rows=len(resident),
-                cols=n, fmt=int(Fmt.X32))
-    rq_dram = [em.constant("requant.rows", t.reshape(-1, n)) for _, t in rq_tables]
-    data_free, out_free = Credits(2), Credits(2)
-    blocks = list(range(0, p_total, pb))
-    for bi, p0 in enumerate(blocks):
-        count = min(pb, p_total - p0)
-        base = res_count + (bi % 2) * buf_rows
-        block = VectorBlock(em, d, pb)
-        block.shared = base + (per_row - shared) * pb
-        # Load unit.
-        start = len(em.code)
-        owe = data_free.need(bi)
-        region = base
-        leaf_rows: dict[int, int] = {}
-        for lf, plan in zip(loaded, plans, strict=True):
-            scratch = region + pb * chunks
-            block.emit_access(plan, p0, count, region, scratch,
-                              lambda a, b: res_base + mask_row(a, b))
-            leaf_rows[id(lf)] = region
-            region = scratch + pb * plan.scratch_per_row
-        rq_base = region
-        for ti in range(len(rq_tables)):
-            em.emit("load", sram=sp(rq_base + ti * 2 * chunks * pb),
-                    dram=rq_dram[ti].addr + p0 * chunks * 2 * n * 4, stride=n * 4,
-                    rows=count * chunks * 2, cols=n, fmt=int(Fmt.X32))
-        region = rq_base + len(rq_tables) * 2 * chunks * pb
-        dst_row = region
-        temp_base = dst_row + chunks * pb
-        if len(em.code) == start:
-            em.sync("load")
-        em.flag(len(em.code) - 1, "push_next")
-        em.pops(start, "load", "pop_next", owe)
-        # Compute unit.
-        start = len(em.code)
-        for fix in block.fixups:
-            fix()
-        for c in range(chunks):
-            pool = RegionPool(temp_base + c * pb, chunks * pb, temps)
-            leaf_of = _leaf_resolver(all_leaves, leaf_rows, c, pb)
-
-            def rq_row(e: Expr, c: int = c, rq_start: int = rq_base) -> int | tuple[int, int]:
-                kind, idx = rq_rows[id(e)]
-                if kind == "lane":
-                    return res_base + idx + 2 * c
-                # per-row params: row pairs (multiplier, shift) for each outer row
-                return rq_start + idx * 2 * chunks * pb + c * 2, 2 * chunks
-
-            ExprEmitter(em, count, leaf_of, pool, rq_row).emit(body, sp(dst_row + c * pb))
-        if len(em.code) == start:
-            em.sync("compute")
-        em.flag(len(em.code) - 1, "push_prev", "push_next")
-        em.flag(start, "pop_prev")
-        em.pops(start, "compute", "pop_next", out_free.need(bi))
-        # Store unit.
-        start = len(em.code)
-        off, _ = row_offsets(out_view, p0, count)
-        for c in range(chunks):
-            cols = min(n, d - c * n)
-            em.emit("store", sram=sp(dst_row + c * pb), dram=out.addr + (int(off[0]) + c * n)
-                    * out.esize, stride=d * out.esize, rows=count, cols=cols, fmt=int(out.fmt))
-        em.flag(start, "pop_prev")
-        em.flag(len(em.code) - 1, "push_prev")
-
-
-def _leaf_resolver(leaves: list[Leaf], rows: dict[int, int], c: int, pb: int
-                   ) -> Callable[[Expr], Operand]:
-    def resolve(e: Expr) -> Operand:
-        lf = leaves[-1] if e.op == ACC else leaves[e.arg]
-        if lf.imm is not None:
-            return lf.imm
-        return Rows(sp(rows[id(lf)] + c * pb))
-    return resolve
-
-
-# Reductions ------------------------------------------------------------------------------
-
-def emit_reduce_rows(em: Emitter, src: DramBuffer, p_total: int, q: int, fn: Op,
-                     epilogue: Expr | None, epi_leaves: list[Leaf], out: DramBuffer,
-                     out_shape: tuple[int, ...]) -> None:
-    """out[p] = epilogue(reduce over q of src[p, :]) with src contiguous (p_total, q)."""
-    cfg, n = em.cfg, em.cfg.n
-    chunks = -(-q // n)
-    is_float = src.dtype == "float32"
-    rfn = ReduceFn.SUM if fn is Op.REDUCE_SUM else ReduceFn.MAX
-    bfn = BinaryFn.ADD if fn is Op.REDUCE_SUM else BinaryFn.MAX
-    ident = 0.0 if fn is Op.REDUCE_SUM else (-np.inf if is_float else -(1 << 31))
-    resident = []
-    tail = q - (chunks - 1) * n
-    mask = np.zeros(n, np.int32)
-    mask[:tail] = f32_bits(1.0)
-    resident.append(mask)
-    resident.append(np.full(n, imm_bits(ident, src.dtype), np.uint32).view(np.int32))
-    cbuf = em.constant("reduce.params", np.stack(resident))
-    em.emit("load", sram=sp(0), dram=cbuf.addr, stride=n * 4, rows=2, cols=n, fmt=int(Fmt.X32))
-    res = 2
-    leaves = [Leaf(lf.buf, lf.view, lf.data, lf.imm) for lf in epi_leaves]
-    for lf in leaves:
-        if lf.imm is None and lf.buf is not None and lf.view is not None:
-            lf.imm = scalar_of(lf.buf, lf.view, lf.data)
-    loaded = [lf for lf in leaves if lf.imm is None]
-    if epilogue is not None and _requants(epilogue):
-        rq = _requants(epilogue)
-        if any(r.arg.multiplier.size > 1 for r in rq):
-            raise CompileError("per-channel REQUANT after a reduction is not supported on "
-                               "the chip")
-    temps = (count_temps(epilogue) + 1) if epilogue is not None else 0
-    per_row = chunks + len(loaded) + temps + 1
-    pb = min(p_total, (cfg.sp_rows - res - 8) // (2 * per_row), 4096)
-    if pb < 1:
-        raise CompileError(f"a reduction over {q} elements does not fit the scratchpad")
-    buf_rows = per_row * pb
-    rq_param_rows: dict[int, int] = {}
-    if epilogue is not None:
-        for r in _requants(epilogue):
-            row = np.stack([np.full(n, int(r.arg.multiplier.reshape(-1)[0]), np.int64),
-                            np.full(n, int(r.arg.shift.reshape(-1)[0]), np.int64)])
-            b = em.constant("reduce.requant", row.astype(np.int32))
-            rq_param_rows[id(r)] = cfg.sp_rows - 2 * (len(rq_param_rows) + 1)
-            em.emit("load", sram=sp(rq_param_rows[id(r)]), dram=b.addr, stride=n * 4, rows=2,
-                    cols=n, fmt=int(Fmt.X32))
-    data_free, out_free = Credits(2), Credits(2)
-    src_view = View((p_total, q), (q, 1), 0, None)
-    for bi, p0 in enumerate(range(0, p_total, pb)):
-        count = min(pb, p_total - p0)
-        base = res + (bi % 2) * buf_rows
-        block = VectorBlock(em, q, pb)
-        start = len(em.code)
-        owe = data_free.need(bi)
-        block.emit_access(AccessPlan(src, src_view, "direct", 0), p0, count, base, base,
-                          lambda a, b: 0)
-        rows_of: dict[int, int] = {}
-        region = base + chunks * pb
-        for lf in loaded:
-            assert lf.view is not None and lf.buf is not None
-            view = lf.view.reshape(tuple(out_shape) + (1,)) if out_shape else \
-                View((1, 1), (0, 0), lf.view.offset, None)
-            if view is None:
-                raise CompileError("reduce epilogue input view cannot be laid out")
-            eblock = VectorBlock(em, 1, pb)
-            eblock.emit_access(AccessPlan(lf.buf, view, "direct", 0), p0, count, region, region,
-                               lambda a, b: 0)
-            block.fixups += eblock.fixups
-            rows_of[id(lf)] = region
-            region += pb
-        dst = region
-        temp_base = dst + pb
-        em.flag(len(em.code) - 1, "push_next")
-        em.pops(start, "load", "pop_next", owe)
-        start = len(em.code)
-        for fix in block.fixups:
-            fix()
-        dt = vdtype(src.dtype)
-        last = base + (chunks - 1) * pb
-        if tail < n:
-            em.emit("ternary", dst=sp(last), src1=sp(0), src2=sp(last), src3=sp(1), count=count,
-                    fn=int(TernaryFn.WHERE), dtype=dt, step1=0, step2=1, step3=0)
-        if pb == 1 and chunks > 1:  # chunk rows are adjacent: one rows-reduction
-            em.emit("reduce", dst=sp(base), src1=sp(base), count=chunks, fn=int(rfn),
-                    axis=int(Axis.ROWS), dtype=dt)
-        else:
-            for c in range(1, chunks):
-                em.emit("binary", dst=sp(base), src1=sp(base), src2=sp(base + c * pb),
-                        count=count, fn=int(bfn), dtype=dt, step1=1, step2=1)
-        # The result goes to its own region: the next load into this buffer may start
-        # as soon as compute is done, while the store may still be reading the result.
-        em.emit("reduce", dst=sp(dst), src1=sp(base), count=count, fn=int(rfn),
-                axis=int(Axis.LANES), dtype=dt)
-        result = sp(dst)
-        if epilogue is not None:
-            def leaf_of(e: Expr, rows_of: dict[int, int] = rows_of, red: int = dst
-                        ) -> Operand:
-                if e.op == ACC:
-                    return Rows(sp(red))
-                lf = leaves[e.arg]
-                return lf.imm if lf.imm is not None else Rows(sp(rows_of[id(lf)]))
-            pool = RegionPool(temp_base, pb, temps)
-            final = pool.take()
-            ExprEmitter(em, count, leaf_of, pool, lambda e: rq_param_rows[id(e)]).emit(
-                epilogue, sp(final))
-            result = sp(final)
-        em.flag(len(em.code) - 1, "push_prev", "push_next")
-        em.flag(start, "pop_prev")
-        em.pops(start, "compute", "pop_next", out_free.need(bi))
-        em.emit("store", ("pop_prev", "push_prev"), sram=result, dram=out.addr + p0 * out.esize,
-                stride=out.esize, rows=count, cols=1, fmt=int(out.fmt))
-
-
-# Contractions ----------------------------------------------------------------------------
 
 @dataclass
 class GemmAxes:
@@ -439,7 +91,7 @@ class GemmEpilogue:
         expr, bias = _row_bias(expr, leaves, g)
         if bias is not None:
             rq_views = {id(new): rq_views.get(id(old)) for old, new in
-                        zip(_requants(original), _requants(expr), strict=True)}
+                        zip(requants_of(original), requants_of(expr), strict=True)}
             lf = leaves[bias]
             assert lf.view is not None and lf.data is not None
             ms = (merged(lf.view, g.m) or (1, 0))[1]
@@ -467,14 +119,14 @@ class GemmEpilogue:
             {"tile": self.tile_leaves, "row": self.row_leaves,
              "lane": self.lane_leaves}[kind].append(lf)
             self.kind[id(lf)] = kind
-        all_rq = _requants(expr)
-        self.row_requants = [r for r in all_rq if r.arg.multiplier.size > 1
+        all_rq = requants_of(expr)
+        self.rowrequants_of = [r for r in all_rq if r.arg.multiplier.size > 1
                              and self._channel_on_rows(r)]
-        self.requants = [r for r in all_rq if r not in self.row_requants]
+        self.requants = [r for r in all_rq if r not in self.rowrequants_of]
         # Row requants of whole n-row blocks read only their transposed params (one
         # region); other tiles need the per-row table too (three regions).
         self.compact = m % self.n == 0 and m > 0 and all(
-            r.srcs[0].op is not LOAD for r in self.row_requants)
+            r.srcs[0].op is not LOAD for r in self.rowrequants_of)
         self.block_index: dict[int, int] = {}
         self.tile_regions = len(self.tile_leaves)
         self.n_acc = sum(1 for leaf in expr.leaves() if leaf.op == ACC)
@@ -485,11 +137,11 @@ class GemmEpilogue:
 
     def _size_block(self) -> None:
         self.block_regions = len(self.row_leaves) + (1 if self.compact else 3) * len(
-            self.row_requants)
+            self.rowrequants_of)
 
     def accepts(self, mb: int) -> bool:
         """Whether M blocks of `mb` rows suit the scratchpad layout promised so far."""
-        return not (self.compact and self.row_requants) or mb % self.n == 0
+        return not (self.compact and self.rowrequants_of) or mb % self.n == 0
 
     def widen(self) -> None:
         """Fall back to the layout that serves tiles of any row count."""
@@ -534,7 +186,7 @@ class GemmEpilogue:
                     (lf.data is None or any(v.strides[i] for i in g.batch)):
                 return None  # per-row values: only constants, the same for every batch entry
             out.append(Leaf(lf.buf, v, lf.data))
-        for r in _requants(expr):
+        for r in requants_of(expr):
             if r.arg.multiplier.size > 1:
                 rv = requant_view(r, out_shape).reshape(red_shape)
                 if rv is None or any(rv.strides[i] for i in g.batch):
@@ -608,7 +260,7 @@ class GemmEpilogue:
             else:
                 raise CompileError("per-row epilogue input that is not a constant")
             region += 1
-        for r in self.row_requants:
+        for r in self.rowrequants_of:
             v = self.rq_views[id(r)]
             ms = (merged(v, self.g.m) or (1, 0))[1]
             ch = v.offset + m_idx * ms
@@ -665,7 +317,7 @@ class GemmEpilogue:
             return Rows(sp(inputs + self.tile_leaves.index(lf) * self.mb))
 
         def params(e: Expr) -> int | tuple[int, int] | tuple[int, int, int]:
-            if e in self.row_requants:
+            if e in self.rowrequants_of:
                 row = block + self.block_index[id(e)] * self.mb
                 if self.compact:  # whole n-row blocks: only the transposed params are read
                     return row, 2, row
@@ -836,7 +488,7 @@ def emit_contraction(em: Emitter, shape: tuple[int, ...], reduce_axes: tuple[int
         epi_fit = GemmEpilogue.fits(epilogue, epi_leaves, g, out_shape, red_shape)
         if epi_fit is not None:
             rq_views = {id(r): requant_view(r, out_shape).reshape(red_shape)
-                        for r in _requants(epilogue)}
+                        for r in requants_of(epilogue)}
             epi = GemmEpilogue(em, epilogue, epi_fit, g, batches, nn, rq_views, m)
             if not is_direct and (epi.tile_leaves or epi.lane_leaves):
                 epi = None  # those address tiles by their flat column index
@@ -892,7 +544,7 @@ def emit_contraction(em: Emitter, shape: tuple[int, ...], reduce_axes: tuple[int
             raise CompileError("cannot lay out a contraction result for its epilogue")
         leaves.append(Leaf(lf.buf, v, lf.data, lf.imm))
     rq_views = {}
-    for r in _requants(body):
+    for r in requants_of(body):
         rv = requant_view(r, out_shape).reshape(red_shape)
         if rv is None:
             raise CompileError("cannot lay out per-channel REQUANT params for the epilogue")
