@@ -36,6 +36,7 @@ from compiler.isa_vector import (
 )
 from compiler.schedule import ACC, Expr
 from compiler.view import View
+from isa.config import ChipConfig
 from isa.table import Axis, BinaryFn, Fmt, ReduceFn, TernaryFn
 
 
@@ -79,9 +80,11 @@ def emit_elementwise(em: Emitter, shape: tuple[int, ...], leaves: list[Leaf], bo
     """out (contiguous over `shape`) = body evaluated lane by lane.
 
     `rq_views` gives, per REQUANT node, the View of its channel index over `shape` (when
-    the node's channel axis is not an axis of `shape`).
+    the node's channel axis is not an axis of `shape`). A row too long for the scratchpad
+    (a long gathered or masked last axis on a small chip) is processed in column windows
+    of whole lane chunks, one pass each, so every graph compiles on every chip.
     """
-    cfg, n = em.cfg, em.cfg.n
+    n = em.cfg.n
     all_leaves = list(leaves) + ([acc_leaf] if acc_leaf is not None else [])
     for leaf in all_leaves:
         if leaf.imm is None and leaf.buf is not None and leaf.view is not None:
@@ -98,157 +101,250 @@ def emit_elementwise(em: Emitter, shape: tuple[int, ...], leaves: list[Leaf], bo
         cshape = (1,) + cshape
         cviews = [View((1,) + v.shape, (0,) + v.strides, v.offset,
                        None if v.mask is None else ((0, 1),) + v.mask) for v in cviews]
-    rq_views = cviews[len(loaded):len(loaded) + len(rqs)]
-    out_view = cviews[-1]
     d = cshape[-1]
-    p_total = math.prod(cshape[:-1])
     chunks = -(-d // n)
-    plans: list[AccessPlan] = []
-    for lf, v in zip(loaded, cviews, strict=False):
-        assert lf.buf is not None
-        buf, view = lf.buf, v
-        mode = access_mode(view)
-        if mode == "gather" and lf.data is not None:  # fold a constant's layout on the host
-            arr = view.gather(np.asarray(lf.data).reshape(-1)).astype(lf.data.dtype)
-            buf = em.constant(f"{lf.buf.name}.relayout", arr)
-            view, mode = View.contiguous(cshape), "direct"
-        plans.append(AccessPlan(buf, view, mode, scratch_rows(mode, view, chunks, n)))
-    # Resident rows: lane masks and per-lane REQUANT params.
-    resident: list[np.ndarray] = []
-    mask_index: dict[tuple[int, int], int] = {}
-
-    def mask_row(a: int, b: int) -> int:
-        if (a, b) not in mask_index:
-            row = np.zeros(n, np.int32)
-            row[a:b] = f32_bits(1.0)
-            mask_index[(a, b)] = len(resident)
-            resident.append(row)
-        return mask_index[(a, b)]
-
-    for plan in plans:  # masks are known up front: reserve them now
-        if plan.view.mask is not None and not plan.view.is_empty:
-            lo, hi = plan.view.mask[-1]
-            for c in range(chunks):
-                a, b = max(lo - c * n, 0), min(hi - c * n, n)
-                if not (a <= 0 and b >= min(n, d - c * n)):
-                    mask_row(a, max(a, b))
-                    mask_row(0, 0)
-    rq_rows: dict[int, tuple[str, int]] = {}  # id(expr) -> (kind, first resident row)
-    rq_tables: list[tuple[Expr, np.ndarray]] = []
-    for r, v in zip(rqs, rq_views, strict=True):
-        mult = np.asarray(r.arg.multiplier, np.int64)
-        shift = np.asarray(r.arg.shift, np.int64)
-        outer_zero = not any(st for st, sz in zip(v.strides[:-1], v.shape[:-1], strict=True)
-                             if sz > 1)
-        if outer_zero:
-            rq_rows[id(r)] = ("lane", len(resident))
-            for c in range(chunks):
-                lane = np.arange(c * n, c * n + n)
-                idx = np.clip(v.offset + lane * v.strides[-1], 0, mult.size - 1)
-                resident.append(mult[idx].astype(np.int64).astype(np.int32))
-                resident.append(shift[idx].astype(np.int32))
-        else:  # per-row params: a host-built table of (multiplier, shift) row pairs
-            idx, _ = View(v.shape, v.strides, v.offset, None).indices()
-            table = np.stack([mult[idx], shift[idx]], axis=-2)  # (..., 2, d)
-            table = table.reshape(p_total, 2, d)
-            padded = np.zeros((p_total, chunks, 2, n), np.int64)
-            for c in range(chunks):
-                w = min(n, d - c * n)
-                padded[:, c, :, :w] = table[:, :, c * n:c * n + w]
-            rq_rows[id(r)] = ("row", len(rq_tables))
-            rq_tables.append((r, padded.astype(np.int32)))
-    res_base = 0
-    res_count = len(resident)
-    # Block size: per outer row, each plan needs `chunks` rows (+ gather scratch), the
-    # destination and the temporaries `chunks` rows each, per buffer.
-    temps = count_temps(body) + 1
-    budget = cfg.sp_rows - res_count
+    passes = 1
     while True:
-        shared = shared_rows([(p.mode, p.view) for p in plans], chunks)
-        per_row = sum(chunks + p.scratch_per_row for p in plans) + (1 + temps) * chunks \
-            + 2 * chunks * len(rq_tables) + shared
-        pb = min(p_total, max(0, budget // (2 * per_row)), 4096)
-        if pb < 1:
-            raise CompileError(f"an elementwise kernel over {list(shape)} needs "
+        width = -(-chunks // passes) * n  # columns per pass, whole lane chunks
+        try:
+            plans = [_ColumnPass.plan(em.cfg, *column_window(cshape, cviews, c0, width),
+                                      loaded, rqs, body)
+                     for c0 in range(0, d, width)]
+            break
+        except _TooWide as exc:
+            if width == n:
+                raise CompileError(str(exc)) from None
+            # rows scale with the chunks of a pass: jump close to the count that fits
+            passes = max(passes + 1, -(-passes * exc.need // max(exc.budget, 1)))
+            passes = min(passes, chunks)
+    for i, cp in enumerate(plans):
+        if i:
+            em.barrier()  # the next pass reuses the scratchpad buffers and resident rows
+        cp.emit(em, all_leaves, body, out, d)
+
+
+def column_window(shape: tuple[int, ...], views: list[View], c0: int, width: int
+                  ) -> tuple[tuple[int, ...], list[View]]:
+    """The iteration space and views restricted to columns c0 .. c0+width-1."""
+    width = min(width, shape[-1] - c0)
+    if c0 == 0 and width == shape[-1]:
+        return shape, views
+    bounds = [(0, s) for s in shape[:-1]] + [(c0, c0 + width)]
+    return shape[:-1] + (width,), [v.shrink(bounds) for v in views]
+
+
+class _TooWide(CompileError):
+    """A pass needs more scratchpad rows than the chip has (planning only: nothing emitted)."""
+
+    def __init__(self, message: str, need: int, budget: int) -> None:
+        super().__init__(message)
+        self.need, self.budget = need, budget
+
+
+@dataclass
+class _ColumnPass:
+    """One pass of an elementwise kernel over a window of columns: its access plans, its
+    resident rows and its block size, fixed before anything is emitted."""
+
+    shape: tuple[int, ...]
+    views: list[View]
+    plans: list[AccessPlan]
+    fold: list[bool]  # a constant gathered on the host into a contiguous buffer
+    rq_views: list[View]
+    pb: int
+    per_row: int
+    shared: int
+
+    @staticmethod
+    def plan(cfg: ChipConfig, cshape: tuple[int, ...], cviews: list[View], loaded: list[Leaf],
+             rqs: list[Expr], body: Expr) -> _ColumnPass:
+        n = cfg.n
+        d = cshape[-1]
+        chunks = -(-d // n)
+        p_total = math.prod(cshape[:-1])
+        plans: list[AccessPlan] = []
+        fold: list[bool] = []
+        for lf, view in zip(loaded, cviews, strict=False):
+            assert lf.buf is not None
+            mode = access_mode(view)
+            folded = mode == "gather" and lf.data is not None
+            if folded:
+                mode = "direct"
+            fold.append(folded)
+            plans.append(AccessPlan(lf.buf, view, mode, scratch_rows(mode, view, chunks, n)))
+        rq_views = cviews[len(loaded):len(loaded) + len(rqs)]
+        masks: set[tuple[int, int]] = set()
+        for p, f in zip(plans, fold, strict=True):
+            if p.view.mask is not None and not p.view.is_empty and not f:
+                lo, hi = p.view.mask[-1]
+                for c in range(chunks):
+                    a, b = max(lo - c * n, 0), min(hi - c * n, n)
+                    if not (a <= 0 and b >= min(n, d - c * n)):
+                        masks |= {(a, max(a, b)), (0, 0)}
+        lane_rq = sum(1 for v in rq_views if _lane_params(v))
+        res_count = len(masks) + 2 * chunks * lane_rq
+        n_tables = len(rq_views) - lane_rq
+        temps = count_temps(body) + 1
+        budget = cfg.sp_rows - res_count
+        while True:
+            shared = shared_rows([(p.mode, p.view) for p in plans], chunks)
+            per_row = sum(chunks + p.scratch_per_row for p in plans) + (1 + temps) * chunks \
+                + 2 * chunks * n_tables + shared
+            pb = min(p_total, max(0, budget // (2 * per_row)), 4096)
+            if pb < 1:
+                raise _TooWide(f"an elementwise kernel over {list(cshape)} needs "
                                f"{per_row * 2} scratchpad rows per block row; the chip has "
-                               f"{budget}")
-        if any(p.mode == "gather" for p in plans):
-            pb = min(pb, 64)
-        if not any(p.mode == "strided" for p in plans):
-            break
-        pb = (pb // n) * n if pb >= n else n  # whole n-row blocks get transposed
-        if 2 * per_row * pb <= budget:
-            break
-        for p in plans:  # too big for the transposes: fall back to element gathers
-            if p.mode == "strided":
-                p.mode, p.scratch_per_row = "gather", scratch_rows("gather", p.view, chunks, n)
-    buf_rows = per_row * pb
-    if resident:
-        table = np.stack(resident).astype(np.int32)
-        cbuf = em.constant("vector.params", table)
-        em.emit("load", sram=sp(res_base), dram=cbuf.addr, stride=n * 4, rows=len(resident),
-                cols=n, fmt=int(Fmt.X32))
-    rq_dram = [em.constant("requant.rows", t.reshape(-1, n)) for _, t in rq_tables]
-    data_free, out_free = Credits(2), Credits(2)
-    blocks = list(range(0, p_total, pb))
-    for bi, p0 in enumerate(blocks):
-        count = min(pb, p_total - p0)
-        base = res_count + (bi % 2) * buf_rows
-        block = VectorBlock(em, d, pb)
-        block.shared = base + (per_row - shared) * pb
-        # Load unit.
-        start = len(em.code)
-        owe = data_free.need(bi)
-        region = base
-        leaf_rows: dict[int, int] = {}
-        for lf, plan in zip(loaded, plans, strict=True):
-            scratch = region + pb * chunks
-            block.emit_access(plan, p0, count, region, scratch,
-                              lambda a, b: res_base + mask_row(a, b))
-            leaf_rows[id(lf)] = region
-            region = scratch + pb * plan.scratch_per_row
-        rq_base = region
-        for ti in range(len(rq_tables)):
-            em.emit("load", sram=sp(rq_base + ti * 2 * chunks * pb),
-                    dram=rq_dram[ti].addr + p0 * chunks * 2 * n * 4, stride=n * 4,
-                    rows=count * chunks * 2, cols=n, fmt=int(Fmt.X32))
-        region = rq_base + len(rq_tables) * 2 * chunks * pb
-        dst_row = region
-        temp_base = dst_row + chunks * pb
-        if len(em.code) == start:
-            em.sync("load")
-        em.flag(len(em.code) - 1, "push_next")
-        em.pops(start, "load", "pop_next", owe)
-        # Compute unit.
-        start = len(em.code)
-        for fix in block.fixups:
-            fix()
-        for c in range(chunks):
-            pool = RegionPool(temp_base + c * pb, chunks * pb, temps)
-            leaf_of = _leaf_resolver(all_leaves, leaf_rows, c, pb)
+                               f"{budget}", per_row * 2, budget)
+            if any(p.mode == "gather" for p in plans):
+                pb = min(pb, 64)
+            if not any(p.mode == "strided" for p in plans):
+                break
+            pb = (pb // n) * n if pb >= n else n  # whole n-row blocks get transposed
+            if 2 * per_row * pb <= budget:
+                break
+            for p in plans:  # too big for the transposes: fall back to element gathers
+                if p.mode == "strided":
+                    p.mode, p.scratch_per_row = "gather", scratch_rows("gather", p.view, chunks, n)
+        return _ColumnPass(cshape, cviews, plans, fold, rq_views, pb, per_row, shared)
 
-            def rq_row(e: Expr, c: int = c, rq_start: int = rq_base) -> int | tuple[int, int]:
-                kind, idx = rq_rows[id(e)]
-                if kind == "lane":
-                    return res_base + idx + 2 * c
-                # per-row params: row pairs (multiplier, shift) for each outer row
-                return rq_start + idx * 2 * chunks * pb + c * 2, 2 * chunks
+    def emit(self, em: Emitter, all_leaves: list[Leaf], body: Expr, out: DramBuffer,
+             out_row: int) -> None:
+        """Emit the pass; `out_row` is the element stride between outer rows of `out`."""
+        n = em.cfg.n
+        cshape, pb, per_row, shared = self.shape, self.pb, self.per_row, self.shared
+        loaded = [lf for lf in all_leaves if lf.imm is None]
+        rqs = requants_of(body)
+        out_view = self.views[-1]
+        d = cshape[-1]
+        p_total = math.prod(cshape[:-1])
+        chunks = -(-d // n)
+        plans = self.plans
+        for i, (lf, folded) in enumerate(zip(loaded, self.fold, strict=True)):
+            if folded:  # fold a constant's layout on the host
+                assert lf.buf is not None and lf.data is not None
+                arr = plans[i].view.gather(np.asarray(lf.data).reshape(-1)).astype(
+                    lf.data.dtype)
+                buf = em.constant(f"{lf.buf.name}.relayout", arr)
+                plans[i] = AccessPlan(buf, View.contiguous(cshape), "direct", 0)
+        # Resident rows: lane masks and per-lane REQUANT params.
+        resident: list[np.ndarray] = []
+        mask_index: dict[tuple[int, int], int] = {}
 
-            ExprEmitter(em, count, leaf_of, pool, rq_row).emit(body, sp(dst_row + c * pb))
-        if len(em.code) == start:
-            em.sync("compute")
-        em.flag(len(em.code) - 1, "push_prev", "push_next")
-        em.flag(start, "pop_prev")
-        em.pops(start, "compute", "pop_next", out_free.need(bi))
-        # Store unit.
-        start = len(em.code)
-        off, _ = row_offsets(out_view, p0, count)
-        for c in range(chunks):
-            cols = min(n, d - c * n)
-            em.emit("store", sram=sp(dst_row + c * pb), dram=out.addr + (int(off[0]) + c * n)
-                    * out.esize, stride=d * out.esize, rows=count, cols=cols, fmt=int(out.fmt))
-        em.flag(start, "pop_prev")
-        em.flag(len(em.code) - 1, "push_prev")
+        def mask_row(a: int, b: int) -> int:
+            if (a, b) not in mask_index:
+                row = np.zeros(n, np.int32)
+                row[a:b] = f32_bits(1.0)
+                mask_index[(a, b)] = len(resident)
+                resident.append(row)
+            return mask_index[(a, b)]
+
+        for plan in plans:  # masks are known up front: reserve them now
+            if plan.view.mask is not None and not plan.view.is_empty:
+                lo, hi = plan.view.mask[-1]
+                for c in range(chunks):
+                    a, b = max(lo - c * n, 0), min(hi - c * n, n)
+                    if not (a <= 0 and b >= min(n, d - c * n)):
+                        mask_row(a, max(a, b))
+                        mask_row(0, 0)
+        rq_rows: dict[int, tuple[str, int]] = {}  # id(expr) -> (kind, first resident row)
+        rq_tables: list[tuple[Expr, np.ndarray]] = []
+        for r, v in zip(rqs, self.rq_views, strict=True):
+            mult = np.asarray(r.arg.multiplier, np.int64)
+            shift = np.asarray(r.arg.shift, np.int64)
+            if _lane_params(v):
+                rq_rows[id(r)] = ("lane", len(resident))
+                for c in range(chunks):
+                    lane = np.arange(c * n, c * n + n)
+                    idx = np.clip(v.offset + lane * v.strides[-1], 0, mult.size - 1)
+                    resident.append(mult[idx].astype(np.int64).astype(np.int32))
+                    resident.append(shift[idx].astype(np.int32))
+            else:  # per-row params: a host-built table of (multiplier, shift) row pairs
+                idx, _ = View(v.shape, v.strides, v.offset, None).indices()
+                table = np.stack([mult[idx], shift[idx]], axis=-2)  # (..., 2, d)
+                table = table.reshape(p_total, 2, d)
+                padded = np.zeros((p_total, chunks, 2, n), np.int64)
+                for c in range(chunks):
+                    w = min(n, d - c * n)
+                    padded[:, c, :, :w] = table[:, :, c * n:c * n + w]
+                rq_rows[id(r)] = ("row", len(rq_tables))
+                rq_tables.append((r, padded.astype(np.int32)))
+        res_base = 0
+        res_count = len(resident)
+        buf_rows = per_row * pb
+        if resident:
+            table = np.stack(resident).astype(np.int32)
+            cbuf = em.constant("vector.params", table)
+            em.emit("load", sram=sp(res_base), dram=cbuf.addr, stride=n * 4,
+                    rows=len(resident), cols=n, fmt=int(Fmt.X32))
+        rq_dram = [em.constant("requant.rows", t.reshape(-1, n)) for _, t in rq_tables]
+        data_free, out_free = Credits(2), Credits(2)
+        blocks = list(range(0, p_total, pb))
+        for bi, p0 in enumerate(blocks):
+            count = min(pb, p_total - p0)
+            base = res_count + (bi % 2) * buf_rows
+            block = VectorBlock(em, d, pb)
+            block.shared = base + (per_row - shared) * pb
+            # Load unit.
+            start = len(em.code)
+            owe = data_free.need(bi)
+            region = base
+            leaf_rows: dict[int, int] = {}
+            for lf, plan in zip(loaded, plans, strict=True):
+                scratch = region + pb * chunks
+                block.emit_access(plan, p0, count, region, scratch,
+                                  lambda a, b: res_base + mask_row(a, b))
+                leaf_rows[id(lf)] = region
+                region = scratch + pb * plan.scratch_per_row
+            rq_base = region
+            for ti in range(len(rq_tables)):
+                em.emit("load", sram=sp(rq_base + ti * 2 * chunks * pb),
+                        dram=rq_dram[ti].addr + p0 * chunks * 2 * n * 4, stride=n * 4,
+                        rows=count * chunks * 2, cols=n, fmt=int(Fmt.X32))
+            region = rq_base + len(rq_tables) * 2 * chunks * pb
+            dst_row = region
+            temp_base = dst_row + chunks * pb
+            if len(em.code) == start:
+                em.sync("load")
+            em.flag(len(em.code) - 1, "push_next")
+            em.pops(start, "load", "pop_next", owe)
+            # Compute unit.
+            start = len(em.code)
+            for fix in block.fixups:
+                fix()
+            temps = count_temps(body) + 1
+            for c in range(chunks):
+                pool = RegionPool(temp_base + c * pb, chunks * pb, temps)
+                leaf_of = _leaf_resolver(all_leaves, leaf_rows, c, pb)
+
+                def rq_row(e: Expr, c: int = c, rq_start: int = rq_base
+                           ) -> int | tuple[int, int]:
+                    kind, idx = rq_rows[id(e)]
+                    if kind == "lane":
+                        return res_base + idx + 2 * c
+                    # per-row params: row pairs (multiplier, shift) for each outer row
+                    return rq_start + idx * 2 * chunks * pb + c * 2, 2 * chunks
+
+                ExprEmitter(em, count, leaf_of, pool, rq_row).emit(body, sp(dst_row + c * pb))
+            if len(em.code) == start:
+                em.sync("compute")
+            em.flag(len(em.code) - 1, "push_prev", "push_next")
+            em.flag(start, "pop_prev")
+            em.pops(start, "compute", "pop_next", out_free.need(bi))
+            # Store unit.
+            start = len(em.code)
+            off, _ = row_offsets(out_view, p0, count)
+            for c in range(chunks):
+                cols = min(n, d - c * n)
+                em.emit("store", sram=sp(dst_row + c * pb), dram=out.addr + (int(off[0]) + c * n)
+                        * out.esize, stride=out_row * out.esize, rows=count, cols=cols,
+                        fmt=int(out.fmt))
+            em.flag(start, "pop_prev")
+            em.flag(len(em.code) - 1, "push_prev")
+
+
+def _lane_params(v: View) -> bool:
+    """REQUANT params that change only along the lanes: resident rows, one pair per chunk."""
+    return not any(st for st, sz in zip(v.strides[:-1], v.shape[:-1], strict=True) if sz > 1)
 
 
 def _leaf_resolver(leaves: list[Leaf], rows: dict[int, int], c: int, pb: int
