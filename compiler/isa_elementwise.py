@@ -362,22 +362,45 @@ def _leaf_resolver(leaves: list[Leaf], rows: dict[int, int], c: int, pb: int
 def emit_reduce_rows(em: Emitter, src: DramBuffer, p_total: int, q: int, fn: Op,
                      epilogue: Expr | None, epi_leaves: list[Leaf], out: DramBuffer,
                      out_shape: tuple[int, ...]) -> None:
-    """out[p] = epilogue(reduce over q of src[p, :]) with src contiguous (p_total, q)."""
+    """out[p] = epilogue(reduce over q of src[p, :]) with src contiguous (p_total, q).
+
+    A row longer than the scratchpad holds is reduced in column windows first, into a
+    (p_total, windows) partial buffer, which is then reduced in turn (with the epilogue).
+    """
+    try:
+        _reduce_pass(em, src, View((p_total, q), (q, 1), 0, None), fn, epilogue, epi_leaves,
+                     out.addr, 1, out, out_shape)
+        return
+    except _TooWide:
+        pass
+    # a pass without an epilogue keeps `chunks` rows and one result row per outer row in
+    # each of its two buffers, next to 2 resident rows and 8 spare ones
+    width = ((em.cfg.sp_rows - 2 - 8) // 2 - 1) * em.cfg.n
+    windows = -(-q // width)
+    part = em.alloc(f"{src.name}.windows", (p_total, windows), src.dtype)
+    for w in range(windows):
+        if w:
+            em.barrier()
+        cols = min(width, q - w * width)
+        _reduce_pass(em, src, View((p_total, cols), (q, 1), w * width, None), fn, None, [],
+                     part.addr + w * part.esize, windows, part, (p_total,))
+    em.barrier()
+    emit_reduce_rows(em, part, p_total, windows, fn, epilogue, epi_leaves, out, out_shape)
+
+
+def _reduce_pass(em: Emitter, src: DramBuffer, src_view: View, fn: Op, epilogue: Expr | None,
+                 epi_leaves: list[Leaf], out_addr: int, out_stride: int, out: DramBuffer,
+                 out_shape: tuple[int, ...]) -> None:
+    """out[p * out_stride] = epilogue(reduce of row p of src_view), src_view (p_total, q)
+    with unit stride along q."""
     cfg, n = em.cfg, em.cfg.n
+    p_total, q = src_view.shape
     chunks = -(-q // n)
     is_float = src.dtype == "float32"
     rfn = ReduceFn.SUM if fn is Op.REDUCE_SUM else ReduceFn.MAX
     bfn = BinaryFn.ADD if fn is Op.REDUCE_SUM else BinaryFn.MAX
     ident = 0.0 if fn is Op.REDUCE_SUM else (-np.inf if is_float else -(1 << 31))
-    resident = []
-    tail = q - (chunks - 1) * n
-    mask = np.zeros(n, np.int32)
-    mask[:tail] = f32_bits(1.0)
-    resident.append(mask)
-    resident.append(np.full(n, imm_bits(ident, src.dtype), np.uint32).view(np.int32))
-    cbuf = em.constant("reduce.params", np.stack(resident))
-    em.emit("load", sram=sp(0), dram=cbuf.addr, stride=n * 4, rows=2, cols=n, fmt=int(Fmt.X32))
-    res = 2
+    res = 2  # resident rows: the tail's lane mask and the identity
     leaves = [Leaf(lf.buf, lf.view, lf.data, lf.imm) for lf in epi_leaves]
     for lf in leaves:
         if lf.imm is None and lf.buf is not None and lf.view is not None:
@@ -392,8 +415,16 @@ def emit_reduce_rows(em: Emitter, src: DramBuffer, p_total: int, q: int, fn: Op,
     per_row = chunks + len(loaded) + temps + 1
     pb = min(p_total, (cfg.sp_rows - res - 8) // (2 * per_row), 4096)
     if pb < 1:
-        raise CompileError(f"a reduction over {q} elements does not fit the scratchpad")
+        raise _TooWide(f"a reduction over {q} elements does not fit the scratchpad",
+                       2 * per_row, cfg.sp_rows - res - 8)
     buf_rows = per_row * pb
+    tail = q - (chunks - 1) * n
+    mask = np.zeros(n, np.int32)
+    mask[:tail] = f32_bits(1.0)
+    ident_row = np.full(n, imm_bits(ident, src.dtype), np.uint32).view(np.int32)
+    cbuf = em.constant("reduce.params", np.stack([mask, ident_row]))
+    em.emit("load", sram=sp(0), dram=cbuf.addr, stride=n * 4, rows=res, cols=n,
+            fmt=int(Fmt.X32))
     rq_param_rows: dict[int, int] = {}
     if epilogue is not None:
         for r in requants_of(epilogue):
@@ -404,7 +435,6 @@ def emit_reduce_rows(em: Emitter, src: DramBuffer, p_total: int, q: int, fn: Op,
             em.emit("load", sram=sp(rq_param_rows[id(r)]), dram=b.addr, stride=n * 4, rows=2,
                     cols=n, fmt=int(Fmt.X32))
     data_free, out_free = Credits(2), Credits(2)
-    src_view = View((p_total, q), (q, 1), 0, None)
     for bi, p0 in enumerate(range(0, p_total, pb)):
         count = min(pb, p_total - p0)
         base = res + (bi % 2) * buf_rows
@@ -466,5 +496,6 @@ def emit_reduce_rows(em: Emitter, src: DramBuffer, p_total: int, q: int, fn: Op,
         em.flag(len(em.code) - 1, "push_prev", "push_next")
         em.flag(start, "pop_prev")
         em.pops(start, "compute", "pop_next", out_free.need(bi))
-        em.emit("store", ("pop_prev", "push_prev"), sram=result, dram=out.addr + p0 * out.esize,
-                stride=out.esize, rows=count, cols=1, fmt=int(out.fmt))
+        em.emit("store", ("pop_prev", "push_prev"), sram=result,
+                dram=out_addr + p0 * out_stride * out.esize, stride=out_stride * out.esize,
+                rows=count, cols=1, fmt=int(out.fmt))

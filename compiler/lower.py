@@ -134,9 +134,8 @@ class Lowering:
         limit = self.cfg.n * max(1, (self.cfg.sp_rows - 16) // 4 - 4)
         while q > limit:  # too long for one pass: reduce in stages of a divisor of q
             f = max(d for d in range(1, limit + 1) if q % d == 0)
-            if f == 1:
-                raise CompileError(f"a reduction over {q} elements (a prime beyond {limit}) "
-                                   "does not fit the scratchpad")
+            if f == 1:  # a prime: emit_reduce_rows reduces it in column windows
+                break
             part = self.em.alloc(f"{k.name}.partial", (p_total * q // f,), src.dtype)
             emit_reduce_rows(self.em, src, p_total * q // f, f, k.reduce_op, None, [], part,
                              (p_total * q // f,))

@@ -100,3 +100,18 @@ def test_column_window_reads_the_same_elements(case) -> None:
     want = view.gather(base)[..., c0:c0 + width]
     assert shape == want.shape
     assert np.array_equal(win.gather(base), want)
+
+
+@pytest.mark.parametrize("dtype,op", [("float32", Op.REDUCE_SUM), ("int32", Op.REDUCE_MAX),
+                                      ("int8", Op.REDUCE_MAX)])
+def test_reduction_over_a_long_prime_row_on_tiny(dtype: str, op: Op) -> None:
+    """347 elements (a prime: no staging by a divisor) reduced in column windows first;
+    the epilogue runs on the windows' reduction."""
+    x = ir.input_("x", (2, 7, 7, 7), dtype)
+    y = ir.pad(ir.reshape(x, (2, 343)), [(0, 0), (2, 2)])
+    b = ir.input_("b", (347,), dtype)
+    r = ir.reduce(op, ir.binary(Op.MAX, y, b), [1])
+    out = ir.binary(Op.SUB, r, ir.const(np.array([3], ir.NUMPY_DTYPES[dtype])))
+    graph = ir.Graph({"x": x, "b": b}, {"out": out})
+    assert_matches(graph, {"x": values((2, 7, 7, 7), dtype), "b": values((347,), dtype)},
+                   "tiny")
