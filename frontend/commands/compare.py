@@ -1,10 +1,12 @@
 """`dozen compare`: run one graph on several backends and hold each against the numpy reference.
 
-    dozen compare model.onnx [--backends numpy,sim,opencl,llvm] [--quantize int8] [--json]
+    dozen compare model.onnx [--backends numpy,sim,opencl,llvm,rtl] [--quantize int8] [--json]
 
 Prints backend, device, max absolute and relative error, bit-exact yes/no, wall time (for
 llvm and opencl of a second run, once their kernels are compiled) and, for the simulator,
-cycles and MAC utilisation. Exit code 1 when a backend disagrees beyond
+cycles and MAC utilisation. `rtl` runs the chip's RTL (the `tiny` chip unless --config
+says otherwise; integer programs only, a float one is that row's error). Exit code 1 when
+a backend disagrees beyond
 tolerance: integer outputs must be bit-exact, float32 outputs within `FLOAT_RTOL` of the
 largest reference magnitude (float sums may be reassociated, transcendental functions
 differ by a few ulps). `compare_graph` is the same check as a function (tests, scripts).
@@ -18,8 +20,9 @@ import json
 import math
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from tqdm import tqdm
@@ -29,6 +32,10 @@ from compiler.ir import NUMPY_DTYPES, Graph
 from frontend.devices import add_device_option, apply_device
 from frontend.tables import format_table
 from isa.errors import DozenError, InputError
+
+if TYPE_CHECKING:
+    from isa.config import ChipConfig
+    from isa.container import Program
 
 FLOAT_RTOL = 1e-3
 WARM_TIMED = ("llvm", "opencl")  # backends whose first run includes compiling
@@ -49,7 +56,8 @@ def register(subparsers: argparse._SubParsersAction, common: argparse.ArgumentPa
         description="Run the same graph on each backend and compare with the numpy reference. "
                     "Exits with 1 when a backend disagrees beyond tolerance.")
     parser.add_argument("model", help="an ONNX model (.onnx) or a program compiled from one "
-                                      "(.dzn: `sim` runs it, the others its source model)")
+                                      "(.dzn: `sim` and `rtl` run it, the others its source "
+                                      "model)")
     parser.add_argument("--backends", default=DEFAULT_BACKENDS,
                         help=f"comma-separated backends (default: {DEFAULT_BACKENDS}; the "
                              "registered ones are listed on error)")
@@ -120,7 +128,8 @@ def _device_of(name: str, selector: str | None = None) -> str:
             return f"{llvm.get_host_cpu_name()} x{jit().threads} threads (LLVM JIT)"
     except DozenError:
         return "unavailable"
-    return {"numpy": "host (reference)", "sim": "cycle-level simulator"}.get(name, "")
+    return {"numpy": "host (reference)", "sim": "cycle-level simulator",
+            "rtl": "chip RTL (Amaranth simulator)"}.get(name, "")
 
 
 def compare_graph(graph: Graph, inputs: dict[str, np.ndarray], backends: list[str],
@@ -242,7 +251,13 @@ def run(args: argparse.Namespace) -> int:
             return simulate(program, inputs, stats)
 
         overrides["sim"] = run_program
+    if "rtl" in backends:
+        overrides["rtl"] = _rtl_runner(program, args.model, options.get("cfg"))
     rows = compare_graph(graph, inputs, backends, overrides=overrides, **options)
+    for row in rows:  # name the chip the rtl row ran: tiny unless --config or the .dzn says
+        if row["backend"] == "rtl":
+            chip = program.config if program is not None else options.get("cfg")
+            row["device"] += f", {chip.name if chip is not None else 'tiny'} chip"
     if args.json:
         print(json.dumps(rows, indent=2, default=str))
     else:
@@ -253,6 +268,25 @@ def run(args: argparse.Namespace) -> int:
                                + "".join(f"; {r['backend']}: {r['error']}" for r in rows
                                          if r.get("error")))
     return 0
+
+
+def _rtl_runner(program: Program | None, what: str, cfg: ChipConfig | None
+                ) -> Callable[..., dict[str, np.ndarray]]:
+    """The `rtl` row: the given program, or the graph compiled for `cfg` (default tiny), on
+    the RTL; a float program is a one-line error before the HDL simulation starts."""
+    from frontend.rtl_run import run_program_on_rtl
+
+    def run_rtl(graph: Graph, inputs: dict[str, np.ndarray], stats: dict[str, Any],
+                **_: Any) -> dict[str, np.ndarray]:
+        chip_program = program
+        if chip_program is None:
+            from compiler.lower import compile_graph
+            from isa.config import load_config
+
+            chip_program = compile_graph(graph, cfg if cfg is not None else load_config("tiny"))
+        return run_program_on_rtl(chip_program, inputs, what, stats)
+
+    return run_rtl
 
 
 def table(rows: list[dict[str, Any]], title: str | None = None) -> str:

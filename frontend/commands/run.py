@@ -1,11 +1,14 @@
 """`dozen run`: run a model or a compiled program on a backend and summarise its outputs.
 
-    dozen run model.onnx|model.dzn [--backend sim|numpy|...] [--input NAME=x.npy]
+    dozen run model.onnx|model.dzn [--backend sim|rtl|numpy|...] [--input NAME=x.npy]
               [--output NAME=y.npy] [--quantize int8] [--trace out.json]
 
 Inputs not given are random (of the right shapes and dtypes). A .dzn runs on the chip
-backends only (`sim`); an .onnx model runs on any registered backend, `sim` compiling it
-first. The simulator's counters are printed too.
+backends only: `sim` (the cycle-level simulator) and `rtl` (the chip's RTL in Amaranth's
+simulator, checked byte- and cycle-exact against `sim`; integer programs only, and slow,
+so tiny programs). An .onnx model runs on any registered backend, the chip backends
+compiling it first (`rtl` for the `tiny` chip unless --config says otherwise). The chip
+backends print the simulator's counters too; `rtl` adds the RTL's hardware counters.
 """
 
 from __future__ import annotations
@@ -32,7 +35,8 @@ from isa.config import load_config
 from isa.container import Program
 from isa.errors import InputError
 
-CHIP_BACKENDS = ("sim",)
+CHIP_BACKENDS = ("sim", "rtl")
+RTL_DEFAULT_CONFIG = "tiny"  # the RTL simulates thousands of clocks a second
 
 
 def backend_names() -> list[str]:
@@ -46,7 +50,7 @@ def register(subparsers: argparse._SubParsersAction, common: argparse.ArgumentPa
         description="Run a model or compiled program; random inputs when none are given.")
     parser.add_argument("model", type=Path, help="an .onnx model or a compiled .dzn program")
     parser.add_argument("--backend", "-b", default="sim", metavar="NAME",
-                        help="backend: sim, numpy, or any registered one (default sim)")
+                        help="backend: sim, rtl, numpy, or any registered one (default sim)")
     parser.add_argument("--input", "-i", action="append", default=[], metavar="NAME=FILE.npy",
                         help="an input tensor (repeatable)")
     parser.add_argument("--output", "-o", action="append", default=[], metavar="NAME=FILE.npy",
@@ -95,16 +99,11 @@ def run(args: argparse.Namespace) -> int:
     for name, path in given.items():
         inputs[name] = _load(name, path, *specs[name])
     started = time.perf_counter()
-    if args.backend == "sim":
-        from frontend.backend_sim import simulate
-
+    if args.backend in CHIP_BACKENDS:
         if program is None:
-            program = compile_with_progress(graph, load_config(args.config))
-        bar = tqdm(total=1, desc=f"simulating {len(program.code):,} instructions",
-                   file=sys.stderr, disable=None, leave=False)
-        outputs = simulate(program, inputs, stats, args.trace)
-        bar.update(1)
-        bar.close()
+            default = RTL_DEFAULT_CONFIG if args.backend == "rtl" else None
+            program = compile_with_progress(graph, load_config(args.config or default))
+        outputs = _run_on_chip(program, inputs, args, stats)
     else:
         options: dict[str, Any] = {}
         if args.config is not None:
@@ -131,6 +130,34 @@ def run(args: argparse.Namespace) -> int:
         from simulator.report import summary_rows
 
         print(format_table(["counter", "value"], summary_rows(stats["report"])))
+    if "rtl_counters" in stats:
+        from frontend.rtl_run import counter_rows
+
+        print(format_table(["RTL counter", "value"], counter_rows(stats),
+                           title="the RTL's hardware counters (final DRAM and cycles equal "
+                                 "the simulator's)"))
     if args.trace is not None and args.backend == "sim":
         print(f"trace: {args.trace} (open it in ui.perfetto.dev)")
     return 0
+
+
+def _run_on_chip(program: Program, inputs: dict[str, np.ndarray], args: argparse.Namespace,
+                 stats: dict[str, Any]) -> dict[str, np.ndarray]:
+    """Run a compiled program on the simulator or on the RTL, with a progress bar."""
+    if args.backend == "rtl":
+        from frontend.rtl_run import check_runs_on_rtl, run_program_on_rtl
+
+        check_runs_on_rtl(program, str(args.model))  # before the slow part starts
+        desc = f"running {len(program.code):,} instructions on the RTL"
+    else:
+        desc = f"simulating {len(program.code):,} instructions"
+    bar = tqdm(total=1, desc=desc, file=sys.stderr, disable=None, leave=False)
+    if args.backend == "rtl":
+        outputs = run_program_on_rtl(program, inputs, str(args.model), stats)
+    else:
+        from frontend.backend_sim import simulate
+
+        outputs = simulate(program, inputs, stats, args.trace)
+    bar.update(1)
+    bar.close()
+    return outputs
