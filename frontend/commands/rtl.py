@@ -1,7 +1,7 @@
 """`dozen rtl`: the chip's Amaranth RTL: export Verilog, synthesise, run programs on it.
 
     dozen rtl verilog [--config tiny] [--imem-depth N] -o dozen.v
-    dozen rtl synth --target ecp5|ice40 [--config tiny] [--json]
+    dozen rtl synth --target ecp5|ice40 [--config tiny] [--unit NAME] [--json]
     dozen rtl run prog.dzn [--sim amaranth|verilator] [--input NAME=x.npy] [--json]
 
 `rtl run` executes a program on the RTL and checks it against the cycle-level simulator:
@@ -46,7 +46,11 @@ def register(subparsers: argparse._SubParsersAction, common: argparse.ArgumentPa
     synth.add_argument("--target", choices=["ecp5", "ice40"], default="ecp5")
     synth.add_argument("--json", action="store_true", help="print one JSON object")
     synth.add_argument("--imem-depth", type=int, default=64, metavar="N")
-    synth.add_argument("--workdir", type=Path, help="keep the tool files here")
+    synth.add_argument("--workdir", type=Path,
+                       help="keep the tool files here (nextpnr.log holds the critical path)")
+    synth.add_argument("--unit", metavar="NAME",
+                       help="synthesise one part of the core alone (compute, requant, vector, "
+                            "dot, reduce, decode, queue) to find its Fmax and critical path")
     synth.set_defaults(func=run_synth)
 
     runp = sub.add_parser("run", parents=[common],
@@ -77,17 +81,26 @@ def run_verilog(args: argparse.Namespace) -> int:
 
 
 def run_synth(args: argparse.Namespace) -> int:
-    from rtl.synth import synthesize
+    from rtl.synth import synthesize, synthesize_unit
+    from rtl.synth_units import UNITS
 
     cfg = load_config(args.config)
-    report = synthesize(cfg, args.target, _imem_depth(args.imem_depth), workdir=args.workdir)
+    if args.unit is not None:
+        if args.unit not in UNITS:
+            raise InputError(f"unknown unit {args.unit!r} (units: {', '.join(UNITS)})")
+        report = synthesize_unit(args.unit, cfg, args.target, workdir=args.workdir)
+        what = f"{args.unit} unit of {cfg.name!r}"
+    else:
+        report = synthesize(cfg, args.target, _imem_depth(args.imem_depth), workdir=args.workdir)
+        what = f"{cfg.name!r} core"
     data = report.to_dict()
+    if report.critical_path is not None:
+        data["critical_path"] = report.critical_path.describe()
     if args.json:
         print(json.dumps(data))
     else:
         rows = [(key, value) for key, value in data.items()]
-        print(format_table(["figure", "value"], rows,
-                           title=f"{cfg.name!r} core on {args.target}"), end="")
+        print(format_table(["figure", "value"], rows, title=f"{what} on {args.target}"), end="")
     return 0
 
 
