@@ -123,10 +123,6 @@ class GemmEpilogue:
         self.rowrequants_of = [r for r in all_rq if r.arg.multiplier.size > 1
                              and self._channel_on_rows(r)]
         self.requants = [r for r in all_rq if r not in self.rowrequants_of]
-        # Row requants of whole n-row blocks read only their transposed params (one
-        # region); other tiles need the per-row table too (three regions).
-        self.compact = m % self.n == 0 and m > 0 and all(
-            r.srcs[0].op is not LOAD for r in self.rowrequants_of)
         self.block_index: dict[int, int] = {}
         self.tile_regions = len(self.tile_leaves)
         self.n_acc = sum(1 for leaf in expr.leaves() if leaf.op == ACC)
@@ -136,17 +132,17 @@ class GemmEpilogue:
         self.mb = 0  # set by emit_gemm
 
     def _size_block(self) -> None:
-        self.block_regions = len(self.row_leaves) + (1 if self.compact else 3) * len(
-            self.rowrequants_of)
+        # A per-row REQUANT reads a table of two broadcast rows (multiplier, shift) per
+        # row: one REQUANT of one row each (3 cycles a row) beats transposing n-row blocks
+        # into lanes and back (two transposes of at least n + 1 cycles per block each).
+        self.block_regions = len(self.row_leaves) + 2 * len(self.rowrequants_of)
 
     def accepts(self, mb: int) -> bool:
-        """Whether M blocks of `mb` rows suit the scratchpad layout promised so far."""
-        return not (self.compact and self.rowrequants_of) or mb % self.n == 0
+        """Whether M blocks of `mb` rows suit the scratchpad layout (any row count does)."""
+        return True
 
     def widen(self) -> None:
-        """Fall back to the layout that serves tiles of any row count."""
-        self.compact = False
-        self._size_block()
+        """Nothing to widen: the per-row tables serve tiles of any row count."""
 
     def emit_acc_init(self, em: Emitter, tile: Tile, acc_addr: int) -> None:
         """Load the tile's per-row start values (the bias) into its accumulator rows,
@@ -267,24 +263,12 @@ class GemmEpilogue:
             mult = np.asarray(r.arg.multiplier, np.int64).reshape(-1)[ch]
             shift = np.asarray(r.arg.shift, np.int64).reshape(-1)[ch]
             self.block_index[id(r)] = region
-            if not self.compact:
-                table = np.stack([np.repeat(mult[:, None], n, 1),
-                                  np.repeat(shift[:, None], n, 1)],
-                                 axis=1).reshape(2 * rows, n).astype(np.int32)
-                b = em.constant("epilogue.rowrequant", table)
-                em.emit("load", sram=sp(base + region * self.mb), dram=b.addr, stride=n * 4,
-                        rows=2 * rows, cols=n, fmt=int(Fmt.X32))
-                region += 2
-            # the same params per n-row block, lane j for row j (for transposed tiles)
-            blocks = -(-rows // n)
-            per_block = np.zeros((2, blocks * n), np.int64)
-            per_block[0, :rows], per_block[1, :rows] = mult, shift
-            per_block = per_block.reshape(2, blocks, n).transpose(1, 0, 2)  # (block, 2, n)
-            bt = em.constant("epilogue.rowrequant.t", per_block.reshape(2 * blocks, n)
-                             .astype(np.int32))
-            em.emit("load", sram=sp(base + region * self.mb), dram=bt.addr, stride=n * 4,
-                    rows=2 * blocks, cols=n, fmt=int(Fmt.X32))
-            region += 1
+            table = np.stack([np.repeat(mult[:, None], n, 1), np.repeat(shift[:, None], n, 1)],
+                             axis=1).reshape(2 * rows, n).astype(np.int32)
+            b = em.constant("epilogue.rowrequant", table)
+            em.emit("load", sram=sp(base + region * self.mb), dram=b.addr, stride=n * 4,
+                    rows=2 * rows, cols=n, fmt=int(Fmt.X32))
+            region += 2
 
     def emit_tile_loads(self, em: Emitter, tile: Tile, base: int) -> None:
         bidx = self.batches[tile.batch]
@@ -318,10 +302,7 @@ class GemmEpilogue:
 
         def params(e: Expr) -> int | tuple[int, int] | tuple[int, int, int]:
             if e in self.rowrequants_of:
-                row = block + self.block_index[id(e)] * self.mb
-                if self.compact:  # whole n-row blocks: only the transposed params are read
-                    return row, 2, row
-                return row, 2, row + 2 * self.mb
+                return block + self.block_index[id(e)] * self.mb, 2
             return self.row_of[id(e)] + 2 * t
 
         pool = RegionPool(temps, self.mb, self.temp_regions)

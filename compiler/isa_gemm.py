@@ -191,92 +191,118 @@ def emit_gemm(em: Emitter, problems: list[tuple[Mat, Mat, Mat]], dtype: MatType,
     count = -(-kc // group)
     bounds = [kc * i // count for i in range(count + 1)]
     groups = list(zip(bounds[:-1], bounds[1:], strict=True))
+    steps: list[tuple[Mat, Mat, Mat, Tile, int, int, int, int, int]] = []
     for bi, (a, b, c) in enumerate(problems):
         for m0 in range(0, m, mb):
             rows = min(mb, m - m0)
             for ti, (n0, cols, n_off) in enumerate(ntiles):
                 tile = Tile(bi, m0, rows, n0, cols, tile_no)
-                half = (tile_no % 2) * mb
                 for gi, (g0, g1) in enumerate(groups):
-                    buf = step % 2
-                    # Load unit: A chunks (unless resident), the W rows, epilogue tile inputs.
-                    start = len(em.code)
-                    owe = data_free.need(("step", step - 2))
-                    if (p.resident_a or epi_block) and ti == 0 and gi == 0:
-                        owe += data_free.need(("step", step - 1))  # single-buffered per block
-                    if epilogue and epi_block and ti == 0 and gi == 0:
-                        epilogue.emit_block_loads(em, tile, block_base)
-                    if p.resident_a and ti == 0 and gi == 0:
-                        for j in range(kc):
-                            em.emit("load", sram=sp(a_base + j * mb), dram=a.at(m0, j * n),
-                                    stride=a.ld, rows=rows, cols=min(n, k - j * n), fmt=a.fmt)
-                    if not p.resident_a:
-                        for j in range(g0, g1):
-                            em.emit("load", sram=sp(a_base + buf * a_size + (j - g0) * mb),
-                                    dram=a.at(m0, j * n), stride=a.ld, rows=rows,
-                                    cols=min(n, k - j * n), fmt=a.fmt)
-                    if window is None:
-                        krows = min(k, g1 * n) - g0 * n
-                        em.emit("load", sram=sp(w_base + buf * w_size), dram=b.at(g0 * n, n0),
-                                stride=b.ld, rows=krows, cols=cols, fmt=b.fmt)
-                    else:  # one DMA per run of chunks that continue each other's rows
-                        j = g0
-                        while j < g1:
-                            off, krows, kstride = window.chunks[j]
-                            total, e = krows, j + 1
-                            while e < g1 and krows == n and window.chunks[e][2] == kstride \
-                                    and window.chunks[e][0] == off + total * kstride \
-                                    and window.chunks[e - 1][1] == n:
-                                total += window.chunks[e][1]
-                                e += 1
-                            em.emit("load", sram=sp(w_base + buf * w_size + (j - g0) * n),
-                                    dram=b.addr + (off + n_off) * b.esize,
-                                    stride=kstride * b.esize, rows=total, cols=cols, fmt=b.fmt)
-                            j = e
-                    if epilogue and gi == 0 and epi_tile:
-                        epilogue.emit_tile_loads(em, tile,
-                                                 tile_base + (tile_no % 2) * epi_tile * mb)
-                    relay_owe = 0
-                    if acc_init and gi == 0:
-                        relay_owe = data_free.need(("half", tile_no))
-                        init_at = len(em.code)
-                        assert epilogue is not None
-                        epilogue.emit_acc_init(em, tile, acc(half))
-                    em.flag(len(em.code) - 1, "push_next")
-                    if relay_owe:
-                        em.pops(init_at, "load", "pop_next", relay_owe)
-                    em.pops(start, "load", "pop_next", owe)
-                    # Compute unit: the MATMULs of this step, the epilogue after the last.
-                    start = len(em.code)
-                    for j in range(g0, g1):
-                        inp = (a_base + j * mb) if p.resident_a else \
-                            (a_base + buf * a_size + (j - g0) * mb)
-                        wgt = w_base + buf * w_size + (j - g0) * n
-                        em.emit("matmul", dst=half, inp=inp, wgt=wgt, rows=rows,
-                                acc=int(j > 0 or acc_init), dtype=int(dtype))
-                    last_group = gi == len(groups) - 1
-                    if acc_init and last_group and tile_no + 1 < total_tiles:
-                        relay = acc_free.need(tile_no + 1)
-                        if relay:  # the next tile's half is stored: let the load unit in
-                            em.sync("compute", "pop_next", "push_prev")
-                            for _ in range(relay - 1):
-                                em.sync("compute", "pop_next")
-                            data_free.push(("half", tile_no + 1))
-                    result = acc(half)
-                    if last_group and epilogue:
-                        before = len(em.code)
-                        result = epilogue.emit_tile_compute(
-                            em, tile, acc(half), tile_base + (tile_no % 2) * epi_tile * mb,
-                            temp_base, block_base)
-                        if acc_init and len(em.code) == before:  # a SYNC takes the flags
-                            em.sync("compute")
-                    em.flag(len(em.code) - 1, "push_prev", *(("push_next",) if last_group else ()))
-                    data_free.push(("step", step))
-                    em.flag(start, "pop_prev")
-                    if gi == 0:
-                        em.pops(start, "compute", "pop_next", acc_free.need(tile_no))
-                    step += 1
-                # Store unit: the finished tile.
-                em.emit("store", ("pop_prev", "push_prev"), sram=result, dram=c.at(m0, n0),
-                        stride=c.ld, rows=rows, cols=cols, fmt=c.fmt)
+                    steps.append((a, b, c, tile, ti, n_off, gi, g0, g1))
                 tile_no += 1
+
+    def emit_loads(step: int) -> None:
+        """The load unit's part of `step`: A chunks (unless resident), the W rows, the
+        epilogue's tile inputs and the accumulator's start values."""
+        a, b, _, tile, ti, n_off, gi, g0, g1 = steps[step]
+        buf, rows, m0, n0, cols = step % 2, tile.rows, tile.m0, tile.n0, tile.cols
+        start = len(em.code)
+        owe = data_free.need(("step", step - 2))
+        if (p.resident_a or epi_block) and ti == 0 and gi == 0:
+            owe += data_free.need(("step", step - 1))  # single-buffered per block
+        if epilogue and epi_block and ti == 0 and gi == 0:
+            epilogue.emit_block_loads(em, tile, block_base)
+        if p.resident_a and ti == 0 and gi == 0:
+            for j in range(kc):
+                em.emit("load", sram=sp(a_base + j * mb), dram=a.at(m0, j * n),
+                        stride=a.ld, rows=rows, cols=min(n, k - j * n), fmt=a.fmt)
+        if not p.resident_a:
+            for j in range(g0, g1):
+                em.emit("load", sram=sp(a_base + buf * a_size + (j - g0) * mb),
+                        dram=a.at(m0, j * n), stride=a.ld, rows=rows,
+                        cols=min(n, k - j * n), fmt=a.fmt)
+        if window is None:
+            krows = min(k, g1 * n) - g0 * n
+            em.emit("load", sram=sp(w_base + buf * w_size), dram=b.at(g0 * n, n0),
+                    stride=b.ld, rows=krows, cols=cols, fmt=b.fmt)
+        else:  # one DMA per run of chunks that continue each other's rows
+            j = g0
+            while j < g1:
+                off, krows, kstride = window.chunks[j]
+                total, e = krows, j + 1
+                while e < g1 and krows == n and window.chunks[e][2] == kstride \
+                        and window.chunks[e][0] == off + total * kstride \
+                        and window.chunks[e - 1][1] == n:
+                    total += window.chunks[e][1]
+                    e += 1
+                em.emit("load", sram=sp(w_base + buf * w_size + (j - g0) * n),
+                        dram=b.addr + (off + n_off) * b.esize,
+                        stride=kstride * b.esize, rows=total, cols=cols, fmt=b.fmt)
+                j = e
+        if epilogue and gi == 0 and epi_tile:
+            epilogue.emit_tile_loads(em, tile, tile_base + (tile.index % 2) * epi_tile * mb)
+        relay_owe = 0
+        if acc_init and gi == 0:
+            relay_owe = data_free.need(("half", tile.index))
+            init_at = len(em.code)
+            assert epilogue is not None
+            epilogue.emit_acc_init(em, tile, acc((tile.index % 2) * mb))
+        em.flag(len(em.code) - 1, "push_next")
+        if relay_owe:
+            em.pops(init_at, "load", "pop_next", relay_owe)
+        em.pops(start, "load", "pop_next", owe)
+
+    def needs_whole_previous(step: int) -> bool:
+        """Whether `step`'s loads wait for the whole previous step (a single-buffered
+        region is reloaded), so they cannot be issued before its epilogue."""
+        _, _, _, _, ti, _, gi, _, _ = steps[step]
+        return bool((p.resident_a or epi_block) and ti == 0 and gi == 0)
+
+    # Program order: the loads of step s + 1 follow the MATMULs of step s, ahead of its
+    # epilogue and store, so a long epilogue never keeps the dispatcher from feeding the
+    # load unit (double buffering makes that safe: step s + 1 needs only step s - 1 done).
+    emit_loads(0)
+    for step, (_, _, c, tile, _, _, gi, g0, g1) in enumerate(steps):
+        buf, rows, tile_no = step % 2, tile.rows, tile.index
+        half = (tile_no % 2) * mb
+        # Compute unit: the MATMULs of this step, the epilogue after the last.
+        start = len(em.code)
+        for j in range(g0, g1):
+            inp = (a_base + j * mb) if p.resident_a else (a_base + buf * a_size + (j - g0) * mb)
+            wgt = w_base + buf * w_size + (j - g0) * n
+            em.emit("matmul", dst=half, inp=inp, wgt=wgt, rows=rows,
+                    acc=int(j > 0 or acc_init), dtype=int(dtype))
+        last_group = gi == len(groups) - 1
+        if acc_init and last_group and tile_no + 1 < total_tiles:
+            relay = acc_free.need(tile_no + 1)
+            if relay:  # the next tile's half is stored: let the load unit in
+                em.sync("compute", "pop_next", "push_prev")
+                for _ in range(relay - 1):
+                    em.sync("compute", "pop_next")
+                data_free.push(("half", tile_no + 1))
+        em.flag(start, "pop_prev")
+        if gi == 0:
+            em.pops(start, "compute", "pop_next", acc_free.need(tile_no))
+        ahead = step + 1 < len(steps) and not needs_whole_previous(step + 1)
+        if not last_group or not epilogue:
+            em.flag(len(em.code) - 1, "push_prev", *(("push_next",) if last_group else ()))
+            data_free.push(("step", step))
+            if step + 1 < len(steps):
+                emit_loads(step + 1)
+        else:
+            if ahead:
+                emit_loads(step + 1)
+            before = len(em.code)
+            result = epilogue.emit_tile_compute(
+                em, tile, acc(half), tile_base + (tile_no % 2) * epi_tile * mb,
+                temp_base, block_base)
+            if len(em.code) == before:  # a SYNC takes the flags
+                em.sync("compute")
+            em.flag(len(em.code) - 1, "push_prev", "push_next")
+            data_free.push(("step", step))
+            if step + 1 < len(steps) and not ahead:
+                emit_loads(step + 1)
+        if last_group:  # Store unit: the finished tile.
+            result = acc(half) if not epilogue else result
+            em.emit("store", ("pop_prev", "push_prev"), sram=result, dram=c.at(tile.m0, tile.n0),
+                    stride=c.ld, rows=rows, cols=tile.cols, fmt=c.fmt)
