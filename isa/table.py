@@ -272,7 +272,8 @@ def esize(fmt: int) -> int:
 
 
 LATENCY_NAMES: dict[str, Any] = {"__builtins__": {}, "ceil_div": ceil_div, "esize": esize,
-                                 "Axis": Axis, "MoveFn": MoveFn, "log2": math.log2}
+                                 "Axis": Axis, "MoveFn": MoveFn, "BinaryFn": BinaryFn,
+                                 "DType": DType, "log2": math.log2}
 
 _DMA_FIELDS = (
     local("sram", "first SRAM row of the transfer", role="dst"),
@@ -284,6 +285,15 @@ _DMA_FIELDS = (
 )
 _DMA_LATENCY = "cfg.dram_latency + ceil_div(rows * cols * esize(fmt), cfg.dram_bw)"
 _VPIPE = "2"  # vector pipeline: read, compute, write back
+# int32 DIV runs on iterative dividers (one quotient bit per clock), not a pipeline: a row
+# takes DIV_STEPS clocks; + 4 for the read, the operands' magnitudes, the sign and the write.
+DIV_STEPS = 32
+_BINARY_LATENCY = (f"count * {DIV_STEPS} + 4 if fn == BinaryFn.DIV and dtype == DType.I32 "
+                   f"else count + {_VPIPE}")
+# TRANSPOSE streams a row in and a transposed row out per clock, but a block's first output
+# row needs its last input row: one block (n clocks) of drain after count*n reads.
+_MOVE_LATENCY = (f"count * cfg.n + cfg.n + {_VPIPE} if fn == MoveFn.TRANSPOSE "
+                 f"else count + {_VPIPE}")
 
 
 def _vec(*fields: Field) -> tuple[Field, ...]:
@@ -353,7 +363,7 @@ OPS: tuple[OpDef, ...] = (
           "Apply a two-input function lane by lane; the right operand may be an immediate.",
           "For r in 0..count-1: row `dst + r` = fn(row `src1 + r*step1`, B) where B is row "
           "`src2 + r*step2`, or `imm` in every lane when imm_mode=1.",
-          f"count + {_VPIPE}"),
+          _BINARY_LATENCY),
     OpDef(6, "ternary", Unit.COMPUTE, _vec(
         local("dst", "first destination row", role="dst"),
         local("src1", "first row of operand a", role="src1"),
@@ -420,7 +430,7 @@ OPS: tuple[OpDef, ...] = (
           "every lane of the dst row = `imm` (src1 unused). transpose: the n rows from the "
           "source item form a matrix T; dst row dst+r*dstride+i, lane j = T[j][i]. All reads of "
           "an instruction happen before its writes.",
-          f"count * (cfg.n if fn == MoveFn.TRANSPOSE else 1) + {_VPIPE}"),
+          _MOVE_LATENCY),
     OpDef(10, "loop", Unit.DISPATCH, (
         uint("count", 16, "iterations", min=1),
         uint("body", 8, "instructions in the body (those right after the LOOP)", min=1),

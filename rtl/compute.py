@@ -5,10 +5,10 @@ to three source rows (channels a, b, c); in the next cycle the rows arrive and t
 logic computes the result row into a register; in the cycle after, that row is
 written. So `count` rows take `count + 2` cycles, exactly the vector latency of the
 ISA. MATMUL first spends n steps loading the n weight rows into registers, then
-streams one input row per step: `n + rows + 2`. TRANSPOSE buffers each n x n block in
-registers (read n rows, then write n rows) and DIV runs a row at a time through an
-iterative divider; both take longer than their formulas and the core holds their
-completion until they drain (see `rtl/core.py`).
+streams one input row per step: `n + rows + 2`. TRANSPOSE streams too, through a
+register bank that takes one row and gives one transposed row per clock
+(`count*n + n + 2`); int32 DIV runs on iterative dividers, a row every DIV_STEPS clocks
+(`count*DIV_STEPS + 4`). Each meets its formula: the core never holds for this unit.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
 from isa.config import ChipConfig
-from isa.table import BY_OPCODE, INSN_BITS, Axis, BinaryFn, Mem, MoveFn, Op
+from isa.table import BY_OPCODE, DIV_STEPS, INSN_BITS, Axis, BinaryFn, Mem, MoveFn, Op
 from rtl import lanes as L
 from rtl.fields import field_values
 from rtl.ports import ROW_BITS, ReadChannel, WriteChannel, row_width
@@ -252,115 +252,174 @@ class ComputeUnit(wiring.Component):
             m.d.sync += [p2_row.eq(w_row), p2_mem.eq(w_mem), p2_data.eq(result),
                          w_row.eq(w_row + w_step)]
 
-        # TRANSPOSE: per block, read n rows into t[], wait one cycle, write n rows from t[].
-        t_busy = Signal()
-        t_phase = Signal(2)  # 0 read, 1 wait, 2 write
-        t_j = Signal(range(n + 1))
-        t_left = Signal(17)
-        t_src = Signal(_ROW)
-        t_dst = Signal(_ROW)
-        t_regs = Array(Signal(width, name=f"t{i}") for i in range(n))
-        t_latch = Signal()
-        t_lj = Signal(range(n))
-        hm = h[Op.MOVE]
-        start_t = self.go & is_transpose
-        m.d.sync += t_latch.eq(0)
-        with m.If(start_t):
-            m.d.sync += [t_busy.eq(1), t_phase.eq(0), t_j.eq(0), t_left.eq(mv["count"]),
-                         t_src.eq(_row(mv["src1"])), t_dst.eq(_row(mv["dst"]))]
-        t_write = Signal()
-        t_wrow = Signal(_ROW)
-        t_data = Signal(width)
-        with m.If(t_busy):
-            with m.Switch(t_phase):
-                with m.Case(0):
-                    m.d.comb += [self.rd_a.en.eq(1), self.rd_a.row.eq((t_src + t_j)[0:ROW_BITS]),
-                                 self.rd_a.mem.eq(_mem(hm["src1"]))]
-                    m.d.sync += [t_latch.eq(1), t_lj.eq(t_j[0:len(t_lj)]), t_j.eq(t_j + 1)]
-                    with m.If(t_j == n - 1):
-                        m.d.sync += [t_phase.eq(1), t_j.eq(0)]
-                with m.Case(1):
-                    m.d.sync += t_phase.eq(2)
-                with m.Case(2):
-                    col = Array(L.join([t_regs[j][32 * i:32 * i + 32] for j in range(n)])
-                                for i in range(n))
-                    m.d.comb += [t_write.eq(1), t_wrow.eq(t_dst + t_j), t_data.eq(col[t_j])]
-                    m.d.sync += t_j.eq(t_j + 1)
-                    with m.If(t_j == n - 1):
-                        m.d.sync += [t_j.eq(0), t_phase.eq(0), t_left.eq(t_left - 1),
-                                     t_src.eq(t_src + hm["sstride"]),
-                                     t_dst.eq(t_dst + hm["dstride"])]
-                        with m.If(t_left == 1):
-                            m.d.sync += t_busy.eq(0)
-        with m.If(t_latch):
-            m.d.sync += t_regs[t_lj].eq(self.rd_a.data)
-
-        d_write, d_row, d_mem, d_data, d_busy = self._divider(m, self.go & is_div, held)
+        t_write, t_wrow, t_wmem, t_data, t_busy = self._transposer(m, self.go & is_transpose,
+                                                                    mv, held)
+        d_write, d_row, d_mem, d_data, d_busy = self._divider(m, self.go & is_div, bi, held)
 
         m.d.comb += [self.wr.en.eq(p2_valid | t_write | d_write),
                      self.wr.row.eq(Mux(t_write, t_wrow[0:ROW_BITS],
                                         Mux(d_write, d_row[0:ROW_BITS], p2_row))),
-                     self.wr.mem.eq(Mux(t_write, _mem(hm["dst"]), Mux(d_write, d_mem, p2_mem))),
+                     self.wr.mem.eq(Mux(t_write, t_wmem, Mux(d_write, d_mem, p2_mem))),
                      self.wr.data.eq(Mux(t_write, t_data, Mux(d_write, d_data, p2_data)))]
-        m.d.comb += self.idle.eq(~running & ~p1_valid & ~p2_valid & ~t_busy & ~t_latch & ~d_busy)
+        m.d.comb += self.idle.eq(~running & ~p1_valid & ~p2_valid & ~t_busy & ~d_busy)
         return m
 
-    def _divider(self, m: Module, start, held):
-        """BINARY DIV, a row at a time: read both rows, 32 restoring-division steps on every
-        lane at once, write. Far smaller than n combinational dividers; the core holds the
-        architectural clock while it works (see rtl/core.py)."""
+    def _transposer(self, m: Module, start, mv: dict, held):
+        """TRANSPOSE, pipelined: one source row read and one result row out per clock.
+
+        One n x n register bank, used in alternate orientations: even blocks are written
+        by rows and read by columns, odd blocks written by columns and read by rows. In the
+        clock that line j of block k is read out, row j of block k+1 arrives and takes its
+        place, so blocks stream back to back; row 0 of a block can only leave after the
+        block's last row came in, hence one block (n clocks) of drain at the end. Reads at
+        s .. s+count*n-1, line j of block k leaves the bank at s+(k+1)*n+j+1 into a register
+        and is written the clock after: `count*n + n + 2`, the table's formula.
+        """
+        n = self.cfg.n
+        hm = _fields(held, Op.MOVE)
+        j_bits = max(1, (n - 1).bit_length())
+        running = Signal(name="tr_running")
+        j = Signal(j_bits, name="tr_j")  # line of the block in this clock
+        blk = Signal(17, name="tr_blk")  # block being read (count: draining the last one)
+        src = Signal(_ROW, name="tr_src")  # first source row of block `blk`
+        cur_j = Mux(start, 0, j)
+        cur_blk = Mux(start, 0, blk)
+        cur_src = Mux(start, _row(mv["src1"]), src)
+        active = start | running
+        reading = active & (cur_blk < mv["count"])
+        with m.If(reading):
+            m.d.comb += [self.rd_a.en.eq(1), self.rd_a.row.eq((cur_src + cur_j)[0:ROW_BITS]),
+                         self.rd_a.mem.eq(_mem(mv["src1"]))]
+        with m.If(active):
+            m.d.sync += [j.eq(cur_j + 1), blk.eq(cur_blk), src.eq(cur_src)]
+            with m.If(cur_j == n - 1):
+                m.d.sync += [blk.eq(cur_blk + 1), src.eq(cur_src + mv["sstride"])]
+            m.d.sync += running.eq(~((cur_blk == mv["count"]) & (cur_j == n - 1)))
+
+        # Stage 1: row j of block k arrives (k < count) while line j of block k-1 leaves.
+        s1_valid, s1_in, s1_out, s1_odd = (Signal(name=f"tr_s1_{x}")
+                                           for x in ("valid", "in", "out", "odd"))
+        s1_j = Signal(j_bits, name="tr_s1_j")
+        m.d.sync += [s1_valid.eq(active), s1_in.eq(reading), s1_out.eq(cur_blk != 0),
+                     s1_odd.eq(cur_blk[0]), s1_j.eq(cur_j)]
+        bank = [[Signal(32, name=f"tr_{r}_{c}") for c in range(n)] for r in range(n)]
+        lanes = L.split(self.rd_a.data, n)
+        with m.If(s1_valid & s1_in):
+            for r in range(n):
+                for c in range(n):
+                    with m.If(Mux(s1_odd, s1_j == c, s1_j == r)):
+                        m.d.sync += bank[r][c].eq(Mux(s1_odd, lanes[r], lanes[c]))
+        # Block k-1 was written in the other orientation: rows if k is odd, columns if even.
+        as_row = Array(L.join(bank[r]) for r in range(n))[s1_j]
+        as_col = L.join([Array(bank[i])[s1_j] for i in range(n)])
+        w_base = Signal(_ROW, name="tr_w_base")
+        out_valid = Signal(name="tr_out_valid")
+        out_row = Signal(_ROW, name="tr_out_row")
+        out_data = Signal(row_width(self.cfg), name="tr_out_data")
+        m.d.sync += out_valid.eq(s1_valid & s1_out)
+        with m.If(start):
+            m.d.sync += w_base.eq(_row(mv["dst"]))
+        with m.If(s1_valid & s1_out):
+            m.d.sync += [out_row.eq(w_base + s1_j), out_data.eq(Mux(s1_odd, as_col, as_row))]
+            with m.If(s1_j == n - 1):
+                m.d.sync += w_base.eq(w_base + hm["dstride"])
+        busy = running | s1_valid | out_valid
+        return out_valid, out_row, _mem(hm["dst"]), out_data, busy
+
+    def _divider(self, m: Module, start, bi: dict, held):
+        """int32 BINARY DIV: one restoring divider per lane, one quotient bit per clock.
+
+        Three registers per lane: operands (|a|, |b|, signs) fetched while the previous row
+        divides, the divider itself (its first step taken straight from the operands as it
+        loads them) and the signed result, written the clock after. A row every DIV_STEPS
+        clocks: `count * DIV_STEPS + 4` (read, operands, the steps, sign, write), the table's
+        formula. n fully pipelined dividers would meet `count + 2` but cost n * DIV_STEPS
+        stages of ~100 flip-flops and a 33-bit subtractor each (rtl/README.md, Timing).
+        """
         n = self.cfg.n
         hb = _fields(held, Op.BINARY)
-        busy = Signal(name="div_busy")
-        phase = Signal(2, name="div_phase")  # 0 read, 1 take operands, 2 divide, 3 write
-        left = Signal(17, name="div_left")
-        step = Signal(range(33), name="div_step")
-        a_row, b_row, w_row = (Signal(_ROW, name=f"div_{x}_row") for x in "abw")
+        # Reads: row r at the start and whenever the divider takes the previous row.
+        left = Signal(17, name="div_left")  # rows still to read
+        a_row, b_row = (Signal(_ROW, name=f"div_{x}_row") for x in "ab")
+        fetch = Signal(name="div_fetch")
+        m.d.comb += fetch.eq(start)
+        cur_a = Mux(start, _row(bi["src1"]), a_row)
+        cur_b = Mux(start, _row(bi["src2"]), b_row)
+        cur_left = Mux(start, bi["count"], left)
+        f = Mux(start, Cat(bi["step1"], bi["step2"], bi["imm_mode"]),
+                Cat(hb["step1"], hb["step2"], hb["imm_mode"]))
+        mem_a = Mux(start, _mem(bi["src1"]), _mem(hb["src1"]))
+        mem_b = Mux(start, _mem(bi["src2"]), _mem(hb["src2"]))
+
+        # Operand registers, loaded the clock after a fetch.
+        arriving = Signal(name="div_arriving")
+        opd_full = Signal(name="div_opd_full")
+        opd_q = [Signal(32, name=f"div_oq{i}") for i in range(n)]
+        opd_d = [Signal(32, name=f"div_od{i}") for i in range(n)]
+        opd_neg = [Signal(name=f"div_oneg{i}") for i in range(n)]
+        opd_zero = [Signal(name=f"div_ozero{i}") for i in range(n)]
+        m.d.sync += arriving.eq(fetch)
+        a_lanes = L.split(self.rd_a.data, n)
+        b_lanes = [Mux(hb["imm_mode"], hb["imm"].as_signed(), y)
+                   for y in L.split(self.rd_b.data, n)]
+        with m.If(arriving):
+            for i in range(n):
+                a, b = a_lanes[i], b_lanes[i]
+                m.d.sync += [opd_q[i].eq(Mux(a < 0, -a, a)[0:32]),
+                             opd_d[i].eq(Mux(b < 0, -b, b)[0:32]),
+                             opd_neg[i].eq((a < 0) ^ (b < 0)), opd_zero[i].eq(b == 0)]
+
+        # The dividers: `steps` quotient bits done; DIV_STEPS means a result is waiting.
+        steps = Signal(range(DIV_STEPS + 1), name="div_steps")
+        dividing = Signal(name="div_dividing")
         quo = [Signal(32, name=f"div_q{i}") for i in range(n)]
         rem = [Signal(33, name=f"div_r{i}") for i in range(n)]
         div = [Signal(32, name=f"div_d{i}") for i in range(n)]
         neg = [Signal(name=f"div_neg{i}") for i in range(n)]
         zero = [Signal(name=f"div_zero{i}") for i in range(n)]
-        f = _fields(self.insn, Op.BINARY)
-        with m.If(start):
-            m.d.sync += [busy.eq(1), phase.eq(0), left.eq(f["count"]),
-                         a_row.eq(_row(f["src1"])), b_row.eq(_row(f["src2"])),
-                         w_row.eq(_row(f["dst"]))]
-        write = Signal(name="div_write")
-        data = Signal(row_width(self.cfg), name="div_data")
-        with m.If(busy):
-            with m.Switch(phase):
-                with m.Case(0):
-                    m.d.comb += [self.rd_a.en.eq(1), self.rd_a.row.eq(a_row[0:ROW_BITS]),
-                                 self.rd_a.mem.eq(_mem(hb["src1"])),
-                                 self.rd_b.en.eq(1), self.rd_b.row.eq(b_row[0:ROW_BITS]),
-                                 self.rd_b.mem.eq(_mem(hb["src2"]))]
-                    m.d.sync += phase.eq(1)
-                with m.Case(1):
-                    a_lanes = L.split(self.rd_a.data, n)
-                    b_lanes = [Mux(hb["imm_mode"], hb["imm"].as_signed(), y)
-                               for y in L.split(self.rd_b.data, n)]
-                    for i in range(n):
-                        a, b = a_lanes[i], b_lanes[i]
-                        m.d.sync += [quo[i].eq(Mux(a < 0, -a, a)[0:32]), rem[i].eq(0),
-                                     div[i].eq(Mux(b < 0, -b, b)[0:32]),
-                                     neg[i].eq((a < 0) ^ (b < 0)), zero[i].eq(b == 0)]
-                    m.d.sync += [phase.eq(2), step.eq(0)]
-                with m.Case(2):
-                    for i in range(n):
-                        shifted = Cat(quo[i][31], rem[i][0:32])
-                        fits = shifted >= div[i]
-                        m.d.sync += [rem[i].eq(Mux(fits, shifted - div[i], shifted)),
-                                     quo[i].eq(Cat(fits, quo[i][0:31]))]
-                    m.d.sync += step.eq(step + 1)
-                    with m.If(step == 31):
-                        m.d.sync += phase.eq(3)
-                with m.Case(3):
-                    lanes = [Mux(zero[i], 0, Mux(neg[i], -quo[i], quo[i])) for i in range(n)]
-                    m.d.comb += [write.eq(1), data.eq(L.join(lanes))]
-                    m.d.sync += [a_row.eq(a_row + hb["step1"]), b_row.eq(b_row + hb["step2"]),
-                                 w_row.eq(w_row + 1), left.eq(left - 1), phase.eq(0)]
-                    with m.If(left == 1):
-                        m.d.sync += busy.eq(0)
-        return write, w_row, _mem(hb["dst"]), data, busy
+        finished = dividing & (steps == DIV_STEPS)
+        take = opd_full & (~dividing | finished)
+        for i in range(n):
+            q_in = Mux(take, opd_q[i], quo[i])
+            r_in = Mux(take, 0, rem[i])
+            d_in = Mux(take, opd_d[i], div[i])
+            shifted = Cat(q_in[31], r_in[0:32])
+            fits = shifted >= d_in
+            with m.If(take | (dividing & ~finished)):
+                m.d.sync += [rem[i].eq(Mux(fits, shifted - d_in, shifted)),
+                             quo[i].eq(Cat(fits, q_in[0:31]))]
+            with m.If(take):
+                m.d.sync += [div[i].eq(opd_d[i]), neg[i].eq(opd_neg[i]),
+                             zero[i].eq(opd_zero[i])]
+        with m.If(take):
+            m.d.sync += [dividing.eq(1), steps.eq(1)]
+            m.d.comb += fetch.eq(left != 0)
+        with m.Elif(finished):
+            m.d.sync += dividing.eq(0)
+        with m.Elif(dividing):
+            m.d.sync += steps.eq(steps + 1)
+        with m.If(arriving):
+            m.d.sync += opd_full.eq(1)
+        with m.Elif(take):
+            m.d.sync += opd_full.eq(0)
 
+        with m.If(fetch):
+            m.d.comb += [self.rd_a.en.eq(1), self.rd_a.row.eq(cur_a[0:ROW_BITS]),
+                         self.rd_a.mem.eq(mem_a), self.rd_b.en.eq(1),
+                         self.rd_b.row.eq(cur_b[0:ROW_BITS]), self.rd_b.mem.eq(mem_b)]
+            m.d.sync += [a_row.eq(cur_a + f[0]), b_row.eq(cur_b + f[1]),
+                         left.eq(cur_left - 1)]
+
+        # Result register: sign and zero-divisor rule, then the write.
+        out_valid = Signal(name="div_out_valid")
+        out_row = Signal(_ROW, name="div_out_row")
+        out_data = Signal(row_width(self.cfg), name="div_out_data")
+        m.d.sync += out_valid.eq(finished)
+        with m.If(start):
+            m.d.sync += out_row.eq(_row(bi["dst"]) - 1)
+        with m.If(finished):
+            lanes = [Mux(zero[i], 0, Mux(neg[i], -quo[i], quo[i])) for i in range(n)]
+            m.d.sync += [out_data.eq(L.join(lanes)), out_row.eq(out_row + 1)]
+        # Registered state only: `fetch` follows `start`, which the core derives from `idle`.
+        busy = arriving | opd_full | dividing | out_valid | (left != 0)
+        return out_valid, out_row, _mem(hb["dst"]), out_data, busy

@@ -6,8 +6,8 @@ it at cycle s is busy until s+L. Each cycle does, in this order: completions (to
 pushes), starts (token pops), one dispatch (queue occupancy counted after the starts).
 
 The units' datapaths do their work within those L cycles in the common case (a row per
-cycle). When one needs longer (a TRANSPOSE, or a DMA of many narrow rows: the SRAMs
-take one row per cycle while the formula charges DRAM bytes), the core *holds*: the
+cycle). When one needs longer (a DMA of many narrow rows: the SRAMs take one row per
+cycle while the formula charges DRAM bytes), the core *holds*: the
 architectural clock stops, nothing completes, starts or dispatches, until the datapath
 has drained. `cycles` counts architectural cycles only, so it always equals the
 ISA's count; `hold_cycles` reports the extra clock cycles such a prototype spent.

@@ -160,4 +160,4 @@ def test_division_edge_cases_match_simulator():
     program = Program(TINY, code, [Segment(0, a.tobytes()), Segment(64, b.tobytes())])
     rtl = run_programs([program])[0]
     compare(program, rtl, reference(program))
-    assert rtl.counters["hold_cycles"] > 0  # 32 division steps a row: the core held
+    assert rtl.counters["hold_cycles"] == 0  # the dividers meet the table's DIV formula
