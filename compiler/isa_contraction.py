@@ -133,8 +133,9 @@ class GemmEpilogue:
 
     def _size_block(self) -> None:
         # A per-row REQUANT reads a table of two broadcast rows (multiplier, shift) per
-        # row: one REQUANT of one row each (3 cycles a row) beats transposing n-row blocks
-        # into lanes and back (two transposes of at least n + 1 cycles per block each).
+        # row, one pair after another: one REQUANT with step2 covers the whole block (a
+        # cycle a row), where transposing n-row blocks into lanes and back costs two
+        # transposes of at least n + 1 cycles per block.
         self.block_regions = len(self.row_leaves) + 2 * len(self.rowrequants_of)
 
     def accepts(self, mb: int) -> bool:

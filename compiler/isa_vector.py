@@ -214,7 +214,10 @@ class ExprEmitter:
                         lo=arg.lo, hi=arg.hi, step1=1)
                 em.emit("move", dst=dst, src1=dst, count=blocks, fn=int(MoveFn.TRANSPOSE),
                         dstride=n, sstride=n)
-            elif isinstance(params, tuple):  # params change from row to row: one per row
+            elif isinstance(params, tuple) and params[1] == 2:  # row r's pair at row + 2r
+                em.emit("requant", dst=dst, src1=a.addr, src2=sp(params[0]), count=count,
+                        zp=arg.zp, lo=arg.lo, hi=arg.hi, step1=a.step, step2=1)
+            elif isinstance(params, tuple):  # pairs further apart: one REQUANT per row
                 row, stride = params[0], params[1]
                 em.emit("loop", count=count, body=1, d_dst=1, d_src1=a.step, d_src2=stride)
                 em.emit("requant", dst=dst, src1=a.addr, src2=sp(row), count=1, zp=arg.zp,

@@ -401,15 +401,19 @@ OPS: tuple[OpDef, ...] = (
         local("dst", "first destination row", role="dst"),
         local("src1", "first int32 source row", role="src1"),
         local("src2", "parameter rows: lanes of row src2 are multipliers (int32), "
-                      "lanes of row src2+1 are shifts (0..63)", role="src2"),
+                      "lanes of row src2+1 are shifts (0..63); with step2, row r uses the pair "
+                      "at src2+2r", role="src2"),
         uint("count", 16, "rows processed", min=1),
         sint("zp", 9, "output zero point"),
         sint("lo", 9, "lower saturation bound"),
         sint("hi", 9, "upper saturation bound"),
         flag("step1", "1: src1 advances a row per row"),
+        flag("step2", "1: each row has its own parameter pair (per-channel params when "
+                      "channels are rows)"),
     ),
           "Requantise int32 to a narrow integer: per-lane multiply, rounding shift, zero point, "
           "saturation.",
+          "Row r reads its multipliers at src2 + 2r*step2 and its shifts at src2 + 2r*step2 + 1. "
           "For each lane with x (int32 source), m (int32 multiplier) and s = shift & 63: "
           "p = x*m in 64 bits; q = s == 0 ? p : (p + 2^(s-1)) >> s (arithmetic shift: rounds "
           "half up, towards +infinity); y = min(max(q + zp, lo), hi), computed in 64 bits; the "

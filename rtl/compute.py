@@ -126,8 +126,8 @@ class ComputeUnit(wiring.Component):
                 set_base("w", _row(re_["dst"]), _mem(re_["dst"]), lanes_axis)
             with m.Case(int(Op.REQUANT)):
                 set_base("a", _row(rq["src1"]), _mem(rq["src1"]), rq["step1"])
-                set_base("b", _row(rq["src2"]), _mem(rq["src2"]), 0)
-                set_base("c", _row(rq["src2"]) + 1, _mem(rq["src2"]), 0)
+                set_base("b", _row(rq["src2"]), _mem(rq["src2"]), rq["step2"] * 2)
+                set_base("c", _row(rq["src2"]) + 1, _mem(rq["src2"]), rq["step2"] * 2)
                 set_base("w", _row(rq["dst"]), _mem(rq["dst"]), 1)
             with m.Case(int(Op.MOVE)):
                 set_base("a", _row(mv["src1"]), _mem(mv["src1"]), mv["sstride"])

@@ -518,7 +518,8 @@ def _checks(op, v, raw, cfg: ChipConfig, limit, span, local_span):
     if op.opcode == Op.REQUANT:
         return (local_span(v, "dst", raw["count"]) &
                 local_span(v, "src1", raw["count"], raw["step1"]) &
-                local_span(v, "src2", 2)), one, one
+                span(v["src2.row"], 0, Mux(raw["step2"], 2 * raw["count"], 2),
+                     limit(v["src2.mem"]))), one, one
     if op.opcode == Op.MOVE:
         fn = raw["fn"]
         ext = Mux(fn == MoveFn.TRANSPOSE, n, 1)

@@ -93,7 +93,7 @@ def footprint(opcode: int, v: dict[str, int], cfg: ChipConfig) -> Footprint | No
             reads += [_rows(v["src2"], count if v["step2"] else 1),
                       _rows(v["src3"], count if v["step3"] else 1)]
         if opcode == Op.REQUANT:
-            reads.append(_rows(v["src2"], 2))
+            reads.append(_rows(v["src2"], 2 * count if v["step2"] else 2))
         return Footprint(cat(reads), _rows(v["dst"], count), _EMPTY, _EMPTY)
     if opcode == Op.REDUCE:
         count = v["count"]

@@ -262,9 +262,10 @@ class Machine:
     def requant(self, v: Values) -> None:
         count = v["count"]
         x = self._read(v["src1"], count, v["step1"], DType.I32, "src1").astype(np.int64)
-        params = self._read(v["src2"], 2, 1, DType.I32, "src2 (multipliers, shifts)")
-        params = params.astype(np.int64)
-        m, s = params[0], params[1] & 63
+        pairs = count if v["step2"] else 1
+        params = self._read(v["src2"], 2 * pairs, 1, DType.I32, "src2 (multipliers, shifts)")
+        params = params.astype(np.int64).reshape(pairs, 2, -1)
+        m, s = params[:, 0], params[:, 1] & 63
         p = x * m
         # (p + 2^(s-1)) >> s without the add's 64-bit overflow: p >> s plus the last bit
         # shifted out, which is bit s of p << 1 (0 when s = 0; the wrap of << leaves it intact).

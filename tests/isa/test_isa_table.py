@@ -101,7 +101,9 @@ def test_latency_formulas_evaluate_on_every_preset():
     ("reduce", dict(count=4, axis=1), "default", 6),
     ("reduce", dict(count=1, axis=0), "large", 1 + 2 + 7),
     ("requant", dict(count=5), "tiny", 7),
-    ("move", dict(count=2, fn=1), "default", 2 * 16 + 2),
+    ("move", dict(count=2, fn=1), "default", 2 * 16 + 16 + 2),  # a block of drain
+    ("binary", dict(count=3, fn=3, dtype=0), "tiny", 3 * 32 + 4),  # int32 DIV: iterative
+    ("binary", dict(count=3, fn=3, dtype=1), "tiny", 3 + 2),  # fp32 DIV: pipelined
     ("move", dict(count=2, fn=3), "default", 4),
     ("sync", dict(unit=2), "tiny", 1),
 ])

@@ -85,7 +85,7 @@ def footprint(insn: Instruction, n: int) -> Footprint:
         if name == "ternary":
             fp.reads |= _rows(v["src2"], 0, c, v["step2"]) | _rows(v["src3"], 0, c, v["step3"])
         if name == "requant":
-            fp.reads |= _rows(v["src2"], 0, 2)
+            fp.reads |= _rows(v["src2"], 0, 2 * c if v["step2"] else 2)
     elif name == "reduce":
         c = v["count"]
         fp.reads = _rows(v["src1"], 0, c)
@@ -120,7 +120,9 @@ def _fits(insn: Instruction, n: int) -> bool:
                 continue
             if name == "move" and v["fn"] == MoveFn.FILL:
                 continue
-            count = 2 if (name == "requant" and src == "src2") else v["count"]
+            count = v["count"]
+            if name == "requant" and src == "src2":
+                count = 2 * v["count"] if v["step2"] else 2
             if name == "move":
                 srows = footprint(insn, n).reads
             else:
@@ -185,9 +187,11 @@ def unit_instruction(draw, n: int = TINY.n) -> Instruction:
                     acc=draw(st.integers(0, 1)))
     if kind == "requant":
         lo = draw(st.integers(-128, 0))
-        return make("requant", dst=dst, src1=src("step1"), src2=_local(draw, count=2),
-                    count=count, zp=draw(st.integers(-20, 20)), lo=lo,
-                    hi=draw(st.integers(lo, 127)), step1=step["step1"])
+        per_row = draw(st.integers(0, 1))
+        return make("requant", dst=dst, src1=src("step1"),
+                    src2=_local(draw, count=2 * count if per_row else 2), count=count,
+                    zp=draw(st.integers(-20, 20)), lo=lo, hi=draw(st.integers(lo, 127)),
+                    step1=step["step1"], step2=per_row)
     fn = draw(st.sampled_from(list(MoveFn)))
     if fn == MoveFn.TRANSPOSE:
         count = draw(st.integers(1, 2))

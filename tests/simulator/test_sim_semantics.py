@@ -19,6 +19,7 @@ from isa.table import (
     TernaryFn,
     UnaryFn,
 )
+from simulator.errors import FaultSignal
 
 I32_MIN, I32_MAX = -(2**31), 2**31 - 1
 NAN = float("nan")
@@ -283,6 +284,18 @@ def requant(x, mult, shift, zp=0, lo=-128, hi=127):
     m = machine(sp=i32([x, mult, shift]))
     execute(m, make("requant", dst=SP(3), src1=SP(0), src2=SP(1), count=1, zp=zp, lo=lo, hi=hi))
     return m.sp[3].tolist()
+
+
+def test_requant_step2_gives_each_row_its_own_parameter_pair():
+    # rows 0..1: x; rows 2..5: (mult, shift) for row 0, then for row 1
+    m = machine(sp=i32([[4, 8, -8, 3], [10, 20, 30, 40], [1] * 4, [1] * 4, [3] * 4, [0] * 4]))
+    execute(m, make("requant", dst=SP(6), src1=SP(0), src2=SP(2), count=2, lo=-128, hi=127,
+                    step1=1, step2=1))
+    assert m.sp[6].tolist() == [2, 4, -4, 2]
+    assert m.sp[7].tolist() == [30, 60, 90, 120]
+    with pytest.raises(FaultSignal, match="src2"):  # the last pair lies past the scratchpad
+        execute(m, make("requant", dst=SP(0), src1=SP(0), src2=SP(m.sp.shape[0] - 3), count=2,
+                        step2=1))
 
 
 def test_requant_rounds_half_up_towards_plus_infinity():

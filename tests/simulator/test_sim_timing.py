@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from sim_helpers import ACC, HALT, SP, TIMING, run
 
 from isa.encoding import make
-from isa.table import Axis, Fault, Fmt, MoveFn, SyncUnit
+from isa.table import Axis, BinaryFn, DType, Fault, Fmt, MoveFn, SyncUnit
 from simulator import SimulationError
 from simulator.semantics import Machine
 from simulator.ticking import run_ticks
@@ -112,9 +112,12 @@ LATENCIES = [  # (instruction, hand-computed latency on TIMING: n=4, dram 4 + ce
     (make("reduce", dst=SP(9), src1=SP(0), count=2, axis=Axis.LANES), 2 + 2 + 2),
     (make("reduce", dst=SP(9), src1=SP(0), count=2, axis=Axis.ROWS), 2 + 2),
     (make("requant", dst=SP(9), src1=SP(0), src2=SP(4), count=1), 1 + 2),
+    (make("requant", dst=SP(9), src1=SP(0), src2=SP(4), count=2, step2=1), 2 + 2),
     (make("move", dst=SP(8), src1=SP(0), count=3, fn=MoveFn.COPY, dstride=1, sstride=1), 3 + 2),
     (make("move", dst=SP(16), src1=SP(0), count=2, fn=MoveFn.TRANSPOSE, dstride=4, sstride=4),
-     2 * 4 + 2),
+     2 * 4 + 4 + 2),  # a block of drain
+    (make("binary", dst=SP(0), src1=SP(0), src2=SP(0), count=2, fn=BinaryFn.DIV,
+          dtype=DType.I32), 2 * 32 + 4),  # the iterative divider
     (make("move", dst=SP(8), count=2, fn=MoveFn.FILL, dstride=1), 2 + 2),
     (make("sync", unit=SyncUnit.LOAD), 1),
 ]
