@@ -78,12 +78,12 @@ def main() -> None:
               f"{sum(ops.values()):>6} {tc:.1f}/{ts:.1f} {mix}")
         if mm:
             ideal = util * cyc
-            print("     compute cycles: ideal %d; " % ideal + " ".join(
+            print(f"     compute cycles: ideal {ideal:.0f}; " + " ".join(
                 f"{k}:{v}" for k, v in sorted(mm.items(), key=lambda x: -x[1])))
     print(f"mean over {weight} layers: {total / max(weight, 1):.4f}")
     if args.detail:  # the points of the mean each cause costs, summed over layers
         lost: dict[str, float] = {}
-        for (i, cin, h, cout, k, s, count, util, cyc, busy, ops, tc, ts, mm) in rows:
+        for (*_, count, util, cyc, busy, _ops, _tc, _ts, mm) in rows:
             ideal = util * cyc
             parts = dict(mm)
             parts["matmul.lanes"] = parts.pop("matmul", 0) - ideal
