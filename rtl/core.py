@@ -36,29 +36,17 @@ from isa.table import (
     TOKEN_FLAGS,
     Axis,
     Fault,
-    Fmt,
     Kind,
-    MatType,
     Mem,
     MoveFn,
     Op,
     Unit,
-    esize,
 )
 from rtl.compute import ComputeUnit
 from rtl.dma import LoadUnit, StoreUnit
-from rtl.fields import (
-    LATENCY_BITS,
-    enum_in_range,
-    field_values,
-    flag_bit,
-    fn_dtype_legal,
-    latency_value,
-    reserved_clear,
-)
+from rtl.fields import EXTENT_BITS, LATENCY_BITS, Predecoder, field_values, flag_bit
 from rtl.ports import DramPort, row_width
 from rtl.queue import InstructionQueue
-from rtl.support import matmul_supported, supported
 
 PC_BITS = 16
 COUNTER_BITS = 48
@@ -119,11 +107,16 @@ class Core(wiring.Component):
         width = row_width(cfg)
 
         # Memories ---------------------------------------------------------------------
-        m.submodules.imem = imem = Memory(shape=INSN_BITS, depth=self.imem_depth, init=[])
+        # Each code word is stored with what it decides alone (latency, legality, DRAM
+        # extent), computed once as it is written, so dispatch evaluates no formula.
+        m.submodules.predecode = pre = Predecoder(cfg)
+        m.submodules.imem = imem = Memory(
+            shape=INSN_BITS + LATENCY_BITS + 1 + EXTENT_BITS, depth=self.imem_depth, init=[])
         imem_w = imem.write_port()
         imem_r = imem.read_port(domain="comb")
-        m.d.comb += [imem_w.en.eq(self.imem_we), imem_w.addr.eq(self.imem_addr),
-                     imem_w.data.eq(self.imem_data)]
+        m.d.comb += [pre.word.eq(self.imem_data),
+                     imem_w.en.eq(self.imem_we), imem_w.addr.eq(self.imem_addr),
+                     imem_w.data.eq(Cat(self.imem_data, pre.latency, pre.legal, pre.extent))]
         m.submodules.sp = sp = Memory(shape=width, depth=cfg.sp_rows, init=[])
         m.submodules.acc = acc = Memory(shape=width, depth=cfg.acc_rows, init=[])
 
@@ -266,7 +259,10 @@ class Core(wiring.Component):
             m.d.comb += total[role].eq(acc_sum)
 
         m.d.comb += imem_r.addr.eq(pc)
-        word = imem_r.data
+        word = imem_r.data[0:INSN_BITS]
+        pre_latency = imem_r.data[INSN_BITS:INSN_BITS + LATENCY_BITS]
+        pre_legal = imem_r.data[INSN_BITS + LATENCY_BITS]
+        pre_extent = imem_r.data[INSN_BITS + LATENCY_BITS + 1:]
         opcode = word[0:4]
         fv = {op.opcode: field_values(word, op) for op in BY_OPCODE.values()}
 
@@ -317,7 +313,7 @@ class Core(wiring.Component):
         illegal = Signal()
         sram_bad = Signal()
         dram_bad = Signal()
-        latency = Signal(LATENCY_BITS)
+        latency = pre_latency
         target = Signal(2)  # Unit of a unit instruction
         is_unit_insn = Signal()
         with m.Switch(opcode):
@@ -325,24 +321,14 @@ class Core(wiring.Component):
                 with m.Case(op.opcode):
                     v = eff[op.opcode]
                     raw = fv[op.opcode]
-                    legal = reserved_clear(word, op) & enum_in_range(op, raw)
-                    legal = legal & fn_dtype_legal(op, raw, supported)
-                    if op.unit is Unit.DISPATCH:
-                        legal = legal & (word[4:8] == 0)
-                        m.d.comb += is_unit_insn.eq(0)
-                    else:
-                        m.d.comb += [is_unit_insn.eq(1),
-                                     latency.eq(latency_value(op, raw, cfg))]
-                        if op.opcode == Op.SYNC:
-                            m.d.comb += target.eq(raw["unit"])
-                            for u in UNITS:
-                                bad = _bad_flags(word, u)
-                                legal = legal & ~((raw["unit"] == int(u)) & bad)
-                        else:
-                            m.d.comb += target.eq(int(op.unit))
-                            legal = legal & ~_bad_flags(word, op.unit)
-                    sram_ok, dram_ok, extra = _checks(op, v, raw, cfg, limit, span, local_span)
-                    m.d.comb += [illegal.eq(~legal | ~extra), sram_bad.eq(~sram_ok),
+                    m.d.comb += is_unit_insn.eq(op.unit is not Unit.DISPATCH)
+                    if op.opcode == Op.SYNC:
+                        m.d.comb += target.eq(raw["unit"])
+                    elif op.unit is not Unit.DISPATCH:
+                        m.d.comb += target.eq(int(op.unit))
+                    sram_ok, dram_ok, extra = _checks(op, v, raw, cfg, limit, span, local_span,
+                                                      pre_extent)
+                    m.d.comb += [illegal.eq(~pre_legal | ~extra), sram_bad.eq(~sram_ok),
                                  dram_bad.eq(~dram_ok)]
             with m.Default():
                 m.d.comb += illegal.eq(1)
@@ -463,15 +449,6 @@ def _select(opcode, adjusted: dict[int, object]):
     return out
 
 
-def _bad_flags(word, unit: Unit):
-    """1 when the word sets a token flag that `unit` has no neighbour for."""
-    bad = Const(0)
-    for name, ch in _flag_channels(unit).items():
-        if ch is None:
-            bad = bad | flag_bit(word, name)
-    return bad
-
-
 def _first_pushing_pc(completing, flags, cur_pc):
     out = Const(0, PC_BITS)
     for u in reversed(UNITS):
@@ -479,26 +456,20 @@ def _first_pushing_pc(completing, flags, cur_pc):
     return out
 
 
-def _checks(op, v, raw, cfg: ChipConfig, limit, span, local_span):
-    """(sram in range, dram in range, other legality) of one instruction after LOOP offsets."""
+def _checks(op, v, raw, cfg: ChipConfig, limit, span, local_span, extent):
+    """(sram in range, dram in range, other legality) of one instruction after LOOP offsets;
+    `extent` is a DMA's predecoded DRAM extent (rtl.fields.extent_value)."""
     one = Const(1)
     n = cfg.n
     if op.opcode in (Op.LOAD, Op.STORE):
-        nbytes = Mux(raw["fmt"] == Fmt.X32, raw["cols"] * esize(Fmt.X32),
-                     raw["cols"] * esize(Fmt.I8))
         sram = local_span(v, "sram", raw["rows"]) & (raw["cols"] <= n)
         addr = v["dram.eff"]
-        last = addr + (raw["rows"] - 1) * raw["stride"] + nbytes
-        return sram, (addr >= 0) & (last <= cfg.dram_bytes), one
+        return sram, (addr >= 0) & (addr + extent <= cfg.dram_bytes), one
     if op.opcode == Op.MATMUL:
         sram = (span(v["dst.eff"], 0, raw["rows"], cfg.acc_rows)
                 & span(v["inp.eff"], 0, raw["rows"], cfg.sp_rows)
                 & span(v["wgt.eff"], 0, n, cfg.sp_rows))
-        dtype_ok = Const(0)
-        for mat_type in MatType:
-            if matmul_supported(mat_type):
-                dtype_ok = dtype_ok | (raw["dtype"] == int(mat_type))
-        return sram, one, dtype_ok
+        return sram, one, one
     if op.opcode == Op.UNARY:
         return (local_span(v, "dst", raw["count"]) &
                 local_span(v, "src1", raw["count"], raw["step1"])), one, one
