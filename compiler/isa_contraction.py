@@ -16,6 +16,7 @@ import numpy as np
 from compiler.ir import Op
 from compiler.isa_builder import CompileError, DramBuffer, Emitter, sp
 from compiler.isa_elementwise import Leaf, emit_elementwise, requant_view, requants_of, scalar_of
+from compiler.isa_gather import GatherJob, emit_lane_gather, gather_fits
 from compiler.isa_gemm import Mat, Tile, WindowB, emit_gemm
 from compiler.isa_vector import (
     ExprEmitter,
@@ -566,10 +567,12 @@ def shifted_window(em: Emitter, b: Leaf, g: GemmAxes, shape: tuple[int, ...],
     cin = cins[0]
     if stride == 1 and (shape[ow] % n == 0 or s_row == shape[ow] or not khs):
         return None  # the image itself can be read in place
-    if stride > 1 and not khs:
+    kw_size = shape[kws[0]] if kws else 1
+    gather = stride > 1 and b.buf.dtype == "int8" and \
+        gather_fits(em.cfg, list(range(kw_size)), stride, shape[ow])
+    if stride > 1 and not khs and not gather:
         return None  # a plain subsample: the matrix path is as cheap
     flat = shape[cin] < n and bool(kws) and stride > 1
-    kw_size = shape[kws[0]] if kws else 1
     kh_size = shape[khs[0]] if khs else 1
     phases = min(stride, kh_size)
     rows = shape[oh] + (kh_size - 1) // stride
@@ -595,7 +598,10 @@ def shifted_window(em: Emitter, b: Leaf, g: GemmAxes, shape: tuple[int, ...],
     src = View(yshape, (1, s_row, v.strides[cin], stride * s_row, stride), v.offset, None)
     ybuf = em.alloc(f"{b.buf.name}.shifted", yshape, b.buf.dtype)
     em.alloc(f"{b.buf.name}.shifted.tail", (n,), b.buf.dtype)  # the last tile reads past Y
-    emit_elementwise(em, yshape, [Leaf(b.buf, src)], Expr(LOAD, (), 0, b.buf.dtype), ybuf)
+    if gather:  # every stride-th column: selection MATMULs, not transposes
+        _gather_shifted(em, b.buf, ybuf, src)
+    else:
+        emit_elementwise(em, yshape, [Leaf(b.buf, src)], Expr(LOAD, (), 0, b.buf.dtype), ybuf)
     em.barrier()
     if not flat:
         return ybuf, WindowB(tuple(chunks), tuple(tiles)), outer + [cin], False
@@ -612,6 +618,24 @@ def shifted_window(em: Emitter, b: Leaf, g: GemmAxes, shape: tuple[int, ...],
         em.barrier()
     flat_chunks = tuple((j * total, min(n, k_total - j), total) for j in range(0, k_total, n))
     return mat, WindowB(flat_chunks, tuple(tiles)), [kh, cin, kw], True
+
+
+def _gather_shifted(em: Emitter, image: DramBuffer, ybuf: DramBuffer, src: View) -> None:
+    """Y = image through `src` (axes kw, phase, channel, row, column; column stride > 1)
+    by lane gathers: one job per phase when the channels' rows continue each other at one
+    stride (the image holds exactly `rows` rows of the phase per channel), else per channel."""
+    kws, phases, chans, rows, width = src.shape
+    _, s_ph, s_c, s_row, stride = src.strides
+    ys = contiguous_strides(src.shape)
+    jobs = []
+    for ph in range(phases):
+        if s_c == rows * s_row:
+            jobs.append(GatherJob(src.offset + ph * s_ph, ph * ys[1], chans * rows))
+        else:
+            jobs += [GatherJob(src.offset + ph * s_ph + c * s_c, ph * ys[1] + c * ys[2], rows)
+                     for c in range(chans)]
+    emit_lane_gather(em, image, ybuf, jobs, s_row, [(kw, kw * ys[0]) for kw in range(kws)],
+                     stride, width)
 
 
 def window_operand(view: View, g: GemmAxes, shape: tuple[int, ...], n: int,

@@ -10,6 +10,7 @@ import time
 
 import numpy as np
 
+from compiler import reference
 from compiler.lower import compile_graph
 from frontend.benchmarks._nets import conv_layer
 from frontend.benchmarks.compiler import _conv_layers
@@ -43,6 +44,7 @@ def main() -> None:
     ap.add_argument("--config", default=None)
     ap.add_argument("--only", default=None, help="comma-separated layer indices")
     ap.add_argument("--detail", action="store_true", help="compute-unit cycles by opcode")
+    ap.add_argument("--check", action="store_true", help="compare each output with the reference")
     args = ap.parse_args()
     cfg = load_config(args.config)
     size = 64 if args.quick else 224
@@ -59,6 +61,9 @@ def main() -> None:
         t1 = time.perf_counter()
         result = Simulator(program, trace=args.detail).run({"x": xin})
         t2 = time.perf_counter()
+        if args.check and not np.array_equal(result.outputs["y"],
+                                             reference.run(graph, {"x": xin})["y"]):
+            raise SystemExit(f"layer {i}: output differs from the reference")
         rep = result.report()
         util = program.meta["macs"] / (cfg.peak_macs_per_cycle * result.cycles)
         ops = rep["instructions_by_opcode"]
