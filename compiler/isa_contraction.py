@@ -450,8 +450,8 @@ def emit_contraction(em: Emitter, shape: tuple[int, ...], reduce_axes: tuple[int
     if window is not None:
         _, order = window  # (the B plan, the K order A must follow)
         flat_k = shifted is not None and shifted[3]
-        abuf = em.constant(f"{a.buf.name}.windowed", _fold_for_window(a, g, shape, order,
-                                                                      em.cfg.n, flat_k))
+        a_host = _fold_for_window(a, g, shape, order, em.cfg.n, flat_k)
+        abuf = em.constant(f"{a.buf.name}.windowed", a_host)
         k = abuf.shape[1]
         av = View((m, k), (k, 1), 0, None)
         bbuf, bv = b.buf, b.view
@@ -492,13 +492,19 @@ def emit_contraction(em: Emitter, shape: tuple[int, ...], reduce_axes: tuple[int
         b_off = bv.offset + sum(i * bv.strides[x] for i, x in zip(bidx, g.batch, strict=True))
         o_off = sum(i * ostr[x] for i, x in zip(bidx, g.batch, strict=True)) if fused \
             else bi * m * nn
+        host = None
+        if window is None and abuf is a.buf and a.data is not None and a_m[1] >= 0:
+            k_st = (merged(av, g.k) or (1, 1))[1]  # a constant read in place: its host copy
+            host = np.asarray(a.data).reshape(-1)[
+                a_off + np.arange(m)[:, None] * a_m[1] + np.arange(k)[None, :] * k_st]
         problems.append((
-            Mat(abuf.addr + a_off * abuf.esize, m, k, max(a_m[1], 0) * abuf.esize, abuf.fmt),
+            Mat(abuf.addr + a_off * abuf.esize, m, k, max(a_m[1], 0) * abuf.esize, abuf.fmt,
+                host),
             Mat(bbuf.addr + b_off * bbuf.esize, k, nn, max(b_k[1], 0) * bbuf.esize, bbuf.fmt),
             Mat(target.addr + o_off * target.esize, m, nn, max(out_ld, 1) * target.esize,
                 target.fmt)))
     if window is not None:
-        problems = [(Mat(abuf.addr, m, k, k * abuf.esize, abuf.fmt),
+        problems = [(Mat(abuf.addr, m, k, k * abuf.esize, abuf.fmt, a_host),
                      Mat(bbuf.addr, k, nn, 0, bbuf.fmt), problems[0][2])]
     emit_gemm(em, problems, dtype, epi, window[0] if window is not None else None)
     if fused:

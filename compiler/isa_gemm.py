@@ -18,8 +18,10 @@ runs on the accumulator tile before its store.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
+
+import numpy as np
 
 from compiler.isa_builder import CompileError, Credits, Emitter, acc, sp
 from isa.table import Fmt, MatType
@@ -34,6 +36,7 @@ class Mat:
     cols: int
     ld: int
     fmt: Fmt
+    host: np.ndarray | None = field(default=None, compare=False)  # (rows, cols) if constant
 
     @property
     def esize(self) -> int:
@@ -176,6 +179,7 @@ def emit_gemm(em: Emitter, problems: list[tuple[Mat, Mat, Mat]], dtype: MatType,
     temp_base = block_base + epi_block * mb
     if temp_base + epi_temp * mb > cfg.sp_rows:
         raise CompileError("GEMM scratchpad plan overflows")
+    blocked = [_blocked(em, a, mb, kc) if a.host is not None else None for a, _, _ in problems]
     if epilogue and res_rows:
         epilogue.emit_resident(em, res_base)
     data_free = FreeTokens()  # compute -> load: W/A/epilogue buffers (and halves) free
@@ -212,15 +216,17 @@ def emit_gemm(em: Emitter, problems: list[tuple[Mat, Mat, Mat]], dtype: MatType,
             owe += data_free.need(("step", step - 1))  # single-buffered per block
         if epilogue and epi_block and ti == 0 and gi == 0:
             epilogue.emit_block_loads(em, tile, block_base)
-        if p.resident_a and ti == 0 and gi == 0:
-            for j in range(kc):
-                em.emit("load", sram=sp(a_base + j * mb), dram=a.at(m0, j * n),
+        blk = blocked[tile.batch]
+        a_first, a_end = (0, kc) if p.resident_a else (g0, g1)
+        a_row = a_base + (0 if p.resident_a else buf * a_size)
+        if blk is not None and (not p.resident_a or (ti == 0 and gi == 0)):
+            # chunk-major copy: the step's chunks are one run of rows, one DMA
+            em.emit("load", sram=sp(a_row), dram=blk[m0] + a_first * rows * n * a.esize,
+                    stride=n * a.esize, rows=(a_end - a_first) * rows, cols=n, fmt=a.fmt)
+        elif blk is None and (not p.resident_a or (ti == 0 and gi == 0)):
+            for j in range(a_first, a_end):
+                em.emit("load", sram=sp(a_row + (j - a_first) * rows), dram=a.at(m0, j * n),
                         stride=a.ld, rows=rows, cols=min(n, k - j * n), fmt=a.fmt)
-        if not p.resident_a:
-            for j in range(g0, g1):
-                em.emit("load", sram=sp(a_base + buf * a_size + (j - g0) * mb),
-                        dram=a.at(m0, j * n), stride=a.ld, rows=rows,
-                        cols=min(n, k - j * n), fmt=a.fmt)
         if window is None:
             krows = min(k, g1 * n) - g0 * n
             em.emit("load", sram=sp(w_base + buf * w_size), dram=b.at(g0 * n, n0),
@@ -268,7 +274,7 @@ def emit_gemm(em: Emitter, problems: list[tuple[Mat, Mat, Mat]], dtype: MatType,
         # Compute unit: the MATMULs of this step, the epilogue after the last.
         start = len(em.code)
         for j in range(g0, g1):
-            inp = (a_base + j * mb) if p.resident_a else (a_base + buf * a_size + (j - g0) * mb)
+            inp = (a_base + j * rows) if p.resident_a else (a_base + buf * a_size + (j - g0) * rows)
             wgt = w_base + buf * w_size + (j - g0) * n
             em.emit("matmul", dst=half, inp=inp, wgt=wgt, rows=rows,
                     acc=int(j > 0 or acc_init), dtype=int(dtype))
@@ -306,3 +312,21 @@ def emit_gemm(em: Emitter, problems: list[tuple[Mat, Mat, Mat]], dtype: MatType,
             result = acc(half) if not epilogue else result
             em.emit("store", ("pop_prev", "push_prev"), sram=result, dram=c.at(tile.m0, tile.n0),
                     stride=c.ld, rows=rows, cols=tile.cols, fmt=c.fmt)
+
+
+def _blocked(em: Emitter, a: Mat, mb: int, kc: int) -> dict[int, int]:
+    """A constant A laid out chunk-major within each M block ([block][chunk][row][n]), so
+    the K chunks a step needs are one run of rows: one DMA (one DRAM latency) instead of
+    one per chunk. Returns the DRAM address of each M block by its first row."""
+    n = em.cfg.n
+    assert a.host is not None
+    host = np.zeros((a.rows, kc * n), a.host.dtype)
+    host[:, :a.cols] = a.host
+    parts, addrs, at = [], {}, 0
+    for m0 in range(0, a.rows, mb):
+        blk = host[m0:m0 + mb].reshape(-1, kc, n).transpose(1, 0, 2)
+        addrs[m0] = at
+        at += blk.size * a.esize
+        parts.append(blk.reshape(-1))
+    buf = em.constant("gemm.a.blocked", np.concatenate(parts))
+    return {m0: buf.addr + off for m0, off in addrs.items()}
