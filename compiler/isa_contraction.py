@@ -14,7 +14,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from compiler.ir import Op
-from compiler.isa_builder import CompileError, DramBuffer, Emitter, sp
+from compiler.isa_builder import CompileError, DramBuffer, Emitter, acc, sp
+from compiler.isa_conv_pixels import PixelConv, emit_pixel_conv, plan_rows
 from compiler.isa_elementwise import Leaf, emit_elementwise, requant_view, requants_of, scalar_of
 from compiler.isa_gather import GatherJob, emit_lane_gather, gather_fits
 from compiler.isa_gemm import Mat, Tile, WindowB, emit_gemm
@@ -432,6 +433,8 @@ def emit_contraction(em: Emitter, shape: tuple[int, ...], reduce_axes: tuple[int
             return leaf.buf, v
         return materialise(leaf, g.batch + rows + cols, shape)
 
+    if _pixel_conv(em, shape, g, a, b, epilogue, epi_leaves, out, out_shape, red_shape, ostr):
+        return
     o_m, o_n = merged(ov, g.m), merged(ov, g.n)
     is_direct = o_m is not None and o_n is not None and (o_n[1] == 1 or nn == 1)
     window: tuple[WindowB, list[int]] | None = None
@@ -539,6 +542,89 @@ def emit_contraction(em: Emitter, shape: tuple[int, ...], reduce_axes: tuple[int
             raise CompileError("cannot lay out per-channel REQUANT params for the epilogue")
         rq_views[id(r)] = rv
     emit_elementwise(em, red_shape, leaves, body, out, Leaf(target, red_view), rq_views)
+
+
+def _pixel_conv(em: Emitter, shape: tuple[int, ...], g: GemmAxes, a: Leaf, b: Leaf,
+                epilogue: Expr | None, epi_leaves: list[Leaf], out: DramBuffer,
+                out_shape: tuple[int, ...], red_shape: tuple[int, ...],
+                ostr: tuple[int, ...]) -> bool:
+    """Emit a stride-1 K x K int8 convolution with its pixels streamed
+    (`compiler.isa_conv_pixels`) when it suits: wide enough output rows, whole n-channel
+    chunks, an epilogue with per-output-channel values only. False: nothing emitted."""
+    n, v = em.cfg.n, b.view
+    bias = None
+    if g.batch or len(g.m) != 1 or len(g.n) != 2 or len(g.k) != 3 or a.data is None \
+            or b.data is not None or v is None or b.buf is None or a.buf is None \
+            or v.mask is not None or b.buf.dtype != "int8" or a.buf.dtype != "int8":
+        return False
+    oh, ow = g.n
+    (co,) = g.m
+    if v.strides[ow] != 1 or ostr[ow] != 1 or any(st < 0 for st in v.strides):
+        return False
+    kws = [ax for ax in g.k if v.strides[ax] == 1]
+    khs = [ax for ax in g.k if v.strides[ax] == v.strides[oh] and ax not in kws]
+    cins = [ax for ax in g.k if ax not in kws + khs]
+    if len(kws) != 1 or len(khs) != 1 or len(cins) != 1:
+        return False
+    kh, kw, cin = khs[0], kws[0], cins[0]
+    k = shape[kh]
+    conv = PixelConv(b.buf, v.offset, v.strides[cin], shape[cin], shape[co], k, shape[oh],
+                     shape[ow], (ostr[co], ostr[oh], ostr[ow]))
+    if shape[kw] != k or k % 2 == 0 or k < 3 or v.strides[oh] != conv.wt \
+            or conv.ch_stride < conv.ht * conv.wt or conv.ow < 20 \
+            or conv.cin % n or conv.cout % n or ostr[oh] != conv.ow:
+        return False
+    epi = None
+    if epilogue is not None:
+        for lf in epi_leaves:
+            if lf.imm is None and lf.buf is not None and lf.view is not None:
+                lf.imm = scalar_of(lf.buf, lf.view, lf.data)
+        gp = GemmAxes([], [oh, ow], [co], list(g.k))
+        fit = GemmEpilogue.fits(epilogue, epi_leaves, gp, out_shape, red_shape)
+        if fit is None:
+            return False
+        rq_views = {id(r): requant_view(r, out_shape).reshape(red_shape)
+                    for r in requants_of(epilogue)}
+        expr, bi = _row_bias(epilogue, fit, g)  # per output channel: the accumulator's start
+        if bi is not None:
+            rq_views = {id(new): rq_views.get(id(old)) for old, new in
+                        zip(requants_of(epilogue), requants_of(expr), strict=True)}
+            lf = fit[bi]
+            assert lf.view is not None and lf.data is not None
+            ms = (merged(lf.view, [co]) or (1, 0))[1]
+            bias = np.asarray(lf.data).reshape(-1)[lf.view.offset + np.arange(conv.cout) * ms]
+            fit = list(fit)
+            fit[bi] = Leaf(None, None, imm=Imm(0))
+        epi = GemmEpilogue(em, expr, fit, gp, [()], conv.cout, rq_views, 0)
+        if epi.acc_init or epi.tile_regions or epi.block_regions:
+            return False
+        epi.temp_regions = _temps_needed(em, epi)
+    nxw = -(-conv.wt // n)
+    if 4 * nxw * conv.cin > em.cfg.sp_rows:
+        return False
+    plan = plan_rows(em.cfg, conv, epi.resident_rows() if epi else 0,
+                     epi.temp_regions if epi else 0)
+    if plan is None:
+        return False
+    weights = _fold_for_window(a, g, shape, [kh, kw, cin], n)
+    emit_pixel_conv(em, conv, weights, epi, out, *plan, bias)
+    return True
+
+
+def _temps_needed(em: Emitter, epi: GemmEpilogue) -> int:
+    """The fewest temporary regions the epilogue really takes (a trial emission), so the
+    scratchpad they would reserve goes to longer pixel blocks instead."""
+    planned = epi.temp_regions
+    for temps in range(planned):
+        trial = Emitter(em.cfg)
+        epi.temp_regions, epi.mb = temps, 1
+        try:
+            epi.emit_resident(trial, 0)
+            epi.emit_tile_compute(trial, Tile(0, 0, 1, 0, em.cfg.n, 0), acc(0), 0, 0, 0)
+        except CompileError:
+            continue
+        return temps
+    return planned
 
 
 def shifted_window(em: Emitter, b: Leaf, g: GemmAxes, shape: tuple[int, ...],

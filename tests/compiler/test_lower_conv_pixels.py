@@ -1,0 +1,54 @@
+"""Stride-1 convolutions with output pixels streamed through the matrix array
+(`compiler.isa_conv_pixels`), bit-exact against the reference on the tiny and default
+chips: kernel sizes 3 and 5, narrow and wide biases, REQUANT with and without ReLU, an
+int32 output with no REQUANT, and images whose row blocks end part-way."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from lower_helpers import assert_matches
+
+import compiler.isa_contraction as contraction
+from compiler import ir
+from compiler.ir import Op
+from frontend.benchmarks._nets import conv2d, conv_layer
+
+CASES = {  # config: [(cin, h, cout, k, bias_range)]
+    "tiny": [(4, 20, 8, 3, 50), (8, 22, 4, 3, 5000), (4, 21, 4, 5, 50)],
+    "default": [(16, 20, 32, 3, 50), (32, 29, 16, 3, 5000), (16, 23, 48, 5, 300)],
+}
+
+
+@pytest.fixture
+def pixel_calls(monkeypatch):
+    calls = []
+    real = contraction.emit_pixel_conv
+
+    def spy(*args, **kwargs):
+        calls.append(args[1])
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(contraction, "emit_pixel_conv", spy)
+    return calls
+
+
+@pytest.mark.parametrize("cfg, case", [(c, x) for c, xs in CASES.items() for x in xs])
+def test_pixel_streamed_convs_match(cfg, case, pixel_calls) -> None:
+    cin, h, cout, k, bias_range = case
+    graph, xin = conv_layer(cin, h, cout, k, 1, np.random.default_rng(cin * h), bias_range)
+    assert_matches(graph, {"x": xin}, cfg)
+    assert pixel_calls, "the pixel-streamed path was not taken"
+
+
+@pytest.mark.parametrize("cfg", ["tiny", "default"])
+def test_pixel_streamed_conv_without_requant(cfg, pixel_calls) -> None:
+    n = 4 if cfg == "tiny" else 16
+    rng = np.random.default_rng(1)
+    x = ir.input_("x", (1, n, 20, 20), "int8")
+    w = ir.const(rng.integers(-64, 64, (2 * n, n, 3, 3)).astype(np.int8))
+    bias = ir.const(rng.integers(-9999, 9999, (1, 2 * n, 1, 1)).astype(np.int32))
+    y = ir.binary(Op.ADD, conv2d(x, w, 1, 1), bias)
+    graph = ir.Graph({"x": x}, {"y": y})
+    assert_matches(graph, {"x": rng.integers(-128, 128, (1, n, 20, 20)).astype(np.int8)}, cfg)
+    assert pixel_calls
