@@ -127,7 +127,7 @@ DECISIONS: list[tuple[str, str]] = [
      "{loop_depth} deep: enough for M, N and K tiling plus an epilogue."),
     ("MATMUL keeps weights stationary",
      "An n x n weight tile stays in the array while `rows` input rows stream through; its "
-     "latency `n + rows + 2` is the fill and drain of a systolic array (OpenTPU: L + 2N). "
+     "latency `{matmul_latency}` is the fill and drain of a pipelined array (OpenTPU: L + 2N). "
      "Long row streams amortise the fill. int8 operands accumulate exactly into int32 "
      "(wrapping), and an fp32 mode lets float models check tightly against GPU runs."),
     ("REQUANT rounds half up",
@@ -222,7 +222,8 @@ def decision_values() -> dict[str, Any]:
             "load_bits": by["load"].used_bits, "stride_bits": by["load"].field("stride").bits,
             "rows_bits": by["load"].field("rows").bits, "move_bits": by["move"].used_bits,
             "loop_bits": by["loop"].used_bits, "insn_bits": INSN_BITS,
-            "first_free": NUM_OPCODES, "loop_depth": LOOP_MAX_DEPTH}
+            "first_free": NUM_OPCODES, "loop_depth": LOOP_MAX_DEPTH,
+            "matmul_latency": by["matmul"].latency.replace("cfg.", "")}
 
 
 def latency_text(op: OpDef) -> str:

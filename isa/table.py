@@ -284,7 +284,12 @@ _DMA_FIELDS = (
     choice("fmt", 2, Fmt, "DRAM element format"),
 )
 _DMA_LATENCY = "cfg.dram_latency + ceil_div(rows * cols * esize(fmt), cfg.dram_bw)"
-_VPIPE = "2"  # vector pipeline: read, compute, write back
+# The compute unit's pipelines: a row is read in one clock, arrives the next, passes P register
+# stages and is written in the clock after, so `count` rows take count + P + 1 clocks. The
+# stages are what 100 MHz on an ECP5 FPGA needs (rtl/README.md, Timing).
+VECTOR_STAGES = 5  # operands, 18x18 products, 64-bit product, REQUANT shift window, clamp
+MATMUL_STAGES = 4  # operands, int8 products, the adder tree and the old sum in two stages
+_VPIPE = f"{VECTOR_STAGES + 1}"
 # int32 DIV runs on iterative dividers (one quotient bit per clock), not a pipeline: a row
 # takes DIV_STEPS clocks; + 4 for the read, the operands' magnitudes, the sign and the write.
 DIV_STEPS = 32
@@ -292,7 +297,8 @@ _BINARY_LATENCY = (f"count * {DIV_STEPS} + 4 if fn == BinaryFn.DIV and dtype == 
                    f"else count + {_VPIPE}")
 # TRANSPOSE streams a row in and a transposed row out per clock, but a block's first output
 # row needs its last input row: one block (n clocks) of drain after count*n reads.
-_MOVE_LATENCY = (f"count * cfg.n + cfg.n + {_VPIPE} if fn == MoveFn.TRANSPOSE "
+# + 2: the read and the write around the transposer's register bank.
+_MOVE_LATENCY = (f"count * cfg.n + cfg.n + 2 if fn == MoveFn.TRANSPOSE "
                  f"else count + {_VPIPE}")
 
 
@@ -335,7 +341,7 @@ OPS: tuple[OpDef, ...] = (
           "out (acc=0) or ACC row + out (acc=1). i8: each operand lane's low 8 bits read as a "
           "signed int8, products summed exactly and added in int32 with wrap-around. f32: lanes "
           "are fp32; products and sums in fp32, k ascending, round to nearest even.",
-          "cfg.n + rows + 2"),
+          f"cfg.n + rows + {MATMUL_STAGES + 1}"),
     OpDef(4, "unary", Unit.COMPUTE, _vec(
         local("dst", "first destination row", role="dst"),
         local("src1", "first source row", role="src1"),
@@ -396,7 +402,9 @@ OPS: tuple[OpDef, ...] = (
           "row `src1 + r` (fp32 sum: a pairwise tree, ((l0+l1)+(l2+l3))+...). axis=rows: row "
           "`dst` = fn over rows `src1 .. src1+count-1`, lane by lane, in ascending row order. "
           "acc=1: the result is fn(old dst, result). int32 sums wrap.",
-          f"count + {_VPIPE} + (cfg.log2_n if axis == Axis.LANES else 0)"),
+          # lanes: a register after each level of the n-lane tree and after the combine
+          # with the old row, straight from the SRAM row (log2(n) + 1 stages)
+          f"count + (cfg.log2_n + 2 if axis == Axis.LANES else {_VPIPE})"),
     OpDef(8, "requant", Unit.COMPUTE, _vec(
         local("dst", "first destination row", role="dst"),
         local("src1", "first int32 source row", role="src1"),

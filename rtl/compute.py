@@ -13,12 +13,22 @@ register bank that takes one row and gives one transposed row per clock
 
 from __future__ import annotations
 
-from amaranth.hdl import Array, Cat, Module, Mux, Signal, signed
+from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal, signed
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
 from isa.config import ChipConfig
-from isa.table import BY_OPCODE, DIV_STEPS, INSN_BITS, Axis, BinaryFn, Mem, MoveFn, Op
+from isa.table import (
+    BY_OPCODE,
+    DIV_STEPS,
+    INSN_BITS,
+    Axis,
+    BinaryFn,
+    Mem,
+    MoveFn,
+    Op,
+    TernaryFn,
+)
 from rtl import lanes as L
 from rtl.fields import field_values
 from rtl.ports import ROW_BITS, ReadChannel, WriteChannel, row_width
@@ -39,9 +49,34 @@ def _row(local):
     return local[0:16]
 
 
+def table_depths(cfg: ChipConfig) -> tuple[int, int, int, int]:
+    """Register stages from a row's arrival to its write, read off the ISA table's formulas
+    (a streaming op on `count` rows takes count + depth + 1 clocks): the vector lanes,
+    MATMUL (n + rows + depth + 1), REDUCE over lanes and REDUCE over rows."""
+    def depth(op: Op, items: str, extra: int = 0, **values: int) -> int:
+        d = _F[int(op)]
+        found = set()
+        for count in (1, 7):
+            fields = {f.name: 0 for f in d.fields} | values | {items: count}
+            found.add(d.cycles(fields, cfg) - count - extra - 1)
+        if len(found) != 1:
+            raise ValueError(f"{d.mnemonic}'s latency is not {items} + a constant")
+        return found.pop()
+
+    vector = {depth(Op.UNARY, "count"), depth(Op.BINARY, "count", fn=int(BinaryFn.ADD)),
+              depth(Op.TERNARY, "count"), depth(Op.REQUANT, "count")}
+    vector |= {depth(Op.MOVE, "count", fn=int(fn)) for fn in MoveFn if fn != MoveFn.TRANSPOSE}
+    if len(vector) != 1:
+        raise ValueError(f"the vector ops share one pipeline but the table gives depths {vector}")
+    return (vector.pop(), depth(Op.MATMUL, "rows", cfg.n),
+            depth(Op.REDUCE, "count", axis=int(Axis.LANES)),
+            depth(Op.REDUCE, "count", axis=int(Axis.ROWS)))
+
+
 class ComputeUnit(wiring.Component):
     def __init__(self, cfg: ChipConfig):
         self.cfg = cfg
+        self.depths = table_depths(cfg)
         super().__init__({
             "go": In(1), "insn": In(INSN_BITS), "idle": Out(1),
             "rd_a": Out(ReadChannel(cfg)), "rd_b": Out(ReadChannel(cfg)),
@@ -159,19 +194,23 @@ class ComputeUnit(wiring.Component):
             m.d.comb += [port.en.eq(active), port.row.eq(cur[x][0][0:ROW_BITS]),
                          port.mem.eq(cur[x][1])]
 
-        # Stage 1: rows arrive; compute into the stage-2 register.
+        # The rows arrive a clock after their read ("stage 0"); each datapath then takes the
+        # table's number of register stages (`depths`) and the row is written the clock after.
+        dv, dm, drl, drr = self.depths
         p1_valid = Signal()
         p1_first = Signal()
-        p1_last = Signal()
         p1_weight = Signal()
         p1_k = Signal(range(max(n, 2)))
-        m.d.sync += [p1_valid.eq(active), p1_first.eq(cur_k == 0),
-                     p1_last.eq(cur_k + 1 == steps), p1_weight.eq(in_weights),
+        m.d.sync += [p1_valid.eq(active), p1_first.eq(cur_k == 0), p1_weight.eq(in_weights),
                      p1_k.eq(cur_k[0:max(1, (n - 1).bit_length())])]
+        # Which rows write: every row but MATMUL's weights, and REDUCE over rows' last.
+        reduce_rows = is_[Op.REDUCE] & (re_["axis"] == Axis.ROWS)
+        writes = Mux(is_[Op.MATMUL], ~in_weights, Mux(reduce_rows, cur_k + 1 == steps, 1))
+        emit = Signal(max(dv, dm, drl, drr) + 1)  # emit[i]: a row to write i clocks after arrival
+        m.d.sync += emit.eq(Cat(active & writes, emit[:-1]))
 
         h = {op: _fields(held, op) for op in (Op.MATMUL, Op.UNARY, Op.BINARY, Op.TERNARY,
                                               Op.REDUCE, Op.REQUANT, Op.MOVE)}
-        hop = held[0:4]
         a = L.split(self.rd_a.data, n)
         b = L.split(self.rd_b.data, n)
         c = L.split(self.rd_c.data, n)
@@ -181,88 +220,102 @@ class ComputeUnit(wiring.Component):
             m.d.sync += weights[p1_k].eq(self.rd_a.data)
         wl = [L.split(weights[i], n) for i in range(n)]
 
-        red_acc = Signal(width)
-        result = Signal(width)
-        write = Signal()
-        hr = h[Op.REDUCE]
-        with m.Switch(hop):
-            with m.Case(int(Op.UNARY)):
-                m.d.comb += [result.eq(L.join([L.unary(h[Op.UNARY]["fn"], x) for x in a])),
-                             write.eq(1)]
-            with m.Case(int(Op.BINARY)):
-                hb = h[Op.BINARY]
-                imm = hb["imm"].as_signed()
-                rhs = [Mux(hb["imm_mode"], imm, y) for y in b]
-                m.d.comb += [result.eq(L.join([L.binary(hb["fn"], x, y)
-                                               for x, y in zip(a, rhs, strict=True)])),
-                             write.eq(1)]
-            with m.Case(int(Op.TERNARY)):
-                fn = h[Op.TERNARY]["fn"]
-                m.d.comb += [result.eq(L.join([L.ternary(fn, x, y, z)
-                                               for x, y, z in zip(a, b, c, strict=True)])),
-                             write.eq(1)]
-            with m.Case(int(Op.REQUANT)):
-                hq = h[Op.REQUANT]
-                m.d.comb += [result.eq(L.join([L.requant(x, y, z, hq["zp"], hq["lo"], hq["hi"])
-                                               for x, y, z in zip(a, b, c, strict=True)])),
-                             write.eq(1)]
-            with m.Case(int(Op.REDUCE)):
-                fn = hr["fn"]
-                with m.If(hr["axis"] == Axis.LANES):
-                    total = L.reduce_tree(fn, a)
-                    out = [Mux(hr["acc"], L.combine(fn, old, total), total) for old in c]
-                    m.d.comb += [result.eq(L.join(out)), write.eq(1)]
-                with m.Else():
-                    prev = L.split(red_acc, n)
-                    first = [Mux(hr["acc"], L.combine(fn, old, x), x)
-                             for old, x in zip(c, a, strict=True)]
-                    step = [L.combine(fn, p, x) for p, x in zip(prev, a, strict=True)]
-                    folded = L.join([Mux(p1_first, f0, s0)
-                                     for f0, s0 in zip(first, step, strict=True)])
-                    with m.If(p1_valid):
-                        m.d.sync += red_acc.eq(folded)
-                    m.d.comb += [result.eq(folded), write.eq(p1_last)]
-            with m.Case(int(Op.MOVE)):
-                hm = h[Op.MOVE]
-                lane = Array(a)[hm["imm"][0:max(1, self.cfg.log2_n)]]
-                fill = hm["imm"]
-                m.d.comb += result.eq(self.rd_a.data)
-                with m.Switch(hm["fn"]):
-                    with m.Case(int(MoveFn.BCAST)):
-                        m.d.comb += result.eq(L.join([lane] * n))
-                    with m.Case(int(MoveFn.FILL)):
-                        m.d.comb += result.eq(L.join([fill] * n))
-                m.d.comb += write.eq(1)
-            with m.Case(int(Op.MATMUL)):
-                hm = h[Op.MATMUL]
-                sums = L.matmul_row(b, wl)
-                out = [Mux(hm["acc"], s + old, s) for s, old in zip(sums, c, strict=True)]
-                m.d.comb += [result.eq(L.join(out)), write.eq(~p1_weight)]
+        # The running instruction, decoded once as it starts (registers beside `held`).
+        def decoded(name, value, shape=1):
+            sig = Signal(shape, name=name)
+            with m.If(self.go):
+                m.d.sync += sig.eq(value)
+            return sig
 
-        # The write-address register advances by its step on every row written.
-        p2_valid = Signal()
-        p2_row = Signal(ROW_BITS)
-        p2_mem = Signal()
-        p2_data = Signal(width)
-        emit = p1_valid & write
-        m.d.sync += p2_valid.eq(emit)
+        def lane_code(fn, table):
+            return L.select(fn, {k: Const(int(v), L.LANE_FN_BITS) for k, v in table.items()},
+                            Const(int(L.LaneFn.PASS), L.LANE_FN_BITS))
+
+        lane_fn = Mux(is_[Op.UNARY], lane_code(un["fn"], L.UNARY_LANE_FN),
+                      Mux(is_[Op.BINARY], lane_code(bi["fn"], L.BINARY_LANE_FN),
+                          Mux(is_[Op.TERNARY], lane_code(te["fn"], L.TERNARY_LANE_FN),
+                              int(L.LaneFn.PASS))))
+        is_mulacc = is_[Op.TERNARY] & (te["fn"] == TernaryFn.MULACC)
+        ctl = L.LaneControl(
+            fn=decoded("ctl_fn", lane_fn, L.LANE_FN_BITS),
+            product=decoded("ctl_product", (is_[Op.BINARY] & (bi["fn"] == BinaryFn.MUL))
+                            | is_mulacc),
+            mulacc=decoded("ctl_mulacc", is_mulacc),
+            requant=decoded("ctl_requant", is_[Op.REQUANT]),
+            zp=h[Op.REQUANT]["zp"], lo=h[Op.REQUANT]["lo"], hi=h[Op.REQUANT]["hi"])
+        bcast = decoded("ctl_bcast", is_[Op.MOVE] & (mv["fn"] == MoveFn.BCAST))
+        fill = decoded("ctl_fill", is_[Op.MOVE] & (mv["fn"] == MoveFn.FILL))
+        imm_b = decoded("ctl_imm_b", is_[Op.BINARY] & bi["imm_mode"])
+        imm = decoded("ctl_imm", Mux(is_[Op.MOVE], mv["imm"], bi["imm"]), 32)
+        cls = {name: decoded(f"ctl_{name}", value) for name, value in (
+            ("matmul", is_[Op.MATMUL]), ("reduce_lanes", is_[Op.REDUCE] & ~reduce_rows),
+            ("reduce_rows", reduce_rows))}
+        acc = decoded("ctl_acc", Mux(is_[Op.MATMUL], mm["acc"], re_["acc"]))
+        red_fn = h[Op.REDUCE]["fn"]
+
+        # Operand registers: BCAST's chosen lane, FILL's and BINARY's immediate put in here.
+        chosen = Array(a)[imm[0:max(1, self.cfg.log2_n)]]
+        a1 = [L.reg(m, Mux(bcast, chosen, Mux(fill, imm, x)), f"a1_{i}") for i, x in enumerate(a)]
+        b1 = [L.reg(m, Mux(imm_b, imm, y), f"b1_{i}") for i, y in enumerate(b)]
+        c1 = [L.reg(m, z, f"c1_{i}") for i, z in enumerate(c)]
+        v1 = L.reg(m, p1_valid, "v1")
+        first1 = L.reg(m, p1_first, "first1")
+
+        # The vector lanes (UNARY, BINARY but DIV, TERNARY, REQUANT, MOVE but TRANSPOSE).
+        vec = [L.vector_lane(m, ctl, x, y, z, f"vl{i}")
+               for i, (x, y, z) in enumerate(zip(a1, b1, c1, strict=True))]
+        vec_row = L.delay(m, L.join(vec), self._pad(dv, 1 + L.VECTOR_STAGES, "vector"), "vec")
+        # The matrix array: column j sums lane k of the input row times W[k][j].
+        cols = [L.dot_column(m, b1, [wl[k][j] for k in range(n)], c1[j], acc, f"dot{j}")
+                for j in range(n)]
+        mm_row = L.delay(m, L.join(cols), self._pad(dm, 1 + L.DOT_STAGES, "matmul"), "mm")
+        # REDUCE over the lanes, straight from the SRAM row.
+        tree = L.lane_tree(m, red_fn, a, c, acc, "rt")
+        rl_row = L.delay(m, L.join(tree), self._pad(drl, L.lane_tree_stages(n), "reduce"), "rl")
+        # REDUCE over rows folds each operand row into one register, written after the last.
+        red_acc = Signal(width)
+        self._pad(drr, 2, "reduce over rows")
+        prev = L.split(red_acc, n)
+        first = [Mux(acc, L.combine(red_fn, old, x), x) for old, x in zip(c1, a1, strict=True)]
+        step = [L.combine(red_fn, p, x) for p, x in zip(prev, a1, strict=True)]
+        with m.If(v1 & cls["reduce_rows"]):
+            m.d.sync += red_acc.eq(L.join([Mux(first1, f0, s0)
+                                           for f0, s0 in zip(first, step, strict=True)]))
+
+        # The write: each datapath's row after its depth, to the next destination row.
+        s_write = ((cls["matmul"] & emit[dm]) | (cls["reduce_lanes"] & emit[drl])
+                   | (cls["reduce_rows"] & emit[drr])
+                   | (~cls["matmul"] & ~cls["reduce_lanes"] & ~cls["reduce_rows"] & emit[dv]))
+        s_data = Mux(cls["matmul"], mm_row, Mux(cls["reduce_lanes"], rl_row,
+                                                  Mux(cls["reduce_rows"], red_acc, vec_row)))
         with m.If(self.go):
             m.d.sync += w_row.eq(base["w"][0])
-        with m.If(emit):
-            m.d.sync += [p2_row.eq(w_row), p2_mem.eq(w_mem), p2_data.eq(result),
-                         w_row.eq(w_row + w_step)]
+        with m.Elif(s_write):
+            m.d.sync += w_row.eq(w_row + w_step)
 
         t_write, t_wrow, t_wmem, t_data, t_busy = self._transposer(m, self.go & is_transpose,
                                                                     mv, held)
         d_write, d_row, d_mem, d_data, d_busy = self._divider(m, self.go & is_div, bi, held)
 
-        m.d.comb += [self.wr.en.eq(p2_valid | t_write | d_write),
+        m.d.comb += [self.wr.en.eq(s_write | t_write | d_write),
                      self.wr.row.eq(Mux(t_write, t_wrow[0:ROW_BITS],
-                                        Mux(d_write, d_row[0:ROW_BITS], p2_row))),
-                     self.wr.mem.eq(Mux(t_write, t_wmem, Mux(d_write, d_mem, p2_mem))),
-                     self.wr.data.eq(Mux(t_write, t_data, Mux(d_write, d_data, p2_data)))]
-        m.d.comb += self.idle.eq(~running & ~p1_valid & ~p2_valid & ~t_busy & ~d_busy)
+                                        Mux(d_write, d_row[0:ROW_BITS], w_row[0:ROW_BITS]))),
+                     self.wr.mem.eq(Mux(t_write, t_wmem, Mux(d_write, d_mem, w_mem))),
+                     self.wr.data.eq(Mux(t_write, t_data, Mux(d_write, d_data, s_data)))]
+        # Rows in flight up to their write (a row's flag moves on past its tap, harmlessly).
+        pending = Mux(cls["matmul"], emit[0:dm + 1].any(),
+                      Mux(cls["reduce_lanes"], emit[0:drl + 1].any(),
+                          Mux(cls["reduce_rows"], emit[0:drr + 1].any(), emit[0:dv + 1].any())))
+        m.d.comb += self.idle.eq(~running & ~p1_valid & ~v1 & ~pending & ~t_busy & ~d_busy)
         return m
+
+    @staticmethod
+    def _pad(depth: int, needed: int, what: str) -> int:
+        """Clocks of delay after a datapath `needed` stages deep to meet the table's `depth`."""
+        if depth < needed:
+            raise ValueError(f"the ISA table gives {what} {depth} pipeline stages; the compute "
+                             f"unit's datapath needs {needed}")
+        return depth - needed
 
     def _transposer(self, m: Module, start, mv: dict, held):
         """TRANSPOSE, pipelined: one source row read and one result row out per clock.

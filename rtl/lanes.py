@@ -1,12 +1,18 @@
 """Lane arithmetic of the vector unit, the requantiser and the int8 matrix array.
 
-Pure combinational helpers over Amaranth values; each follows `isa.table.FUNCTION_DOC`
-and `isa.model.NUMERICS` for int32 (wrap-around, 5-bit shift amounts, arithmetic SHR).
+Each follows `isa.table.FUNCTION_DOC` and `isa.model.NUMERICS` for int32 (wrap-around,
+5-bit shift amounts, arithmetic SHR). The combinational helpers (unary, binary, combine,
+requant, ...) state the arithmetic; the pipelined builders (`vector_lane`, `dot_column`,
+`lane_tree`) lay the same arithmetic over clock stages for the compute unit, each taking
+operands that arrive in one clock and giving its result a fixed number of clocks later.
 """
 
 from __future__ import annotations
 
-from amaranth.hdl import Cat, Mux, Value
+from dataclasses import dataclass
+from enum import IntEnum
+
+from amaranth.hdl import Cat, Const, Module, Mux, Signal, Value
 
 from isa.table import BinaryFn, ReduceFn, TernaryFn, UnaryFn
 
@@ -23,10 +29,17 @@ def join(lanes: list[Value]) -> Value:
 
 
 def select(fn: Value, table: dict[int, Value], default: Value) -> Value:
-    out = default
-    for code, value in table.items():
-        out = Mux(fn == int(code), value, out)
-    return out
+    """table[fn], or `default` for a code the table lacks: a balanced tree of 2:1 muxes
+    over fn's bits (log2 levels), not a chain of compares as long as the table."""
+    entries = [Value.cast(table.get(code, default)) for code in range(1 << len(fn))]
+
+    def tree(items: list[Value], bit: int) -> Value:
+        if len(items) == 1:
+            return items[0]
+        half = len(items) // 2
+        return Mux(fn[bit], tree(items[half:], bit - 1), tree(items[:half], bit - 1))
+
+    return tree(entries, len(fn) - 1)
 
 
 def unary(fn: Value, a: Value) -> Value:
@@ -39,13 +52,14 @@ def unary(fn: Value, a: Value) -> Value:
     }, a)[0:LANE]
 
 
-def binary(fn: Value, a: Value, b: Value) -> Value:
-    """Every int32 binary function but DIV, which the compute unit's divider does."""
+def binary(fn: Value, a: Value, b: Value, *, mul: bool = True) -> Value:
+    """Every int32 binary function but DIV, which the compute unit's divider does (and but
+    MUL when `mul` is false: the pipelined lane takes it from its shared multiplier)."""
     shamt = b[0:5]
     return select(fn, {
         BinaryFn.ADD: a + b,
         BinaryFn.SUB: a - b,
-        BinaryFn.MUL: (a * b)[0:LANE],
+        **({BinaryFn.MUL: (a * b)[0:LANE]} if mul else {}),
         BinaryFn.MAX: Mux(a < b, b, a),
         BinaryFn.MIN: Mux(b < a, b, a),
         BinaryFn.CMPLT: a < b,
@@ -66,11 +80,13 @@ def ternary(fn: Value, a: Value, b: Value, c: Value) -> Value:
 
 
 def combine(fn: Value, a: Value, b: Value) -> Value:
-    """One step of a reduction: sum (wrapping), max or min."""
+    """One step of a reduction: sum (wrapping), max or min (one compare: for a == b either
+    operand is the answer)."""
+    lt = a < b
     return select(fn, {
         ReduceFn.SUM: (a + b)[0:LANE].as_signed(),
-        ReduceFn.MAX: Mux(a < b, b, a),
-        ReduceFn.MIN: Mux(b < a, b, a),
+        ReduceFn.MAX: Mux(lt, b, a),
+        ReduceFn.MIN: Mux(lt, a, b),
     }, a).as_signed()
 
 
@@ -101,3 +117,232 @@ def matmul_row(inp: list[Value], weights: list[list[Value]]) -> list[Value]:
     """out[j] = sum_k int8(inp[k]) * int8(W[k][j]), exact (the caller wraps to int32)."""
     n = len(inp)
     return [sum(int8(inp[k]) * int8(weights[k][j]) for k in range(n)) for j in range(n)]
+
+
+# Pipelined builders ------------------------------------------------------------------------
+#
+# Each takes operands held in registers (the compute unit's operand stage, or a lane's own
+# input registers) and returns a register its result is in a fixed number of clocks later:
+# the *_STAGES constants below. They are the datapaths' own depths; the ISA table's latency
+# formulas say how many clocks the compute unit has, and the unit pads the difference.
+
+
+def reg(m: Module, value: Value, name: str) -> Signal:
+    """`value`, one clock later."""
+    value = Value.cast(value)
+    sig = Signal(value.shape(), name=name)
+    m.d.sync += sig.eq(value)
+    return sig
+
+
+def delay(m: Module, value: Value, clocks: int, name: str) -> Value:
+    for i in range(clocks):
+        value = reg(m, value, f"{name}_d{i}")
+    return value
+
+
+class LaneFn(IntEnum):
+    """The vector lane's own function codes, decoded once per instruction from (op, fn).
+
+    Codes below 16 are chosen in the lane's first stage, from a 16-way mux; codes from 16
+    up need the compare of a and b and are chosen in its second."""
+
+    PASS = 0  # a (MOVE; REQUANT and the products take their own path)
+    NEG = 1
+    ABS = 2
+    RELU = 3
+    NOT = 4
+    ADD = 5
+    SUB = 6
+    AND = 7
+    OR = 8
+    XOR = 9
+    SHL = 10
+    SHR = 11
+    WHERE = 12
+    MAX = 16
+    MIN = 17
+    CMPLT = 18
+    CMPEQ = 19
+
+
+LANE_FN_BITS = 5
+UNARY_LANE_FN = {UnaryFn.NEG: LaneFn.NEG, UnaryFn.ABS: LaneFn.ABS, UnaryFn.RELU: LaneFn.RELU,
+                 UnaryFn.NOT: LaneFn.NOT}
+BINARY_LANE_FN = {BinaryFn.ADD: LaneFn.ADD, BinaryFn.SUB: LaneFn.SUB, BinaryFn.MAX: LaneFn.MAX,
+                  BinaryFn.MIN: LaneFn.MIN, BinaryFn.CMPLT: LaneFn.CMPLT,
+                  BinaryFn.CMPEQ: LaneFn.CMPEQ, BinaryFn.AND: LaneFn.AND,
+                  BinaryFn.OR: LaneFn.OR, BinaryFn.XOR: LaneFn.XOR, BinaryFn.SHL: LaneFn.SHL,
+                  BinaryFn.SHR: LaneFn.SHR}
+TERNARY_LANE_FN = {TernaryFn.WHERE: LaneFn.WHERE}
+
+
+@dataclass
+class LaneControl:
+    """What the running instruction tells every vector lane; constant while it runs."""
+
+    fn: Value  # a LaneFn
+    product: Value  # 1: the result is the low 32 bits of a*b (+ c when `mulacc`)
+    mulacc: Value
+    requant: Value  # 1: the result is REQUANT of a (value), b (multiplier), c (shift)
+    zp: Value
+    lo: Value
+    hi: Value
+
+
+VECTOR_STAGES = 4  # after the operand registers: products, 64-bit sum, shift window, clamp
+# REQUANT keeps 12 bits of p >> s and two flags for beyond them: |zp|, |lo|, |hi| < 2^8.
+_SAT = 12
+
+
+def _first_stage(fn: Value, a: Value, b: Value, c: Value) -> Value:
+    """LaneFn codes below 16 (the compare-free functions)."""
+    shamt = b[0:5]
+    neg = -a
+    return select(fn[0:4], {
+        LaneFn.NEG: neg,
+        LaneFn.ABS: Mux(a[31], neg, a),
+        LaneFn.RELU: Mux(a[31], 0, a),
+        LaneFn.NOT: ~a,
+        LaneFn.ADD: a + b,
+        LaneFn.SUB: a - b,
+        LaneFn.AND: a & b,
+        LaneFn.OR: a | b,
+        LaneFn.XOR: a ^ b,
+        LaneFn.SHL: (a << shamt)[0:LANE],
+        LaneFn.SHR: a >> shamt,
+        LaneFn.WHERE: Mux(a != 0, b, c),
+    }, a)[0:LANE]
+
+
+def _second_stage(fn: Value, first: Value, a: Value, b: Value, lt: Value, eq: Value) -> Value:
+    """LaneFn codes from 16 up, from the registered compare; `first` otherwise."""
+    return Mux(fn[4], select(fn[0:2], {
+        LaneFn.MAX - 16: Mux(lt, b, a),
+        LaneFn.MIN - 16: Mux(lt | eq, a, b),
+        LaneFn.CMPLT - 16: lt,
+        LaneFn.CMPEQ - 16: eq,
+    }, a), first)[0:LANE]
+
+
+def _extend(v: Value, width: int) -> Value:
+    """v as `width` bits: sign-extended if signed, zero-extended if not."""
+    v = Value.cast(v)
+    if len(v) >= width:
+        return v[0:width]
+    fill = v[-1] if v.shape().signed else Const(0, 1)
+    return Cat(v, fill.replicate(width - len(v)))
+
+
+def _csa_sum(x: Value, y: Value, z: Value, width: int) -> Value:
+    """x + y + z modulo 2^width: one carry-save level (a LUT per bit), then one carry chain."""
+    x, y, z = (_extend(v, width) for v in (x, y, z))
+    s = x ^ y ^ z
+    c = ((x & y) | (x & z) | (y & z))[0:width - 1]
+    return (s + Cat(Const(0, 1), c))[0:width]
+
+
+def vector_lane(m: Module, ctl: LaneControl, a: Value, b: Value, c: Value,
+                name: str = "vl") -> Signal:
+    """One lane of UNARY, BINARY (but DIV), TERNARY, REQUANT and MOVE, VECTOR_STAGES deep.
+
+    1. four 18x18 DSP products of the 16-bit halves of a and b; the compare-free functions
+       (ctl.fn < 16) and the compare of a and b
+    2. the exact 64-bit product: (hh, ll) side by side plus lh<<16 plus hl<<16, carry-saved;
+       MAX, MIN, CMPLT, CMPEQ from the compare
+    3. REQUANT: bits s-1 .. s+11 of the product (the rounding bit and p >> s) and whether
+       p >> s leaves 12 bits; MUL, MULACC: the low 32 bits (+ c)
+    4. REQUANT: + rounding bit + zero point, clamped to lo..hi; the op's result
+    """
+    a, b, c = a.as_signed(), b.as_signed(), c.as_signed()
+    # Stage 1: the multiplier's four pieces (a = ah * 2^16 + al, al unsigned).
+    al, ah = a[0:16], a[16:32].as_signed()
+    bl, bh = b[0:16], b[16:32].as_signed()
+    ll = reg(m, al * bl, f"{name}_ll")
+    lh = reg(m, al * bh, f"{name}_lh")
+    hl = reg(m, ah * bl, f"{name}_hl")
+    hh = reg(m, ah * bh, f"{name}_hh")
+    f1 = reg(m, _first_stage(ctl.fn, a, b, c), f"{name}_f1")
+    lt1, eq1 = reg(m, a < b, f"{name}_lt1"), reg(m, a == b, f"{name}_eq1")
+    a1, b1 = reg(m, a[0:LANE], f"{name}_a1"), reg(m, b[0:LANE], f"{name}_b1")
+    c1 = reg(m, c[0:LANE], f"{name}_c1")
+    sh1 = reg(m, c[0:6], f"{name}_sh1")
+    # REQUANT's clamp compares q = (p >> s) + round against lo - zp and hi - zp (constant
+    # while the instruction runs), so the add of zp runs beside them.
+    zp = ctl.zp.as_signed()
+    lo, hi = ctl.lo.as_signed(), ctl.hi.as_signed()
+    k_lo, k_hi = reg(m, lo - zp, f"{name}_klo"), reg(m, hi - zp, f"{name}_khi")
+    k_lo1 = reg(m, lo - zp - 1, f"{name}_klo1")
+    lo_above_hi = reg(m, lo > hi, f"{name}_lohi")
+    # Stage 2: p = a * b exactly; the mask of bits at or above s + 11 (saturation test).
+    p = _csa_sum(Cat(ll[0:32], hh[0:32]), lh.as_signed() << 16, hl.as_signed() << 16, 64)
+    p2 = reg(m, p, f"{name}_p2")
+    mask2 = reg(m, Cat(*[sh1 + (_SAT - 1) <= k for k in range(64)]), f"{name}_mask2")
+    sh2 = reg(m, sh1, f"{name}_sh2")
+    s2 = reg(m, _second_stage(ctl.fn, f1, a1.as_signed(), b1.as_signed(), lt1, eq1),
+             f"{name}_s2")
+    c2 = reg(m, c1, f"{name}_c2")
+    # Stage 3: (p<<1) >> s gives the rounding bit (bit s-1 of p; 0 when s = 0) and p >> s;
+    # p >> s is below -2^11 or at least 2^11 exactly when p's bits from s + 11 up are not all
+    # its sign.
+    window = (Cat(Const(0, 1), p2).as_signed() >> sh2)[0:_SAT + 1]
+    win3 = reg(m, window, f"{name}_win3")
+    big3 = reg(m, ~p2[63] & (p2 & mask2).any(), f"{name}_big3")
+    small3 = reg(m, p2[63] & ~(p2 | ~mask2).all(), f"{name}_small3")
+    low = (p2[0:32] + Mux(ctl.mulacc, c2, 0))[0:32]
+    other3 = reg(m, Mux(ctl.product, low, s2), f"{name}_other3")
+    # Stage 4: y = min(max(q + zp, lo), hi) with q = v + r; q < lo - zp is v < k_lo - r.
+    v, r = win3[1:].as_signed(), win3[0]
+    below = small3 | Mux(r, v < k_lo1, v < k_lo)
+    above = big3 | lo_above_hi | (~small3 & Mux(r, v >= k_hi, v > k_hi))
+    y = Mux(above, hi, Mux(below, lo, v + r + zp))
+    return reg(m, Mux(ctl.requant, y, other3)[0:LANE], f"{name}_y")
+
+
+DOT_STAGES = 3  # after the operand registers: the int8 products, then the adder tree in two
+
+
+def dot_column(m: Module, inp: list[Value], wgt: list[Value], old: Value, acc: Value,
+               name: str = "dot") -> Signal:
+    """One MATMUL output lane: sum_k int8(inp[k]) * int8(wgt[k]) (+ old when acc), DOT_STAGES
+    deep. The n products (one DSP each) are registered, then the adder tree (log2(n) levels
+    of narrow adds, then the 32-bit add of the old sum) is cut into two register stages."""
+    terms: list[Value] = [reg(m, int8(x) * int8(w), f"{name}_p{k}")
+                          for k, (x, w) in enumerate(zip(inp, wgt, strict=True))]
+    old = delay(m, old, DOT_STAGES - 1, f"{name}_old")  # beside the sums, to the last stage
+    levels = (len(terms) - 1).bit_length() + 1  # the tree, then + old
+    first = (levels + 1) // 2
+    done = 0
+    while len(terms) > 1:
+        terms = [terms[i] + terms[i + 1] if i + 1 < len(terms) else terms[i]
+                 for i in range(0, len(terms), 2)]
+        done += 1
+        if done == first:
+            terms = [reg(m, t, f"{name}_t{i}") for i, t in enumerate(terms)]
+    total = terms[0] + Mux(acc, old.as_signed(), 0)
+    if done < first:  # a tree too shallow to cut (n = 1 or 2): register before the old sum
+        total = reg(m, terms[0], f"{name}_t") + Mux(acc, old.as_signed(), 0)
+    return reg(m, total[0:LANE], f"{name}_y")
+
+
+def lane_tree_stages(n: int) -> int:
+    """Clocks REDUCE over the lanes takes from a row's arrival: one per tree level, one for
+    the combine with the old row (acc=1)."""
+    return (n - 1).bit_length() + 1
+
+
+def lane_tree(m: Module, fn: Value, lanes: list[Value], old: list[Value], acc: Value,
+              name: str = "rt") -> list[Signal]:
+    """REDUCE over the lanes of a row: a register after every level of the combine tree, then
+    each lane's combine with the old row (acc=1). Operands arrive in the clock it is called
+    for; the n results are `lane_tree_stages(n)` clocks later."""
+    level = list(lanes)
+    for depth in range((len(level) - 1).bit_length()):
+        level = [combine(fn, level[i], level[i + 1]) if i + 1 < len(level) else level[i]
+                 for i in range(0, len(level), 2)]
+        level = [reg(m, v, f"{name}_l{depth}_{i}") for i, v in enumerate(level)]
+    total = level[0]
+    olds = [delay(m, x, lane_tree_stages(len(lanes)) - 1, f"{name}_old{j}")
+            for j, x in enumerate(old)]
+    return [reg(m, Mux(acc, combine(fn, o.as_signed(), total), total)[0:LANE], f"{name}_y{j}")
+            for j, o in enumerate(olds)]

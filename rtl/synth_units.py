@@ -11,12 +11,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from amaranth.hdl import Cat, Module, Mux, Signal
+from amaranth.hdl import Cat, Const, Module, Signal
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
 from isa.config import ChipConfig
-from isa.table import INSN_BITS, Op
+from isa.table import INSN_BITS
 from rtl import lanes as L
 from rtl.fields import LATENCY_BITS, Predecoder
 from rtl.queue import InstructionQueue
@@ -53,36 +53,47 @@ class UnitPins(wiring.Component):
         return m
 
 
+def _control(**given) -> L.LaneControl:
+    fields = {"fn": L.LANE_FN_BITS, "product": 1, "mulacc": 1, "requant": 1, "zp": 9, "lo": 9,
+              "hi": 9}
+    values = {}
+    for name, bits in fields.items():
+        values[name] = given.get(name, Signal(bits, name=f"ctl_{name}"))
+    for name in ("zp", "lo", "hi"):
+        values[name] = values[name].as_signed()
+    return L.LaneControl(**values)
+
+
 class RequantLane(wiring.Component):
-    """One lane of REQUANT: 64-bit product, rounding shift, zero point, clamp."""
+    """One lane of REQUANT: 64-bit product, rounding shift, zero point, clamp (the vector lane
+    with its opcode fixed, so only REQUANT's paths remain)."""
 
     def __init__(self, cfg: ChipConfig):
-        super().__init__({"x": In(32), "mult": In(32), "shift": In(32), "zp": In(32),
-                          "lo": In(32), "hi": In(32), "y": Out(32)})
+        super().__init__({"x": In(32), "mult": In(32), "shift": In(32), "zp": In(9),
+                          "lo": In(9), "hi": In(9), "y": Out(32)})
 
     def elaborate(self, platform):
         m = Module()
-        m.d.comb += self.y.eq(L.requant(self.x.as_signed(), self.mult.as_signed(), self.shift,
-                                        self.zp.as_signed(), self.lo.as_signed(),
-                                        self.hi.as_signed()))
+        ctl = _control(fn=Const(0, L.LANE_FN_BITS), product=Const(0), mulacc=Const(0),
+                       requant=Const(1), zp=self.zp, lo=self.lo, hi=self.hi)
+        m.d.comb += self.y.eq(L.vector_lane(m, ctl, self.x, self.mult, self.shift))
         return m
 
 
 class VectorLane(wiring.Component):
-    """One lane of UNARY, BINARY (but DIV) and TERNARY, chosen by opcode and fn."""
+    """One vector lane: UNARY, BINARY (but DIV), TERNARY, REQUANT and MOVE's copy, with the
+    control a running instruction gives it (`LaneControl`)."""
 
     def __init__(self, cfg: ChipConfig):
-        super().__init__({"opcode": In(4), "fn": In(5), "a": In(32), "b": In(32), "c": In(32),
-                          "y": Out(32)})
+        super().__init__({"fn": In(L.LANE_FN_BITS), "product": In(1), "mulacc": In(1),
+                          "requant": In(1), "zp": In(9), "lo": In(9), "hi": In(9),
+                          "a": In(32), "b": In(32), "c": In(32), "y": Out(32)})
 
     def elaborate(self, platform):
         m = Module()
-        a, b, c = self.a.as_signed(), self.b.as_signed(), self.c.as_signed()
-        m.d.comb += self.y.eq(L.select(self.opcode, {
-            Op.UNARY: L.unary(self.fn, a),
-            Op.BINARY: L.binary(self.fn, a, b),
-            Op.TERNARY: L.ternary(self.fn, a, b, c),
-        }, a))
+        ctl = _control(**{name: getattr(self, name) for name in (
+            "fn", "product", "mulacc", "requant", "zp", "lo", "hi")})
+        m.d.comb += self.y.eq(L.vector_lane(m, ctl, self.a, self.b, self.c))
         return m
 
 
@@ -97,21 +108,24 @@ class DotColumn(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         inp, wgt = L.split(self.inp, self.n), L.split(self.wgt, self.n)
-        total = sum(L.int8(x) * L.int8(w) for x, w in zip(inp, wgt, strict=True))
-        m.d.comb += self.y.eq(Mux(self.acc, total + self.old.as_signed(), total))
+        m.d.comb += self.y.eq(L.dot_column(m, inp, wgt, self.old, self.acc))
         return m
 
 
 class ReduceTree(wiring.Component):
-    """REDUCE over the lanes of a row: the log2(n)-deep combine tree."""
+    """REDUCE over the lanes of a row: the log2(n)-deep combine tree, then each lane's
+    combine with the old row (acc=1)."""
 
     def __init__(self, cfg: ChipConfig):
         self.n = cfg.n
-        super().__init__({"fn": In(2), "row": In(32 * cfg.n), "y": Out(32)})
+        super().__init__({"fn": In(2), "acc": In(1), "row": In(32 * cfg.n),
+                          "old": In(32 * cfg.n), "y": Out(32 * cfg.n)})
 
     def elaborate(self, platform):
         m = Module()
-        m.d.comb += self.y.eq(L.reduce_tree(self.fn, L.split(self.row, self.n)))
+        out = L.lane_tree(m, self.fn, L.split(self.row, self.n), L.split(self.old, self.n),
+                          self.acc)
+        m.d.comb += self.y.eq(L.join(out))
         return m
 
 
@@ -130,7 +144,7 @@ def _compute(cfg: ChipConfig) -> wiring.Component:
 UNITS: dict[str, tuple[Callable[[ChipConfig], wiring.Component], str]] = {
     "compute": (_compute, "the whole compute unit (matrix array, vector unit, requantiser)"),
     "requant": (RequantLane, "one requantiser lane"),
-    "vector": (VectorLane, "one vector lane (UNARY, BINARY but DIV, TERNARY)"),
+    "vector": (VectorLane, "one vector lane (UNARY, BINARY but DIV, TERNARY, REQUANT, MOVE)"),
     "dot": (DotColumn, "one matrix-array column: n int8 products and their sum"),
     "reduce": (ReduceTree, "REDUCE's tree over the n lanes"),
     "decode": (Predecoder, "instruction predecoding: latency formulas and legality"),

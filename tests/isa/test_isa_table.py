@@ -92,19 +92,22 @@ def test_latency_formulas_evaluate_on_every_preset():
     ("load", dict(rows=3, cols=5, fmt=2), "tiny", 4 + 15),  # ceil(60 / 4)
     ("store", dict(rows=1, cols=1, fmt=1), "default", 64 + 1),
     ("store", dict(rows=16, cols=16, fmt=2), "default", 64 + 32),
-    ("matmul", dict(rows=1), "tiny", 4 + 1 + 2),
-    ("matmul", dict(rows=512), "default", 16 + 512 + 2),
-    ("unary", dict(count=7), "tiny", 9),
-    ("binary", dict(count=16), "default", 18),
-    ("ternary", dict(count=1), "large", 3),
-    ("reduce", dict(count=4, axis=0), "default", 4 + 2 + 4),
-    ("reduce", dict(count=4, axis=1), "default", 6),
-    ("reduce", dict(count=1, axis=0), "large", 1 + 2 + 7),
-    ("requant", dict(count=5), "tiny", 7),
+    # MATMUL: n weight rows, the input rows, read + 4 pipeline stages + write
+    ("matmul", dict(rows=1), "tiny", 4 + 1 + 5),
+    ("matmul", dict(rows=512), "default", 16 + 512 + 5),
+    # vector ops: the rows, read + 5 pipeline stages + write
+    ("unary", dict(count=7), "tiny", 7 + 6),
+    ("binary", dict(count=16), "default", 16 + 6),
+    ("ternary", dict(count=1), "large", 1 + 6),
+    # REDUCE over lanes: read + a stage per tree level + the acc combine + write
+    ("reduce", dict(count=4, axis=0), "default", 4 + 4 + 2),
+    ("reduce", dict(count=4, axis=1), "default", 4 + 6),  # over rows: the vector pipeline
+    ("reduce", dict(count=1, axis=0), "large", 1 + 7 + 2),
+    ("requant", dict(count=5), "tiny", 5 + 6),
     ("move", dict(count=2, fn=1), "default", 2 * 16 + 16 + 2),  # a block of drain
     ("binary", dict(count=3, fn=3, dtype=0), "tiny", 3 * 32 + 4),  # int32 DIV: iterative
-    ("binary", dict(count=3, fn=3, dtype=1), "tiny", 3 + 2),  # fp32 DIV: pipelined
-    ("move", dict(count=2, fn=3), "default", 4),
+    ("binary", dict(count=3, fn=3, dtype=1), "tiny", 3 + 6),  # fp32 DIV: pipelined
+    ("move", dict(count=2, fn=3), "default", 2 + 6),  # fill: the vector pipeline
     ("sync", dict(unit=2), "tiny", 1),
 ])
 def test_latency_formulas_by_hand(mnemonic, values, cfg, expected):

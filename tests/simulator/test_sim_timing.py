@@ -46,19 +46,19 @@ def test_same_unit_runs_in_order_back_to_back():
 
 
 def test_independent_units_overlap():
-    mm = make("matmul", dst=0, inp=8, wgt=0, rows=4)  # 4 + 4 + 2 = 10
+    mm = make("matmul", dst=0, inp=8, wgt=0, rows=4)  # 4 + 4 + 5 = 13
     r = run([load(), mm, HALT], trace=True)
-    assert runs(r) == [(0, 1, 9, 0), (1, 2, 12, 1)]
-    assert r.cycles == 12
+    assert runs(r) == [(0, 1, 9, 0), (1, 2, 15, 1)]
+    assert r.cycles == 15
 
 
 def test_token_wait_pushes_complete_before_starts():
     mm = make("matmul", ("pop_prev",), dst=0, inp=0, wgt=0, rows=4)
     r = run([load(flags=("push_next",)), mm, HALT], trace=True)
     # The push lands at 9 (step 1) and the matmul starts in the same cycle (step 2).
-    assert runs(r) == [(0, 1, 9, 0), (1, 9, 19, 1)]
+    assert runs(r) == [(0, 1, 9, 0), (1, 9, 22, 1)]  # 4 + 4 + 5 = 13
     assert r.counters.stalled[1] == 7  # tried at 2..8
-    assert r.cycles == 19
+    assert r.cycles == 22
     assert [w[:3] for w in r.log.waits] == [(1, 2, 9)]
 
 
@@ -105,20 +105,21 @@ LATENCIES = [  # (instruction, hand-computed latency on TIMING: n=4, dram 4 + ce
     (make("load", sram=SP(0), dram=0, stride=3, rows=1, cols=3, fmt=Fmt.I8), 4 + 1),
     (make("store", sram=ACC(0), dram=0, stride=16, rows=2, cols=4, fmt=Fmt.X32), 4 + 8),
     (make("store", sram=ACC(0), dram=0, stride=4, rows=5, cols=4, fmt=Fmt.U8), 4 + 5),
-    (make("matmul", dst=0, inp=0, wgt=0, rows=5), 4 + 5 + 2),
-    (make("unary", dst=SP(0), src1=SP(0), count=3), 3 + 2),
-    (make("binary", dst=SP(0), src1=SP(0), src2=SP(0), count=1), 1 + 2),
-    (make("ternary", dst=SP(0), src1=SP(0), src2=SP(0), src3=SP(0), count=2), 2 + 2),
+    (make("matmul", dst=0, inp=0, wgt=0, rows=5), 4 + 5 + 5),  # weights, rows, 4 stages + 1
+    (make("unary", dst=SP(0), src1=SP(0), count=3), 3 + 6),  # rows, read + 5 stages + write
+    (make("binary", dst=SP(0), src1=SP(0), src2=SP(0), count=1), 1 + 6),
+    (make("ternary", dst=SP(0), src1=SP(0), src2=SP(0), src3=SP(0), count=2), 2 + 6),
+    # over lanes: read, a stage per tree level (log2 4 = 2), the acc combine, write
     (make("reduce", dst=SP(9), src1=SP(0), count=2, axis=Axis.LANES), 2 + 2 + 2),
-    (make("reduce", dst=SP(9), src1=SP(0), count=2, axis=Axis.ROWS), 2 + 2),
-    (make("requant", dst=SP(9), src1=SP(0), src2=SP(4), count=1), 1 + 2),
-    (make("requant", dst=SP(9), src1=SP(0), src2=SP(4), count=2, step2=1), 2 + 2),
-    (make("move", dst=SP(8), src1=SP(0), count=3, fn=MoveFn.COPY, dstride=1, sstride=1), 3 + 2),
+    (make("reduce", dst=SP(9), src1=SP(0), count=2, axis=Axis.ROWS), 2 + 6),
+    (make("requant", dst=SP(9), src1=SP(0), src2=SP(4), count=1), 1 + 6),
+    (make("requant", dst=SP(9), src1=SP(0), src2=SP(4), count=2, step2=1), 2 + 6),
+    (make("move", dst=SP(8), src1=SP(0), count=3, fn=MoveFn.COPY, dstride=1, sstride=1), 3 + 6),
     (make("move", dst=SP(16), src1=SP(0), count=2, fn=MoveFn.TRANSPOSE, dstride=4, sstride=4),
      2 * 4 + 4 + 2),  # a block of drain
     (make("binary", dst=SP(0), src1=SP(0), src2=SP(0), count=2, fn=BinaryFn.DIV,
           dtype=DType.I32), 2 * 32 + 4),  # the iterative divider
-    (make("move", dst=SP(8), count=2, fn=MoveFn.FILL, dstride=1), 2 + 2),
+    (make("move", dst=SP(8), count=2, fn=MoveFn.FILL, dstride=1), 2 + 6),
     (make("sync", unit=SyncUnit.LOAD), 1),
 ]
 
@@ -137,7 +138,7 @@ def test_latency_formulas_on_the_default_config():
     a = make("load", sram=SP(0), dram=0, stride=1024, rows=512, cols=16, fmt=Fmt.I8)
     assert a.op.cycles(a.values, cfg) == 64 + 256
     mm = make("matmul", dst=0, inp=0, wgt=0, rows=512)
-    assert mm.op.cycles(mm.values, cfg) == 16 + 512 + 2
+    assert mm.op.cycles(mm.values, cfg) == 16 + 512 + 5
     red = make("reduce", dst=SP(0), src1=SP(0), count=1, axis=Axis.LANES)
     assert red.op.cycles(red.values, cfg) == 1 + 2 + 4
 
