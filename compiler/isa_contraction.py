@@ -476,6 +476,7 @@ def emit_contraction(em: Emitter, shape: tuple[int, ...], reduce_axes: tuple[int
             rq_views = {id(r): requant_view(r, out_shape).reshape(red_shape)
                         for r in requants_of(epilogue)}
             epi = GemmEpilogue(em, epilogue, epi_fit, g, batches, nn, rq_views, m)
+            epi.temp_regions = _temps_needed(em, epi)
             if not is_direct and (epi.tile_leaves or epi.lane_leaves):
                 epi = None  # those address tiles by their flat column index
     if not is_direct and window is not None and epilogue is not None and epi is None:
@@ -618,9 +619,12 @@ def _temps_needed(em: Emitter, epi: GemmEpilogue) -> int:
     for temps in range(planned):
         trial = Emitter(em.cfg)
         epi.temp_regions, epi.mb = temps, 1
+        tile = Tile(0, 0, 1, 0, em.cfg.n, 0)
         try:
             epi.emit_resident(trial, 0)
-            epi.emit_tile_compute(trial, Tile(0, 0, 1, 0, em.cfg.n, 0), acc(0), 0, 0, 0)
+            if epi.block_regions:
+                epi.emit_block_loads(trial, tile, 0)
+            epi.emit_tile_compute(trial, tile, acc(0), 0, 0, 0)
         except CompileError:
             continue
         return temps

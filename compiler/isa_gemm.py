@@ -23,7 +23,7 @@ from typing import Protocol
 
 import numpy as np
 
-from compiler.isa_builder import CompileError, Credits, Emitter, acc, sp
+from compiler.isa_builder import CompileError, Credits, Emitter, acc, fast_make, sp
 from isa.table import Fmt, MatType
 
 
@@ -158,6 +158,13 @@ def emit_gemm(em: Emitter, problems: list[tuple[Mat, Mat, Mat]], dtype: MatType,
         epilogue.widen()
         epi_block = epilogue.block_regions
         p = plan(cfg, m, k, 2 * epi_tile + epi_temp + epi_block, res_rows)
+    # Per-block epilogue tables double-buffered when that costs no rows per MATMUL: the
+    # next M block's tables (and A chunks) then load while this block still computes.
+    block_bufs = 1
+    if epi_block and not p.resident_a and -(-m // p.mb) > 1:
+        p2 = plan(cfg, m, k, 2 * epi_tile + epi_temp + 2 * epi_block, res_rows)
+        if p2.mb == p.mb and not p2.resident_a:
+            p, block_bufs = p2, 2
     mb, group, kc = p.mb, p.group, -(-k // n)
     if window is not None:
         kc = len(window.chunks)
@@ -176,7 +183,13 @@ def emit_gemm(em: Emitter, problems: list[tuple[Mat, Mat, Mat]], dtype: MatType,
     a_bufs = 1 if p.resident_a else 2
     tile_base = a_base + a_bufs * a_size
     block_base = tile_base + 2 * epi_tile * mb
-    temp_base = block_base + epi_block * mb
+    temp_base = block_base + block_bufs * epi_block * mb
+    mblocks = -(-m // mb)
+
+    def block_at(tile: Tile) -> int:
+        """The tile's per-block table region (M blocks alternate between the buffers)."""
+        return block_base + ((tile.batch * mblocks + tile.m0 // mb) % block_bufs) \
+            * epi_block * mb
     if temp_base + epi_temp * mb > cfg.sp_rows:
         raise CompileError("GEMM scratchpad plan overflows")
     blocked = [_blocked(em, a, mb, kc) if a.host is not None else None for a, _, _ in problems]
@@ -205,6 +218,18 @@ def emit_gemm(em: Emitter, problems: list[tuple[Mat, Mat, Mat]], dtype: MatType,
                     steps.append((a, b, c, tile, ti, n_off, gi, g0, g1))
                 tile_no += 1
 
+    # With double-buffered tables, an M block's tables load two steps into the previous
+    # block (all older blocks are done by then): a large table loaded with the block's
+    # first step would hold the load unit, and the MATMULs waiting on it, for its length.
+    firsts = [i for i, st in enumerate(steps) if st[4] == 0 and st[6] == 0]
+    hoist_at: dict[int, int] = {}
+    if block_bufs == 2:
+        for prev, nxt in zip(firsts, firsts[1:], strict=False):
+            if nxt - prev >= 4:
+                hoist_at[prev + 2] = nxt
+    hoisted = set(hoist_at.values())
+    pieces: list = []  # table loads still to go, a piece every other step
+
     def emit_loads(step: int) -> None:
         """The load unit's part of `step`: A chunks (unless resident), the W rows, the
         epilogue's tile inputs and the accumulator's start values."""
@@ -212,10 +237,20 @@ def emit_gemm(em: Emitter, problems: list[tuple[Mat, Mat, Mat]], dtype: MatType,
         buf, rows, m0, n0, cols = step % 2, tile.rows, tile.m0, tile.n0, tile.cols
         start = len(em.code)
         owe = data_free.need(("step", step - 2))
-        if (p.resident_a or epi_block) and ti == 0 and gi == 0:
+        if (p.resident_a or (epi_block and block_bufs == 1)) and ti == 0 and gi == 0:
             owe += data_free.need(("step", step - 1))  # single-buffered per block
-        if epilogue and epi_block and ti == 0 and gi == 0:
-            epilogue.emit_block_loads(em, tile, block_base)
+        if epilogue and epi_block and ti == 0 and gi == 0 and step not in hoisted:
+            epilogue.emit_block_loads(em, tile, block_at(tile))
+        if epilogue and step in hoist_at:  # the next M block's tables, well ahead of it
+            at = len(em.code)
+            epilogue.emit_block_loads(em, steps[hoist_at[step]][3], block_at(
+                steps[hoist_at[step]][3]))
+            pieces.extend(_split_loads(em.code[at:], 64))
+            del em.code[at:]
+        if pieces and (step % 2 == 0 or step in hoisted):
+            for insn in (pieces if step in hoisted else pieces[:1]):
+                em.code.append(insn)
+            del pieces[:len(pieces) if step in hoisted else 1]
         blk = blocked[tile.batch]
         a_first, a_end = (0, kc) if p.resident_a else (g0, g1)
         a_row = a_base + (0 if p.resident_a else buf * a_size)
@@ -262,7 +297,7 @@ def emit_gemm(em: Emitter, problems: list[tuple[Mat, Mat, Mat]], dtype: MatType,
         """Whether `step`'s loads wait for the whole previous step (a single-buffered
         region is reloaded), so they cannot be issued before its epilogue."""
         _, _, _, _, ti, _, gi, _, _ = steps[step]
-        return bool((p.resident_a or epi_block) and ti == 0 and gi == 0)
+        return bool((p.resident_a or (epi_block and block_bufs == 1)) and ti == 0 and gi == 0)
 
     # Program order: the loads of step s + 1 follow the MATMULs of step s, ahead of its
     # epilogue and store, so a long epilogue never keeps the dispatcher from feeding the
@@ -301,7 +336,7 @@ def emit_gemm(em: Emitter, problems: list[tuple[Mat, Mat, Mat]], dtype: MatType,
             before = len(em.code)
             result = epilogue.emit_tile_compute(
                 em, tile, acc(half), tile_base + (tile_no % 2) * epi_tile * mb,
-                temp_base, block_base)
+                temp_base, block_at(tile))
             if len(em.code) == before:  # a SYNC takes the flags
                 em.sync("compute")
             em.flag(len(em.code) - 1, "push_prev", "push_next")
@@ -330,3 +365,17 @@ def _blocked(em: Emitter, a: Mat, mb: int, kc: int) -> dict[int, int]:
         parts.append(blk.reshape(-1))
     buf = em.constant("gemm.a.blocked", np.concatenate(parts))
     return {m0: buf.addr + off for m0, off in addrs.items()}
+
+
+def _split_loads(code: list, rows: int) -> list:
+    """LOADs (no token flags) cut into pieces of at most `rows` rows: spread over several
+    steps, a large table fills the load unit's spare time instead of holding it."""
+    out = []
+    for insn in code:
+        v = insn.values
+        assert insn.mnemonic == "load" and not insn.flags
+        for r0 in range(0, v["rows"], rows):
+            out.append(fast_make("load", (), {**v, "sram": v["sram"] + r0,
+                                              "dram": v["dram"] + r0 * v["stride"],
+                                              "rows": min(rows, v["rows"] - r0)}))
+    return out
