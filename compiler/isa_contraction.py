@@ -15,7 +15,7 @@ import numpy as np
 
 from compiler.ir import Op
 from compiler.isa_builder import CompileError, DramBuffer, Emitter, acc, sp
-from compiler.isa_conv_pixels import PixelConv, emit_pixel_conv, plan_rows
+from compiler.isa_conv_pixels import PadSource, PixelConv, emit_pixel_conv, plan_rows
 from compiler.isa_elementwise import Leaf, emit_elementwise, requant_view, requants_of, scalar_of
 from compiler.isa_gather import GatherJob, emit_lane_gather, gather_fits
 from compiler.isa_gemm import Mat, Tile, WindowB, emit_gemm
@@ -381,9 +381,14 @@ Materialise = Callable[[Leaf, list[int], tuple[int, ...]], tuple[DramBuffer, Vie
 
 def emit_contraction(em: Emitter, shape: tuple[int, ...], reduce_axes: tuple[int, ...],
                      a: Leaf, b: Leaf, epilogue: Expr | None, epi_leaves: list[Leaf],
-                     out: DramBuffer, out_shape: tuple[int, ...], materialise: Materialise
+                     out: DramBuffer, out_shape: tuple[int, ...], materialise: Materialise,
+                     pads: dict[int, tuple[PadSource, Callable[[], None]]] | None = None
                      ) -> None:
     """out = epilogue(sum over reduce_axes of a * b) on the matrix unit.
+
+    `pads` holds operands whose zero-padding copy was held back (by DRAM buffer id): the
+    padded source and a callback that emits the copy. Each is emitted before anything
+    else unless a path reads the unpadded image itself.
 
     The operands are brought to (batch, M, K) and (batch, K, N) matrices with unit-stride
     rows (through a copy kernel when their Views do not allow it); the output tile's lanes
@@ -433,8 +438,15 @@ def emit_contraction(em: Emitter, shape: tuple[int, ...], reduce_axes: tuple[int
             return leaf.buf, v
         return materialise(leaf, g.batch + rows + cols, shape)
 
-    if _pixel_conv(em, shape, g, a, b, epilogue, epi_leaves, out, out_shape, red_shape, ostr):
+    pads = dict(pads or {})
+    pad_b = pads.pop(id(b.buf), None) if b.buf is not None else None
+    for _, flush in pads.values():
+        flush()
+    if _pixel_conv(em, shape, g, a, b, epilogue, epi_leaves, out, out_shape, red_shape, ostr,
+                   pad_b[0] if pad_b else None):
         return
+    if pad_b is not None:
+        pad_b[1]()
     o_m, o_n = merged(ov, g.m), merged(ov, g.n)
     is_direct = o_m is not None and o_n is not None and (o_n[1] == 1 or nn == 1)
     window: tuple[WindowB, list[int]] | None = None
@@ -548,7 +560,7 @@ def emit_contraction(em: Emitter, shape: tuple[int, ...], reduce_axes: tuple[int
 def _pixel_conv(em: Emitter, shape: tuple[int, ...], g: GemmAxes, a: Leaf, b: Leaf,
                 epilogue: Expr | None, epi_leaves: list[Leaf], out: DramBuffer,
                 out_shape: tuple[int, ...], red_shape: tuple[int, ...],
-                ostr: tuple[int, ...]) -> bool:
+                ostr: tuple[int, ...], pad: PadSource | None = None) -> bool:
     """Emit a stride-1 K x K int8 convolution with its pixels streamed
     (`compiler.isa_conv_pixels`) when it suits: wide enough output rows, whole n-channel
     chunks, an epilogue with per-output-channel values only. False: nothing emitted."""
@@ -607,8 +619,10 @@ def _pixel_conv(em: Emitter, shape: tuple[int, ...], g: GemmAxes, a: Leaf, b: Le
                      epi.temp_regions if epi else 0)
     if plan is None:
         return False
+    if pad is not None and not pad.serves(conv, v, b.buf):
+        return False
     weights = _fold_for_window(a, g, shape, [kh, kw, cin], n)
-    emit_pixel_conv(em, conv, weights, epi, out, *plan, bias)
+    emit_pixel_conv(em, conv, weights, epi, out, *plan, bias, pad)
     return True
 
 

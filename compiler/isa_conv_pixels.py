@@ -57,6 +57,30 @@ class PixelConv:
         return self.wt - self.pad
 
 
+@dataclass(frozen=True)
+class PadSource:
+    """A zero-padded image not yet written: padded element (..., y, x) is `buf` element
+    offset + outer . (...) + y*row_stride + x where y_lo <= y < y_hi and x_lo <= x < x_hi,
+    and zero elsewhere."""
+
+    buf: DramBuffer
+    offset: int
+    row_stride: int
+    y_lo: int
+    y_hi: int
+    x_lo: int
+    x_hi: int
+    outer: tuple[int, ...]  # strides of the leading axes (batch, channel)
+
+    def serves(self, conv: PixelConv, view, padded: DramBuffer) -> bool:
+        """Whether `conv` reads the whole padded image of this source, symmetrically
+        padded (the pixel-major copy then takes its rows straight from `buf`)."""
+        p = conv.pad
+        return view.offset == 0 and conv.offset == 0 and padded.shape[-2:] == (conv.ht, conv.wt) \
+            and conv.ch_stride == conv.ht * conv.wt and len(self.outer) >= 1 \
+            and (self.y_lo, self.y_hi, self.x_lo, self.x_hi) == (p, conv.ht - p, p, conv.wt - p)
+
+
 def plan_rows(cfg, conv: PixelConv, resident: int, temps: int) -> tuple[int, int] | None:
     """(output rows per block, K chunks per step) that fit the scratchpad and an accumulator
     half, or None: the most rows (the longest MATMULs), then the largest step."""
@@ -80,7 +104,8 @@ def plan_rows(cfg, conv: PixelConv, resident: int, temps: int) -> tuple[int, int
 
 
 def emit_pixel_conv(em: Emitter, conv: PixelConv, weights: np.ndarray, epilogue,
-                    out: DramBuffer, rb: int, group: int, bias: np.ndarray | None) -> None:
+                    out: DramBuffer, rb: int, group: int, bias: np.ndarray | None,
+                    pad: PadSource | None = None) -> None:
     """out = epilogue(conv + bias); `weights` is (cout, K*K*cin) with K in (kh, kw, cin)
     order; `bias` (per output channel, or None) is DMAed into each accumulator tile as its
     start value. Accumulator halves alternate between tiles, so one tile's bias loads while
@@ -90,7 +115,7 @@ def emit_pixel_conv(em: Emitter, conv: PixelConv, weights: np.ndarray, epilogue,
     p_, k = conv.pitch, conv.k
     rows_x = conv.ht * p_ + n  # the last block's reads run a few rows past the image
     xt = em.alloc(f"{conv.image.name}.pixels", (nc, rows_x, n), "int8")
-    _transpose_in(em, conv, xt, rows_x)
+    _transpose_in(em, conv, xt, rows_x, pad)
     em.barrier()
     kc = k * k * nc
     # B blocks [N tile][K chunk][n rows][n lanes]: a step's chunks are one DMA
@@ -214,24 +239,42 @@ def emit_pixel_conv(em: Emitter, conv: PixelConv, weights: np.ndarray, epilogue,
     flush(len(pending))
 
 
-def _transpose_in(em: Emitter, conv: PixelConv, xt: DramBuffer, rows_x: int) -> None:
+def _transpose_in(em: Emitter, conv: PixelConv, xt: DramBuffer, rows_x: int,
+                  pad: PadSource | None) -> None:
     """Xt[chunk][y*P + x] = image[chunk channels, y, x] for every padded row y and x < Wt
-    (the last p columns land on the next row's left padding: zeros either way)."""
+    (the last p columns land on the next row's left padding: zeros either way). With
+    `pad`, rows come from the unpadded image: padding rows are zero-filled, and each row
+    stores from column p on (the columns before it hold what precedes the row in DRAM;
+    the previous row's right padding covers them)."""
     n = em.cfg.n
     nc, wt, p_ = conv.cin // n, conv.wt, conv.pitch
     nxw = -(-wt // n)
     in_size, tr_size = nxw * conv.cin, nc * nxw * n
     base = [0, in_size + tr_size]
     data_free, out_free = Credits(2), Credits(2)
+    p = conv.pad
+
+    # with `pad`, blocks wholly right of the image are not loaded but zero-filled
+    live = nxw if pad is None else min(nxw, -(-pad.x_hi // n))
+
+    def blank(y: int) -> bool:
+        return pad is not None and not pad.y_lo <= y < pad.y_hi
 
     def emit_loads(y: int) -> None:
         start = len(em.code)
         b = base[y % 2]
-        for q in range(nxw):
+        if blank(y):
+            em.sync("load")
+        for q in range(0 if blank(y) else live):
+            if pad is None:
+                dram, cols, stride = conv.offset + y * wt + q * n, min(n, wt - q * n), \
+                    conv.ch_stride
+            else:
+                dram = pad.offset + y * pad.row_stride + q * n
+                cols, stride = min(n, pad.x_hi - q * n), pad.outer[-1]
             em.emit("load", sram=sp(b + q * conv.cin),
-                    dram=conv.image.addr + conv.offset + y * wt + q * n,
-                    stride=conv.ch_stride, rows=conv.cin, cols=min(n, wt - q * n),
-                    fmt=int(Fmt.I8))
+                    dram=(pad.buf if pad else conv.image).addr + dram, stride=stride,
+                    rows=conv.cin, cols=cols, fmt=int(Fmt.I8))
         em.flag(len(em.code) - 1, "push_next")
         em.pops(start, "load", "pop_next", data_free.need(y))
 
@@ -240,17 +283,25 @@ def _transpose_in(em: Emitter, conv: PixelConv, xt: DramBuffer, rows_x: int) -> 
         b = base[y % 2]
         tr = b + in_size
         start = len(em.code)
-        for ci in range(nc):
-            em.emit("move", dst=sp(tr + ci * nxw * n), src1=sp(b + ci * n), count=nxw,
-                    fn=int(MoveFn.TRANSPOSE), dstride=n, sstride=conv.cin)
+        if blank(y):
+            em.emit("move", dst=sp(tr), count=tr_size, fn=int(MoveFn.FILL), dstride=1, imm=0)
+        else:
+            if live < nxw:
+                em.emit("move", dst=sp(b + live * conv.cin), count=(nxw - live) * conv.cin,
+                        fn=int(MoveFn.FILL), dstride=1, imm=0)
+            for ci in range(nc):
+                em.emit("move", dst=sp(tr + ci * nxw * n), src1=sp(b + ci * n), count=nxw,
+                        fn=int(MoveFn.TRANSPOSE), dstride=n, sstride=conv.cin)
         em.flag(start, "pop_prev")
         em.flag(len(em.code) - 1, "push_prev", "push_next")
         em.pops(start, "compute", "pop_next", out_free.need(y))
         if y + 1 < conv.ht:
             emit_loads(y + 1)
         first = len(em.code)
+        x0 = p if pad is not None and not blank(y) else 0
         for ci in range(nc):
-            em.emit("store", sram=sp(tr + ci * nxw * n), dram=xt.addr + (ci * rows_x + y * p_) * n,
-                    stride=n, rows=wt, cols=n, fmt=int(Fmt.I8))
+            em.emit("store", sram=sp(tr + ci * nxw * n + x0),
+                    dram=xt.addr + (ci * rows_x + y * p_ + x0) * n, stride=n, rows=wt - x0,
+                    cols=n, fmt=int(Fmt.I8))
         em.flag(first, "pop_prev")
         em.flag(len(em.code) - 1, "push_prev")

@@ -17,7 +17,7 @@ import numpy as np
 
 from compiler.ir import Graph, Op
 from compiler.isa_builder import CompileError, DramBuffer, Emitter
-from compiler.isa_contraction import emit_contraction
+from compiler.isa_contraction import PadSource, emit_contraction
 from compiler.isa_elementwise import Leaf, emit_elementwise, emit_reduce_rows
 from compiler.isa_vector import MAX_LANE_STRIDE, Imm
 from compiler.schedule import ACC, LOAD, Buffer, Expr, Kernel, Schedule, schedule
@@ -38,6 +38,7 @@ class Lowering:
         self.em = Emitter(cfg)
         self.em.dram_top = DRAM_GUARD
         self.home: dict[int, DramBuffer] = {}
+        self.deferred: dict[int, tuple[PadSource, Callable[[], None]]] = {}
         for buf in sched.inputs.values():
             self.home[id(buf)] = d = self.em.alloc(buf.name, buf.shape, buf.dtype)
             self.em.symbol(d, "input")
@@ -84,11 +85,15 @@ class Lowering:
             strides[axis] = contiguous_strides(full)[pos]
         return buf, View(tuple(shape), tuple(strides), 0, None)
 
-    def kernel(self, k: Kernel) -> None:
+    def kernel(self, k: Kernel, later: list[Kernel] | None = None) -> None:
+        """Emit `k`; `later` (the kernels after it) lets a zero-padding copy read only by
+        the next convolution wait, so the convolution may read the unpadded image itself."""
         for dtype in {k.output.dtype, *(a.buffer.dtype for a in k.inputs)}:
             if DTYPE_SUPPORT[dtype] not in self.cfg.dtypes and dtype != "int32":
                 raise CompileError(f"kernel {k.name} uses {dtype}, which chip "
                                    f"{self.cfg.name!r} does not support")
+        if later and self._defer_pad(k, later):
+            return
         out = self.dram(k.output)
         leaves = [self.leaf(k, i) for i in range(len(k.inputs))]
         used = {e.arg for e in k.epilogue.leaves() if e.op == LOAD} if k.epilogue else set()
@@ -99,11 +104,43 @@ class Lowering:
         elif k.kind == "contraction":
             assert k.contraction is not None
             ia, ib = k.contraction
+            pads = {id(self.dram(buf)): (pad, flush) for buf, (pad, flush) in
+                    ((a.buffer, self.deferred.pop(id(a.buffer))) for a in k.inputs
+                     if id(a.buffer) in self.deferred)}
             emit_contraction(self.em, k.shape, k.reduce_axes, leaves[ia], leaves[ib],
-                             k.epilogue, epi_leaves, out, k.output.shape, self.materialise)
+                             k.epilogue, epi_leaves, out, k.output.shape, self.materialise,
+                             pads)
         else:
             self.reduce(k, leaves, epi_leaves, out)
         self.em.barrier()
+
+    def _defer_pad(self, k: Kernel, later: list[Kernel]) -> bool:
+        """Hold back `k` when it only zero-pads the last two axes of an input for the next
+        kernel, a contraction, and nothing later reads it: the contraction emits it (a
+        callback) unless it reads the image through the returned `PadSource` instead."""
+        nxt = later[0]
+        if k.kind != "elementwise" or k.body.op != LOAD or len(k.inputs) != 1 \
+                or k.output.kind != "temp" or nxt.kind != "contraction" \
+                or k.inputs[0].buffer.kind == "const" \
+                or all(a.buffer is not k.output for a in nxt.inputs) \
+                or any(a.buffer is k.output for kk in later[1:] for a in kk.inputs):
+            return False
+        v = k.inputs[0].view
+        if v.mask is None or len(v.shape) < 2 or v.strides[-1] != 1 \
+                or any(m != (0, sz) for m, sz in zip(v.mask[:-2], v.shape[:-2], strict=True)) \
+                or k.body.dtype != k.output.dtype:
+            return False
+        src = self.dram(k.inputs[0].buffer)
+        (y_lo, y_hi), (x_lo, x_hi) = v.mask[-2:]
+        pad = PadSource(src, v.offset, v.strides[-2], y_lo, y_hi, x_lo, x_hi,
+                        tuple(v.strides[:-2]))
+
+        def flush() -> None:
+            emit_elementwise(self.em, k.shape, [self.leaf(k, 0)], k.body, self.dram(k.output))
+            self.em.barrier()
+
+        self.deferred[id(k.output)] = (pad, flush)
+        return True
 
     def reduce(self, k: Kernel, leaves: list[Leaf], epi_leaves: list[Leaf], out: DramBuffer
                ) -> None:
@@ -322,7 +359,7 @@ def compile_graph(graph: Graph, cfg: ChipConfig, progress: Callable[[int, int], 
     low = Lowering(cfg, sched)
     for i, k in enumerate(sched.kernels):
         try:
-            low.kernel(k)
+            low.kernel(k, sched.kernels[i + 1:])
         except CompileError as exc:
             raise CompileError(f"kernel {k.name} ({', '.join(k.source) or k.kind}): {exc}") \
                 from None
