@@ -19,6 +19,7 @@ from compiler.ir import Graph, Op
 from compiler.isa_builder import CompileError, DramBuffer, Emitter
 from compiler.isa_contraction import PadSource, emit_contraction
 from compiler.isa_elementwise import Leaf, emit_elementwise, emit_reduce_rows
+from compiler.isa_pad import emit_pad_copy, pad_copy_fits
 from compiler.isa_vector import MAX_LANE_STRIDE, Imm
 from compiler.schedule import ACC, LOAD, Buffer, Expr, Kernel, Schedule, schedule
 from compiler.view import View, contiguous_strides
@@ -100,7 +101,7 @@ class Lowering:
         epi_leaves = [lf if i in used else Leaf(None, None, imm=Imm(0))
                       for i, lf in enumerate(leaves)]
         if k.kind == "elementwise":
-            emit_elementwise(self.em, k.shape, leaves, k.body, out)
+            self.elementwise(k, leaves, out)
         elif k.kind == "contraction":
             assert k.contraction is not None
             ia, ib = k.contraction
@@ -114,29 +115,39 @@ class Lowering:
             self.reduce(k, leaves, epi_leaves, out)
         self.em.barrier()
 
+    def elementwise(self, k: Kernel, leaves: list[Leaf], out: DramBuffer) -> None:
+        pad = self._pad_source(k)
+        if pad is not None and pad_copy_fits(self.em, pad, k.shape, out):
+            emit_pad_copy(self.em, pad, k.shape, out)
+        else:
+            emit_elementwise(self.em, k.shape, leaves, k.body, out)
+
+    def _pad_source(self, k: Kernel) -> PadSource | None:
+        """`k` as a zero-padding of the last two axes of an input, or None."""
+        if k.kind != "elementwise" or k.body.op != LOAD or len(k.inputs) != 1 \
+                or k.inputs[0].buffer.kind == "const" or k.body.dtype != k.output.dtype:
+            return None
+        v = k.inputs[0].view
+        if v.mask is None or len(v.shape) < 3 or v.strides[-1] != 1 or v.is_empty \
+                or any(m != (0, sz) for m, sz in zip(v.mask[:-2], v.shape[:-2], strict=True)):
+            return None
+        (y_lo, y_hi), (x_lo, x_hi) = v.mask[-2:]
+        return PadSource(self.dram(k.inputs[0].buffer), v.offset, v.strides[-2], y_lo, y_hi,
+                         x_lo, x_hi, tuple(v.strides[:-2]))
+
     def _defer_pad(self, k: Kernel, later: list[Kernel]) -> bool:
         """Hold back `k` when it only zero-pads the last two axes of an input for the next
         kernel, a contraction, and nothing later reads it: the contraction emits it (a
         callback) unless it reads the image through the returned `PadSource` instead."""
         nxt = later[0]
-        if k.kind != "elementwise" or k.body.op != LOAD or len(k.inputs) != 1 \
-                or k.output.kind != "temp" or nxt.kind != "contraction" \
-                or k.inputs[0].buffer.kind == "const" \
+        pad = self._pad_source(k)
+        if pad is None or k.output.kind != "temp" or nxt.kind != "contraction" \
                 or all(a.buffer is not k.output for a in nxt.inputs) \
                 or any(a.buffer is k.output for kk in later[1:] for a in kk.inputs):
             return False
-        v = k.inputs[0].view
-        if v.mask is None or len(v.shape) < 2 or v.strides[-1] != 1 \
-                or any(m != (0, sz) for m, sz in zip(v.mask[:-2], v.shape[:-2], strict=True)) \
-                or k.body.dtype != k.output.dtype:
-            return False
-        src = self.dram(k.inputs[0].buffer)
-        (y_lo, y_hi), (x_lo, x_hi) = v.mask[-2:]
-        pad = PadSource(src, v.offset, v.strides[-2], y_lo, y_hi, x_lo, x_hi,
-                        tuple(v.strides[:-2]))
 
         def flush() -> None:
-            emit_elementwise(self.em, k.shape, [self.leaf(k, 0)], k.body, self.dram(k.output))
+            self.elementwise(k, [self.leaf(k, 0)], self.dram(k.output))
             self.em.barrier()
 
         self.deferred[id(k.output)] = (pad, flush)
