@@ -34,7 +34,7 @@ from compiler.isa_vector import (
     split_lanes,
     vdtype,
 )
-from compiler.schedule import ACC, Expr
+from compiler.schedule import ACC, LOAD, Expr
 from compiler.view import View
 from isa.config import ChipConfig
 from isa.table import Axis, BinaryFn, Fmt, ReduceFn, TernaryFn
@@ -108,7 +108,7 @@ def emit_elementwise(em: Emitter, shape: tuple[int, ...], leaves: list[Leaf], bo
         width = -(-chunks // passes) * n  # columns per pass, whole lane chunks
         try:
             plans = [_ColumnPass.plan(em.cfg, *column_window(cshape, cviews, c0, width),
-                                      loaded, rqs, body)
+                                      loaded, rqs, body, out.dtype)
                      for c0 in range(0, d, width)]
             break
         except _TooWide as exc:
@@ -154,10 +154,11 @@ class _ColumnPass:
     pb: int
     per_row: int
     shared: int
+    copy: bool  # a bare copy: stored straight from the rows it was loaded into
 
     @staticmethod
     def plan(cfg: ChipConfig, cshape: tuple[int, ...], cviews: list[View], loaded: list[Leaf],
-             rqs: list[Expr], body: Expr) -> _ColumnPass:
+             rqs: list[Expr], body: Expr, out_dtype: str) -> _ColumnPass:
         n = cfg.n
         d = cshape[-1]
         chunks = -(-d // n)
@@ -186,10 +187,13 @@ class _ColumnPass:
         n_tables = len(rq_views) - lane_rq
         temps = count_temps(body) + 1
         budget = cfg.sp_rows - res_count
+        copy = body.op == LOAD and not rqs and len(loaded) == 1 \
+            and loaded[0].buf is not None and loaded[0].buf.dtype == body.dtype == out_dtype \
+            and all(p.mode == "direct" for p in plans)
         while True:
             shared = shared_rows([(p.mode, p.view) for p in plans], chunks)
-            per_row = sum(chunks + p.scratch_per_row for p in plans) + (1 + temps) * chunks \
-                + 2 * chunks * n_tables + shared
+            per_row = sum(chunks + p.scratch_per_row for p in plans) \
+                + (0 if copy else (1 + temps) * chunks) + 2 * chunks * n_tables + shared
             pb = min(p_total, max(0, budget // (2 * per_row)), 4096)
             if pb < 1:
                 raise _TooWide(f"an elementwise kernel over {list(cshape)} needs "
@@ -205,7 +209,7 @@ class _ColumnPass:
             for p in plans:  # too big for the transposes: fall back to element gathers
                 if p.mode == "strided":
                     p.mode, p.scratch_per_row = "gather", scratch_rows("gather", p.view, chunks, n)
-        return _ColumnPass(cshape, cviews, plans, fold, rq_views, pb, per_row, shared)
+        return _ColumnPass(cshape, cviews, plans, fold, rq_views, pb, per_row, shared, copy)
 
     def emit(self, em: Emitter, all_leaves: list[Leaf], body: Expr, out: DramBuffer,
              out_row: int) -> None:
@@ -277,7 +281,11 @@ class _ColumnPass:
             em.emit("load", sram=sp(res_base), dram=cbuf.addr, stride=n * 4,
                     rows=len(resident), cols=n, fmt=int(Fmt.X32))
         rq_dram = [em.constant("requant.rows", t.reshape(-1, n)) for _, t in rq_tables]
-        data_free, out_free = Credits(2), Credits(2)
+        # A bare copy is stored from the rows it was loaded into (after any in-place lane
+        # masks), sparing the compute unit a MOVE per row; a buffer is then held until its
+        # store is done, so the load of block b + 1 waits for the store of block b - 1.
+        copy = self.copy
+        data_free, out_free = Credits(1 if copy else 2), Credits(1 if copy else 2)
         blocks = list(range(0, p_total, pb))
         for bi, p0 in enumerate(blocks):
             count = min(pb, p_total - p0)
@@ -301,7 +309,7 @@ class _ColumnPass:
                         dram=rq_dram[ti].addr + p0 * chunks * 2 * n * 4, stride=n * 4,
                         rows=count * chunks * 2, cols=n, fmt=int(Fmt.X32))
             region = rq_base + len(rq_tables) * 2 * chunks * pb
-            dst_row = region
+            dst_row = leaf_rows[id(loaded[0])] if copy else region
             temp_base = dst_row + chunks * pb
             if len(em.code) == start:
                 em.sync("load")

@@ -29,3 +29,17 @@ def test_pad_copies_match(cfg, case, monkeypatch) -> None:
     xin = np.random.default_rng(c).integers(-128, 128, (1, c, h, w)).astype(np.int8)
     assert_matches(ir.Graph({"x": x}, {"y": y}), {"x": xin}, cfg)
     assert calls, "the channel-row padding copy was not used"
+
+
+@pytest.mark.parametrize("cfg", ["tiny", "default"])
+def test_bare_copies_store_from_their_load_rows(cfg) -> None:
+    """Elementwise copies (a 2-D pad with masked lanes, a strided slice, int32 data) are
+    stored from the rows they were loaded into."""
+    rng = np.random.default_rng(3)
+    a = ir.input_("a", (37, 29), "int8")
+    b = ir.input_("b", (3, 40, 21), "int32")
+    outs = {"p": ir.pad(a, ((2, 1), (3, 5))),
+            "s": ir.shrink(b, ((0, 3), (5, 33), (1, 20)))}
+    inputs = {"a": rng.integers(-128, 128, (37, 29)).astype(np.int8),
+              "b": rng.integers(-2**31, 2**31, (3, 40, 21)).astype(np.int32)}
+    assert_matches(ir.Graph({"a": a, "b": b}, outs), inputs, cfg)
