@@ -402,9 +402,9 @@ OPS: tuple[OpDef, ...] = (
           "row `src1 + r` (fp32 sum: a pairwise tree, ((l0+l1)+(l2+l3))+...). axis=rows: row "
           "`dst` = fn over rows `src1 .. src1+count-1`, lane by lane, in ascending row order. "
           "acc=1: the result is fn(old dst, result). int32 sums wrap.",
-          # lanes: a register after each level of the n-lane tree and after the combine
-          # with the old row, straight from the SRAM row (log2(n) + 1 stages)
-          f"count + (cfg.log2_n + 2 if axis == Axis.LANES else {_VPIPE})"),
+          # lanes: straight from the SRAM row, a register after each level of the n-lane
+          # tree, two for the combine with the old row (log2(n) + 2 stages)
+          f"count + (cfg.log2_n + 3 if axis == Axis.LANES else {_VPIPE})"),
     OpDef(8, "requant", Unit.COMPUTE, _vec(
         local("dst", "first destination row", role="dst"),
         local("src1", "first int32 source row", role="src1"),

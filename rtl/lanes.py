@@ -326,23 +326,33 @@ def dot_column(m: Module, inp: list[Value], wgt: list[Value], old: Value, acc: V
 
 
 def lane_tree_stages(n: int) -> int:
-    """Clocks REDUCE over the lanes takes from a row's arrival: one per tree level, one for
-    the combine with the old row (acc=1)."""
-    return (n - 1).bit_length() + 1
+    """Clocks REDUCE over the lanes takes from a row's arrival: one per tree level, two for
+    the combine with the old row (acc=1): its compare and sum, then the choice."""
+    return (n - 1).bit_length() + 2
 
 
 def lane_tree(m: Module, fn: Value, lanes: list[Value], old: list[Value], acc: Value,
               name: str = "rt") -> list[Signal]:
     """REDUCE over the lanes of a row: a register after every level of the combine tree, then
-    each lane's combine with the old row (acc=1). Operands arrive in the clock it is called
-    for; the n results are `lane_tree_stages(n)` clocks later."""
+    each lane's combine with the old row (acc=1) over two stages, as the total fans out to
+    every lane. Operands arrive in the clock it is called for; the n results are
+    `lane_tree_stages(n)` clocks later."""
     level = list(lanes)
     for depth in range((len(level) - 1).bit_length()):
         level = [combine(fn, level[i], level[i + 1]) if i + 1 < len(level) else level[i]
                  for i in range(0, len(level), 2)]
         level = [reg(m, v, f"{name}_l{depth}_{i}") for i, v in enumerate(level)]
     total = level[0]
-    olds = [delay(m, x, lane_tree_stages(len(lanes)) - 1, f"{name}_old{j}")
+    olds = [delay(m, x, lane_tree_stages(len(lanes)) - 2, f"{name}_old{j}").as_signed()
             for j, x in enumerate(old)]
-    return [reg(m, Mux(acc, combine(fn, o.as_signed(), total), total)[0:LANE], f"{name}_y{j}")
-            for j, o in enumerate(olds)]
+    # combine(fn, old, total), cut after the compare and the sum.
+    total2 = reg(m, total, f"{name}_total")
+    out = []
+    for j, o in enumerate(olds):
+        lt = reg(m, o < total, f"{name}_lt{j}")
+        add = reg(m, (o + total)[0:LANE], f"{name}_sum{j}")
+        o2 = reg(m, o, f"{name}_o{j}")
+        both = select(fn, {ReduceFn.SUM: add, ReduceFn.MAX: Mux(lt, total2, o2),
+                           ReduceFn.MIN: Mux(lt, o2, total2)}, o2)
+        out.append(reg(m, Mux(acc, both, total2)[0:LANE], f"{name}_y{j}"))
+    return out

@@ -99,10 +99,10 @@ def test_latency_formulas_evaluate_on_every_preset():
     ("unary", dict(count=7), "tiny", 7 + 6),
     ("binary", dict(count=16), "default", 16 + 6),
     ("ternary", dict(count=1), "large", 1 + 6),
-    # REDUCE over lanes: read + a stage per tree level + the acc combine + write
-    ("reduce", dict(count=4, axis=0), "default", 4 + 4 + 2),
+    # REDUCE over lanes: read + a stage per tree level + two for the acc combine + write
+    ("reduce", dict(count=4, axis=0), "default", 4 + 4 + 3),
     ("reduce", dict(count=4, axis=1), "default", 4 + 6),  # over rows: the vector pipeline
-    ("reduce", dict(count=1, axis=0), "large", 1 + 7 + 2),
+    ("reduce", dict(count=1, axis=0), "large", 1 + 7 + 3),
     ("requant", dict(count=5), "tiny", 5 + 6),
     ("move", dict(count=2, fn=1), "default", 2 * 16 + 16 + 2),  # a block of drain
     ("binary", dict(count=3, fn=3, dtype=0), "tiny", 3 * 32 + 4),  # int32 DIV: iterative
