@@ -12,6 +12,11 @@ architectural clock stops, nothing completes, starts or dispatches, until the da
 has drained. `cycles` counts architectural cycles only, so it always equals the
 ISA's count; `hold_cycles` reports the extra clock cycles such a prototype spent.
 
+SP and ACC are two-port block RAMs behind `rtl.sram.SramArbiter`: a cycle whose SRAM
+requests outnumber the ports takes more clocks, with every other register of the core
+held by the arbiter's clock enable (`stall_clocks` counts them). The DRAM port's
+requests go out in an architectural cycle's last clock only.
+
 Program code lives in an instruction memory written through the `imem_*` port while
 `run` is low (one 128-bit word per clock: word i is bytes 16i..16i+15 of the .dzn
 CODE section, little-endian); `code_len` gives the number of instructions. Raising
@@ -21,7 +26,17 @@ CODE section, little-endian); `code_len` gives the number of instructions. Raisi
 
 from __future__ import annotations
 
-from amaranth.hdl import Array, Cat, Const, Module, Mux, ResetInserter, Signal, signed
+from amaranth.hdl import (
+    Array,
+    Cat,
+    Const,
+    EnableInserter,
+    Module,
+    Mux,
+    ResetInserter,
+    Signal,
+    signed,
+)
 from amaranth.lib import wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
@@ -37,7 +52,6 @@ from isa.table import (
     Axis,
     Fault,
     Kind,
-    Mem,
     MoveFn,
     Op,
     Unit,
@@ -45,13 +59,14 @@ from isa.table import (
 from rtl.compute import ComputeUnit
 from rtl.dma import LoadUnit, StoreUnit
 from rtl.fields import EXTENT_BITS, LATENCY_BITS, Predecoder, field_values, flag_bit
-from rtl.ports import DramPort, row_width
+from rtl.ports import DramPort
 from rtl.queue import InstructionQueue
+from rtl.sram import SramArbiter
 
 PC_BITS = 16
 COUNTER_BITS = 48
 UNITS = (Unit.LOAD, Unit.COMPUTE, Unit.STORE)
-PERF_COUNTERS = ("cycles", "hold_cycles", "dispatched", "dispatch_stall",
+PERF_COUNTERS = ("cycles", "hold_cycles", "stall_clocks", "dispatched", "dispatch_stall",
                  "load_busy", "compute_busy", "store_busy",
                  "load_token_stall", "compute_token_stall", "store_token_stall")
 _LOOP = BY_OPCODE[Op.LOOP]
@@ -96,15 +111,19 @@ class Core(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
+        # The SRAMs are two-port block RAMs: an architectural cycle with more requests
+        # than ports takes extra clocks, with every other register held (see rtl/sram.py).
+        self._sram = SramArbiter(self.cfg, COUNTER_BITS)
+        m.submodules.sram = ResetInserter({"sync": ~self.run})(self._sram)
         logic = Module()
         self._build(logic)
-        m.submodules.logic = ResetInserter({"sync": ~self.run})(logic)
+        m.submodules.logic = ResetInserter({"sync": ~self.run})(
+            EnableInserter({"sync": self._sram.ce})(logic))
         return m
 
     # --------------------------------------------------------------------------------
     def _build(self, m: Module) -> None:  # noqa: C901 - the chip's control in one place
         cfg = self.cfg
-        width = row_width(cfg)
 
         # Memories ---------------------------------------------------------------------
         # Each code word is stored with what it decides alone (latency, legality, DRAM
@@ -117,17 +136,19 @@ class Core(wiring.Component):
         m.d.comb += [pre.word.eq(self.imem_data),
                      imem_w.en.eq(self.imem_we), imem_w.addr.eq(self.imem_addr),
                      imem_w.data.eq(Cat(self.imem_data, pre.latency, pre.legal, pre.extent))]
-        m.submodules.sp = sp = Memory(shape=width, depth=cfg.sp_rows, init=[])
-        m.submodules.acc = acc = Memory(shape=width, depth=cfg.acc_rows, init=[])
+        sram = self._sram
 
         m.submodules.load = load = LoadUnit(cfg)
         m.submodules.compute = compute = ComputeUnit(cfg)
         m.submodules.store = store = StoreUnit(cfg)
         engines = {Unit.LOAD: load, Unit.COMPUTE: compute, Unit.STORE: store}
 
-        m.d.comb += [self.dram.rd_en.eq(load.dram.rd_en), self.dram.rd_addr.eq(load.dram.rd_addr),
+        # DRAM requests go out once per architectural cycle, in its last clock.
+        m.d.comb += [self.dram.rd_en.eq(load.dram.rd_en & sram.ce),
+                     self.dram.rd_addr.eq(load.dram.rd_addr),
                      load.dram.rd_data.eq(self.dram.rd_data),
-                     self.dram.wr_en.eq(store.dram.wr_en), self.dram.wr_addr.eq(store.dram.wr_addr),
+                     self.dram.wr_en.eq(store.dram.wr_en & sram.ce),
+                     self.dram.wr_addr.eq(store.dram.wr_addr),
                      self.dram.wr_len.eq(store.dram.wr_len),
                      self.dram.wr_data.eq(store.dram.wr_data)]
 
@@ -142,25 +163,15 @@ class Core(wiring.Component):
             with m.If(clr == max(cfg.sp_rows, cfg.acc_rows) - 1):
                 m.d.sync += clearing.eq(0)
 
-        for chan in (compute.rd_a, compute.rd_b, compute.rd_c, store.rd):
-            mem_sel = Signal()
-            ports = []
-            for mem in (sp, acc):
-                port = mem.read_port()
-                m.d.comb += [port.addr.eq(chan.row), port.en.eq(chan.en)]
-                ports.append(port)
-            with m.If(chan.en):
-                m.d.sync += mem_sel.eq(chan.mem)
-            m.d.comb += chan.data.eq(Mux(mem_sel, ports[1].data, ports[0].data))
-        for chan in (load.wr, compute.wr):
-            for mem_id, mem in ((Mem.SP, sp), (Mem.ACC, acc)):
-                port = mem.write_port()
-                m.d.comb += [port.addr.eq(chan.row), port.data.eq(chan.data),
-                             port.en.eq(chan.en & (chan.mem == mem_id))]
-                if chan is load.wr:
-                    with m.If(clearing):
-                        m.d.comb += [port.addr.eq(clr), port.data.eq(0),
-                                     port.en.eq(clr < mem.depth)]
+        # The order of the channels is the arbiter's priority (rtl/sram.py).
+        for chan, port in zip((compute.rd_a, compute.rd_b, compute.rd_c, store.rd), sram.rd,
+                              strict=True):
+            m.d.comb += [port.en.eq(chan.en), port.mem.eq(chan.mem), port.row.eq(chan.row),
+                         chan.data.eq(port.data)]
+        for chan, port in zip((compute.wr, load.wr), sram.wr, strict=True):
+            m.d.comb += [port.en.eq(chan.en), port.mem.eq(chan.mem), port.row.eq(chan.row),
+                         port.data.eq(chan.data)]
+        m.d.comb += [sram.clear_en.eq(clearing), sram.clear_row.eq(clr)]
 
         # Run state ----------------------------------------------------------------------
         done = Signal()
@@ -433,9 +444,11 @@ class Core(wiring.Component):
             name = u.name.lower()
             events[f"{name}_busy"] = tick & ((busy[u] & ~completing[u]) | start[u])
             events[f"{name}_token_stall"] = token_wait[u]
+        m.d.comb += sram.count.eq(started & ~clearing & ~done & (fault == 0))
         for name, sig in counters.items():
-            if name == "cycles":
-                m.d.comb += self.cycles.eq(cycle)
+            if name in ("cycles", "stall_clocks"):
+                m.d.comb += getattr(self, name).eq(cycle if name == "cycles" else
+                                                   sram.stall_clocks)
                 continue
             with m.If(events[name]):
                 m.d.sync += sig.eq(sig + 1)

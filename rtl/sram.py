@@ -1,0 +1,149 @@
+"""SP and ACC as two-port block RAMs, shared by the core's six row channels.
+
+The architecture lets every unit touch either SRAM in any cycle: the compute unit reads
+up to three rows and writes one, the store unit reads one, the load unit writes one.
+Block RAMs (an ECP5 DP16KD, a Xilinx RAMB36) have two ports. So each *architectural*
+cycle takes one or more *clocks*: the arbiter ranks the cycle's requests per memory
+(reads first, so reads see the rows as they were before the cycle's writes), serves two
+per memory per clock, and raises `ce` (the clock enable of every other register in the
+core) only in the clock that serves the last of them. Nothing architectural can tell:
+the units see every read's row in the cycle after they asked, as the channel contract
+(`rtl.ports`) says, and cycle counts stay the ISA's. `stall_clocks` counts the clocks a
+program spent on port conflicts: the price of block RAMs, a figure of the prototype, not
+of the chip (an ASIC would build the ports the architecture names).
+
+Read data of a request served before the cycle's last clock is kept in a register until
+the cycle ends; data served in the last clock comes straight from the RAM's output in
+the next clock and is kept from then on, so a unit sees the same row for a whole cycle
+however many clocks it takes.
+"""
+
+from __future__ import annotations
+
+from amaranth.hdl import Array, Const, Module, Mux, Signal
+from amaranth.lib import wiring
+from amaranth.lib.memory import Memory
+from amaranth.lib.wiring import In, Out
+
+from isa.config import ChipConfig
+from isa.table import Mem
+from rtl.ports import ROW_BITS, ReadChannel, WriteChannel, row_width
+
+PORTS = 2  # ports of one block RAM, each a read or a write in a clock (a power of two)
+READS = 4  # compute a, b, c; store
+WRITES = 2  # compute; load
+_REQUESTS = READS + WRITES
+_PHASE_BITS = (-(-_REQUESTS // PORTS) - 1).bit_length()
+_SHIFT = PORTS.bit_length() - 1
+
+
+class SramArbiter(wiring.Component):
+    """The two SRAMs behind `READS` read and `WRITES` write channels (units drive them).
+
+    `clear_en`/`clear_row` write a zero row into both SRAMs (the run's first clocks, when
+    no unit asks for anything). `ce` is the core's clock enable; `stall_clocks` counts
+    clocks with `ce` low while `count` is high.
+    """
+
+    def __init__(self, cfg: ChipConfig, counter_bits: int = 48):
+        self.cfg = cfg
+        super().__init__({
+            "rd": In(ReadChannel(cfg)).array(READS),
+            "wr": In(WriteChannel(cfg)).array(WRITES),
+            "clear_en": In(1), "clear_row": In(ROW_BITS),
+            "count": In(1),
+            "ce": Out(1), "stall_clocks": Out(counter_bits),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        cfg = self.cfg
+        width = row_width(cfg)
+        mems = {Mem.SP: Memory(shape=width, depth=cfg.sp_rows, init=[]),
+                Mem.ACC: Memory(shape=width, depth=cfg.acc_rows, init=[])}
+        m.submodules.sp, m.submodules.acc = mems[Mem.SP], mems[Mem.ACC]
+
+        # Requests in priority order: reads first, then writes.
+        reqs = [(ch.en, ch.mem, ch.row) for ch in self.rd] + \
+               [(ch.en, ch.mem, ch.row) for ch in self.wr]
+        phase = Signal(_PHASE_BITS)
+        # Rank of each request among the earlier ones to its memory: phase and port.
+        slot = []
+        for i, (_en, mem, _row) in enumerate(reqs):
+            rank = Const(0, _PHASE_BITS + 1)
+            for en2, mem2, _ in reqs[:i]:
+                rank = rank + (en2 & (mem2 == mem))
+            s = Signal(_PHASE_BITS + 1, name=f"rank{i}")
+            m.d.comb += s.eq(rank)
+            slot.append(s)
+        last = Signal(_PHASE_BITS)  # the cycle's last phase: the busier memory's
+        phases = []
+        for mem_id in (Mem.SP, Mem.ACC):
+            count = Const(0, _PHASE_BITS + 2)
+            for en, mem, _ in reqs:
+                count = count + (en & (mem == mem_id))
+            p = Signal(_PHASE_BITS + 1, name=f"phases_{mem_id.name.lower()}")
+            m.d.comb += p.eq((count + PORTS - 1) >> _SHIFT)
+            phases.append(p)
+        busiest = Mux(phases[0] > phases[1], phases[0], phases[1])
+        m.d.comb += last.eq(Mux(busiest == 0, 0, busiest - 1))
+        final = phase == last
+        m.d.comb += self.ce.eq(final)
+        m.d.sync += phase.eq(Mux(final, 0, phase + 1))
+        stalls = Signal.like(self.stall_clocks)
+        with m.If(self.count & ~final):
+            m.d.sync += stalls.eq(stalls + 1)
+        m.d.comb += self.stall_clocks.eq(stalls)
+
+        served = [en & ((s >> _SHIFT) == phase) for (en, _, _), s in zip(reqs, slot, strict=True)]
+
+        # The RAM ports: port j of memory M serves the request ranked phase*PORTS + j.
+        outs = {}
+        for mem_id, mem in mems.items():
+            outs[mem_id] = []
+            for j in range(PORTS):
+                addr = Signal(range(mem.depth), name=f"{mem_id.name.lower()}{j}_addr")
+                rd = mem.read_port(transparent_for=())
+                wp = mem.write_port()
+                m.d.comb += [rd.addr.eq(addr), wp.addr.eq(addr)]
+                for i, ((_en, mem_bit, row), s) in enumerate(zip(reqs, slot, strict=True)):
+                    hit = served[i] & (mem_bit == mem_id) & (s[:_SHIFT] == j)
+                    with m.If(hit):
+                        m.d.comb += addr.eq(row)
+                        if i < READS:
+                            m.d.comb += rd.en.eq(1)
+                        else:
+                            m.d.comb += [wp.en.eq(1), wp.data.eq(self.wr[i - READS].data)]
+                if j == PORTS - 1:
+                    with m.If(self.clear_en):
+                        m.d.comb += [addr.eq(self.clear_row), wp.en.eq(self.clear_row < mem.depth),
+                                     wp.data.eq(0)]
+                outs[mem_id].append(rd.data)
+        port_out = Array(Array(outs[mem_id]) for mem_id in (Mem.SP, Mem.ACC))
+
+        # Read data back to each channel, stable for the whole cycle after the request.
+        for c, ch in enumerate(self.rd):
+            sel_mem = Signal(name=f"rd{c}_sel_mem")
+            sel_port = Signal(range(PORTS), name=f"rd{c}_sel_port")
+            fresh = Signal(name=f"rd{c}_fresh")  # this cycle's row is at the RAM output now
+            pend = Signal(name=f"rd{c}_pend")  # next cycle's row is at the RAM output now
+            got = Signal(name=f"rd{c}_got")  # next cycle's row is in `nxt`
+            cur = Signal(width, name=f"rd{c}_cur")
+            nxt = Signal(width, name=f"rd{c}_nxt")
+            at_ram = port_out[sel_mem][sel_port]
+            m.d.comb += ch.data.eq(Mux(fresh, at_ram, cur))
+            with m.If(fresh):
+                m.d.sync += cur.eq(at_ram)
+            with m.If(pend):
+                m.d.sync += [nxt.eq(at_ram), got.eq(1)]
+            with m.If(served[c]):
+                m.d.sync += [sel_mem.eq(ch.mem), sel_port.eq(slot[c][:_SHIFT])]
+            with m.If(final):
+                m.d.sync += [fresh.eq(served[c]), pend.eq(0), got.eq(0)]
+                with m.If(~served[c] & pend):
+                    m.d.sync += cur.eq(at_ram)
+                with m.Elif(~served[c] & got):
+                    m.d.sync += cur.eq(nxt)
+            with m.Else():
+                m.d.sync += [fresh.eq(0), pend.eq(served[c])]
+        return m
