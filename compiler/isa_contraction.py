@@ -16,6 +16,7 @@ import numpy as np
 from compiler.ir import Op
 from compiler.isa_builder import CompileError, DramBuffer, Emitter, acc, sp
 from compiler.isa_conv_pixels import PadSource, PixelConv, emit_pixel_conv, plan_rows
+from compiler.isa_conv_strided import StridedConv, emit_strided_conv, plan_strided
 from compiler.isa_elementwise import Leaf, emit_elementwise, requant_view, requants_of, scalar_of
 from compiler.isa_gather import GatherJob, emit_lane_gather, gather_fits
 from compiler.isa_gemm import Mat, Tile, WindowB, emit_gemm
@@ -572,10 +573,12 @@ def _pixel_conv(em: Emitter, shape: tuple[int, ...], g: GemmAxes, a: Leaf, b: Le
         return False
     oh, ow = g.n
     (co,) = g.m
-    if v.strides[ow] != 1 or ostr[ow] != 1 or any(st < 0 for st in v.strides):
+    stride = v.strides[ow]
+    if stride not in (1, 2) or ostr[ow] != 1 or any(st < 0 for st in v.strides) \
+            or v.strides[oh] % stride:
         return False
     kws = [ax for ax in g.k if v.strides[ax] == 1]
-    khs = [ax for ax in g.k if v.strides[ax] == v.strides[oh] and ax not in kws]
+    khs = [ax for ax in g.k if v.strides[ax] == v.strides[oh] // stride and ax not in kws]
     cins = [ax for ax in g.k if ax not in kws + khs]
     if len(kws) != 1 or len(khs) != 1 or len(cins) != 1:
         return False
@@ -583,9 +586,24 @@ def _pixel_conv(em: Emitter, shape: tuple[int, ...], g: GemmAxes, a: Leaf, b: Le
     k = shape[kh]
     conv = PixelConv(b.buf, v.offset, v.strides[cin], shape[cin], shape[co], k, shape[oh],
                      shape[ow], (ostr[co], ostr[oh], ostr[ow]))
-    if shape[kw] != k or k % 2 == 0 or k < 3 or v.strides[oh] != conv.wt \
-            or conv.ch_stride < conv.ht * conv.wt or conv.ow < 20 \
-            or conv.cin % n or conv.cout % n or ostr[oh] != conv.ow:
+    if shape[kw] != k or k % 2 == 0 or k < 3 or conv.cin % n or conv.cout % n \
+            or ostr[oh] != conv.ow:
+        return False
+    if stride == 1 and (v.strides[oh] != conv.wt or conv.ch_stride < conv.ht * conv.wt
+                        or conv.ow < 20):
+        return False
+    wt = v.strides[oh] // 2
+    ht = b.buf.shape[-2] if len(b.buf.shape) >= 2 else 0
+    sconv = StridedConv(b.buf, v.strides[cin], ht, wt, conv.cin, conv.cout, k, conv.oh,
+                        conv.ow, conv.out_strides, pad)
+    if stride == 2 and (conv.ow < 12 or v.offset or tuple(b.buf.shape[-2:]) != (ht, wt)
+                        or conv.ch_stride != ht * wt or 2 * sconv.hh < ht
+                        or 2 * sconv.q < wt - (k - 1) // 2 - 1):
+        return False
+    if stride == 2 and pad is not None and (
+            (pad.y_lo, pad.y_hi, pad.x_lo, pad.x_hi) != ((k - 1) // 2, ht - (k - 1) // 2,
+                                                         (k - 1) // 2, wt - (k - 1) // 2)
+            or pad.x_lo >= n):
         return False
     epi = None
     if epilogue is not None:
@@ -612,6 +630,14 @@ def _pixel_conv(em: Emitter, shape: tuple[int, ...], g: GemmAxes, a: Leaf, b: Le
         if epi.acc_init or epi.tile_regions or epi.block_regions:
             return False
         epi.temp_regions = _temps_needed(em, epi)
+    if stride == 2:
+        splan = plan_strided(em.cfg, sconv, epi.resident_rows() if epi else 0,
+                             epi.temp_regions if epi else 0)
+        if splan is None:
+            return False
+        weights = _fold_for_window(a, g, shape, [kh, kw, cin], n)
+        emit_strided_conv(em, sconv, weights, epi, out, *splan, bias)
+        return True
     nxw = -(-conv.wt // n)
     if 4 * nxw * conv.cin > em.cfg.sp_rows:
         return False

@@ -54,3 +54,42 @@ def test_pixel_streamed_conv_without_requant(cfg, pixel_calls) -> None:
     graph = ir.Graph({"x": x}, {"y": y})
     assert_matches(graph, {"x": rng.integers(-128, 128, (1, n, 20, 20)).astype(np.int8)}, cfg)
     assert pixel_calls
+
+
+STRIDED = {  # config: [(cin, h, cout, k, bias_range)]: stride 2, `compiler.isa_conv_strided`
+    "tiny": [(4, 24, 8, 3, 50), (8, 26, 4, 3, 5000), (4, 25, 4, 5, 50)],
+    "default": [(16, 24, 32, 3, 50), (32, 30, 16, 3, 5000), (16, 28, 48, 5, 300)],
+}
+
+
+@pytest.mark.parametrize("cfg, case", [(c, x) for c, xs in STRIDED.items() for x in xs])
+def test_phase_plane_strided_convs_match(cfg, case, monkeypatch) -> None:
+    calls = []
+    real = contraction.emit_strided_conv
+    monkeypatch.setattr(contraction, "emit_strided_conv",
+                        lambda *a: calls.append(a[1].pad) or real(*a))
+    cin, h, cout, k, bias_range = case
+    graph, xin = conv_layer(cin, h, cout, k, 2, np.random.default_rng(cin * h), bias_range)
+    assert_matches(graph, {"x": xin}, cfg)
+    assert calls, "the phase-plane path was not taken"
+    assert calls[0] is not None, "the padding copy was not skipped"
+
+
+@pytest.mark.parametrize("cfg", ["tiny", "default"])
+def test_phase_plane_strided_conv_reads_a_padded_image(cfg, monkeypatch) -> None:
+    """The padded image is also read by a second consumer, so it is written and the
+    strided convolution reads it padded; no REQUANT: an int32 output."""
+    calls = []
+    real = contraction.emit_strided_conv
+    monkeypatch.setattr(contraction, "emit_strided_conv",
+                        lambda *a: calls.append(a[1].pad) or real(*a))
+    n = 4 if cfg == "tiny" else 16
+    rng = np.random.default_rng(2)
+    x = ir.input_("x", (1, n, 26, 26), "int8")
+    w = ir.const(rng.integers(-64, 64, (2 * n, n, 3, 3)).astype(np.int8))
+    padded = ir.pad(x, ((0, 0), (0, 0), (1, 1), (1, 1)))
+    y = ir.binary(Op.ADD, conv2d(padded, w, 2, 0),
+                  ir.const(rng.integers(-999, 999, (1, 2 * n, 1, 1)).astype(np.int32)))
+    graph = ir.Graph({"x": x}, {"y": y, "p": padded})
+    assert_matches(graph, {"x": rng.integers(-128, 128, (1, n, 26, 26)).astype(np.int8)}, cfg)
+    assert calls and calls[0] is None
