@@ -21,7 +21,7 @@ import numpy as np
 from compiler.isa_builder import Credits, DramBuffer, Emitter, acc, sp
 from compiler.isa_conv_pixels import PadSource
 from compiler.isa_gemm import FreeTokens, Tile
-from isa.table import BinaryFn, DType, Fmt, MatType, MoveFn
+from isa.table import Fmt, MatType, MoveFn
 
 
 @dataclass(frozen=True)
@@ -228,21 +228,15 @@ def emit_strided_conv(em: Emitter, conv: StridedConv, weights: np.ndarray, epilo
 def _transpose_in(em: Emitter, conv: StridedConv, xt: DramBuffer, rows_x: int) -> None:
     """Xt[chunk][(y % 2)*plane_rows + (y // 2)*2Q + x] = padded image[chunk, y, x] for
     y < 2*hh, x < 2Q (zero outside the image). With `conv.pad` the rows come from the
-    unpadded image and the left padding lanes (its neighbours in DRAM) are cleared."""
+    unpadded image and the left padding rows of the transposed block (the row's
+    neighbours in DRAM) are zero-filled."""
     n = em.cfg.n
     nc, q, pad = conv.cin // n, conv.q, conv.pad
     width = 2 * q
     nxw = -(-width // n)
     in_size, tr_size = nxw * conv.cin, nc * nxw * n
-    mask_row = 0
-    base = [1, 1 + in_size + tr_size]
+    base = [0, in_size + tr_size]
     x_lo = pad.x_lo if pad is not None else 0
-    if x_lo:
-        mask = np.full(n, -1, np.int32)
-        mask[:x_lo] = 0
-        mbuf = em.constant("conv.phases.mask", mask.reshape(1, n))
-        em.emit("load", sram=sp(mask_row), dram=mbuf.addr, stride=n * 4, rows=1, cols=n,
-                fmt=int(Fmt.X32))
     x_hi = pad.x_hi if pad is not None else conv.wt
     live = min(nxw, -(-x_hi // n))
     data_free, out_free = Credits(2), Credits(2)
@@ -280,12 +274,12 @@ def _transpose_in(em: Emitter, conv: StridedConv, xt: DramBuffer, rows_x: int) -
             if live < nxw:
                 em.emit("move", dst=sp(b + live * conv.cin), count=(nxw - live) * conv.cin,
                         fn=int(MoveFn.FILL), dstride=1, imm=0)
-            if x_lo:
-                em.emit("binary", dst=sp(b), src1=sp(b), src2=sp(mask_row), count=conv.cin,
-                        fn=int(BinaryFn.AND), dtype=int(DType.I32), step1=1, step2=0)
             for ci in range(nc):
                 em.emit("move", dst=sp(tr + ci * nxw * n), src1=sp(b + ci * n), count=nxw,
                         fn=int(MoveFn.TRANSPOSE), dstride=n, sstride=conv.cin)
+            for x in range(x_lo):  # the left padding: what precedes the row in DRAM
+                em.emit("move", dst=sp(tr + x), count=nc, fn=int(MoveFn.FILL),
+                        dstride=nxw * n, imm=0)
         em.flag(start, "pop_prev")
         em.flag(len(em.code) - 1, "push_prev", "push_next")
         em.pops(start, "compute", "pop_next", out_free.need(y))
