@@ -732,6 +732,22 @@ def shifted_window(em: Emitter, b: Leaf, g: GemmAxes, shape: tuple[int, ...],
     if len(chunks) * len(tiles) > 200_000:
         return None
     src = View(yshape, (1, s_row, v.strides[cin], stride * s_row, stride), v.offset, None)
+    if flat and gather:  # the gathered rows go straight to their im2col rows
+        kh, kw, c_n, kw_n = khs[0], kws[0], shape[cin], shape[kws[0]]
+        k_total = shape[kh] * c_n * kw_n
+        mat = em.alloc(f"{b.buf.name}.im2col", (k_total, total), b.buf.dtype)
+        em.alloc(f"{b.buf.name}.im2col.tail", (n,), b.buf.dtype)  # the last tile reads past
+        _, s_ph, s_c, s_r, _ = src.strides
+        jobs = [GatherJob(src.offset + ph * s_ph + c * s_c, 0, rows, tuple(
+            ((k * c_n + c) * kw_n * total, k // stride, k // stride + shape[oh])
+            for k in range(shape[kh]) if k % stride == ph))
+            for ph in range(phases) for c in range(c_n)]
+        emit_lane_gather(em, b.buf, mat, jobs, s_r, [(k, k * total) for k in range(kw_n)],
+                         stride, width)
+        em.barrier()
+        flat_chunks = tuple((j * total, min(n, k_total - j), total)
+                            for j in range(0, k_total, n))
+        return mat, WindowB(flat_chunks, tuple(tiles)), [kh, cin, kw], True
     ybuf = em.alloc(f"{b.buf.name}.shifted", yshape, b.buf.dtype)
     em.alloc(f"{b.buf.name}.shifted.tail", (n,), b.buf.dtype)  # the last tile reads past Y
     if gather:  # every stride-th column: selection MATMULs, not transposes

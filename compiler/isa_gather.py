@@ -11,7 +11,8 @@ exact), and the store unit writes the accumulator rows back as int8.
 
     dst[job.dst + shift_dst + r*width + j] = src[job.src + shift + r*rstride + stride*j]
 
-for every job, shift and row r < job.rows, j < width.
+for every job, shift and row r < job.rows, j < width (a job may instead send row ranges
+to several destinations: a convolution's im2col rows for several kernel rows).
 """
 
 from __future__ import annotations
@@ -28,11 +29,16 @@ from isa.table import Fmt, MatType
 @dataclass(frozen=True)
 class GatherJob:
     """`rows` source rows `rstride` elements apart from element `src`; their gathered rows
-    go `width` elements apart from element `dst` of the destination."""
+    go `width` elements apart from element `dst` of the destination, or with `targets`
+    (dst, lo, hi), rows lo..hi-1 go to each target's dst on (a row may go to several)."""
 
     src: int
     dst: int
     rows: int
+    targets: tuple[tuple[int, int, int], ...] = ()
+
+    def stores(self) -> tuple[tuple[int, int, int], ...]:
+        return self.targets or ((self.dst, 0, self.rows),)
 
 
 def gather_fits(cfg: ChipConfig, shifts: list[int], stride: int, width: int) -> bool:
@@ -129,7 +135,16 @@ def emit_lane_gather(em: Emitter, src: DramBuffer, dst: DramBuffer, jobs: list[G
                 em.pops(first, "compute", "pop_next", acc_free.need(item))
                 if si == 0 and q == 0 and b + 1 < len(blocks):
                     emit_loads(b + 1)
-                em.emit("store", ("pop_prev", "push_prev"), sram=acc(region),
-                        dram=dst.addr + job.dst + dst_off + r0 * width + q * n, stride=width,
-                        rows=rows, cols=min(n, width - q * n), fmt=int(Fmt.I8))
+                at = len(em.code)
+                for tdst, lo, hi in job.stores():
+                    a, b_ = max(lo, r0), min(hi, r0 + rows)
+                    if a < b_:
+                        em.emit("store", sram=acc(region + a - r0),
+                                dram=dst.addr + tdst + dst_off + (a - lo) * width + q * n,
+                                stride=width, rows=b_ - a, cols=min(n, width - q * n),
+                                fmt=int(Fmt.I8))
+                if len(em.code) == at:
+                    em.sync("store")
+                em.flag(at, "pop_prev")
+                em.flag(len(em.code) - 1, "push_prev")
                 item += 1

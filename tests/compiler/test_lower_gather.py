@@ -1,6 +1,6 @@
 """Strided convolutions whose image columns are gathered by selection MATMULs
 (`compiler.isa_gather`), bit-exact against the reference: a stem-like 7x7 with few
-channels, 3x3 and 1x1 subsamples whose phases continue across channels (even padded
+channels (gathered rows stored to several im2col rows), 3x3 and 1x1 subsamples whose phases continue across channels (even padded
 heights, one gather job per phase) or do not (odd heights, one job per channel)."""
 
 from __future__ import annotations
@@ -14,7 +14,8 @@ from frontend.benchmarks._nets import conv_layer
 from isa.config import preset
 
 CASES = [  # cin, h, cout, k, stride
-    (3, 20, 8, 7, 2),  # stem-like: flat K chunks from the gathered copies
+    (3, 20, 8, 7, 2),  # stem-like: gathered straight into im2col rows (flat K chunks)
+    (2, 17, 5, 5, 2),  # the same with an odd image: rows clipped per kernel row
     (5, 15, 6, 3, 2),  # odd padded height: one job per channel
     (6, 16, 5, 3, 2),  # even padded height: one job per phase
     (7, 15, 9, 1, 2),  # plain subsample, odd height
