@@ -1,7 +1,8 @@
 """Strided convolutions whose image columns are gathered by selection MATMULs
 (`compiler.isa_gather`), bit-exact against the reference: a stem-like 7x7 with few
-channels (gathered rows stored to several im2col rows), 3x3 and 1x1 subsamples whose phases continue across channels (even padded
-heights, one gather job per phase) or do not (odd heights, one job per channel)."""
+channels (gathered rows stored to several im2col rows), narrow 3x3 and 1x1 subsamples
+whose phases continue across channels (even padded heights, one gather job per phase) or
+do not (odd heights, one job per channel)."""
 
 from __future__ import annotations
 
