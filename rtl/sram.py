@@ -4,8 +4,8 @@ The architecture lets every unit touch either SRAM in any cycle: the compute uni
 up to three rows and writes one, the store unit reads one, the load unit writes one.
 Block RAMs (an ECP5 DP16KD, a Xilinx RAMB36) have two ports. So each *architectural*
 cycle takes one or more *clocks*: the arbiter ranks the cycle's requests per memory
-(reads first, so reads see the rows as they were before the cycle's writes), serves two
-per memory per clock, and raises `ce` (the clock enable of every other register in the
+(reads first), serves two per memory per clock, and raises `ce` (the clock enable of
+every other register in the
 core) only in the clock that serves the last of them. Nothing architectural can tell:
 the units see every read's row in the cycle after they asked, as the channel contract
 (`rtl.ports`) says, and cycle counts stay the ISA's. `stall_clocks` counts the clocks a
@@ -16,6 +16,12 @@ Read data of a request served before the cycle's last clock is kept in a registe
 the cycle ends; data served in the last clock comes straight from the RAM's output in
 the next clock and is kept from then on, so a unit sees the same row for a whole cycle
 however many clocks it takes.
+
+A read and a write of the same row in one cycle (a race between units, or a vector
+instruction whose source overlaps its destination other than in place) reads either row:
+old data when the read is served in an earlier clock, new data in the same clock (the
+ports of a block RAM are transparent to each other's writes). Race-free programs never
+do it; the simulator's `--check-races` finds the programs that do.
 """
 
 from __future__ import annotations
@@ -101,10 +107,12 @@ class SramArbiter(wiring.Component):
         outs = {}
         for mem_id, mem in mems.items():
             outs[mem_id] = []
-            for j in range(PORTS):
+            writes = [mem.write_port() for _ in range(PORTS)]
+            for j, wp in enumerate(writes):
                 addr = Signal(range(mem.depth), name=f"{mem_id.name.lower()}{j}_addr")
-                rd = mem.read_port(transparent_for=())
-                wp = mem.write_port()
+                # Transparent for the other ports' writes: what a block RAM's ports do
+                # (with a little bypass logic); old data on this port's own writes.
+                rd = mem.read_port(transparent_for=[w for w in writes if w is not wp])
                 m.d.comb += [rd.addr.eq(addr), wp.addr.eq(addr)]
                 for i, ((_en, mem_bit, row), s) in enumerate(zip(reqs, slot, strict=True)):
                     hit = served[i] & (mem_bit == mem_id) & (s[:_SHIFT] == j)

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from amaranth.back import verilog
-from amaranth.hdl import Cat, Elaboratable, Module, Signal
+from amaranth.hdl import Cat, Elaboratable, Module, Signal, Value
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
@@ -29,6 +29,10 @@ from rtl.ports import row_width
 
 # Flip-flops of the devices nextpnr is asked for (ECP5-85F, iCE40 UP5K).
 DEVICE_FFS = {"ecp5": 83_640, "ice40": 5_280}
+# Block RAMs with two read/write ports (what rtl/sram.py asks for): how many the device
+# has and their (depth, width) shapes. iCE40 RAMs have one read and one write port, so
+# there the SRAMs become flip-flops.
+TWO_PORT_BRAMS = {"ecp5": (208, ((16384, 1), (8192, 2), (4096, 4), (2048, 9), (1024, 18)))}
 
 TARGETS = {
     # nextpnr arguments and the cell names yosys maps to, per family.
@@ -51,6 +55,16 @@ class SynthError(DozenError):
     exit_code = 1
 
 
+def xor_fold(bits: Value, width: int = 8) -> Value:
+    """XOR the `width`-bit slices of `bits` as a balanced tree: log depth, so neither the
+    timing nor the synthesis tools' recursion see a chain as long as the bus."""
+    parts = [bits[i:i + width] for i in range(0, len(bits), width)]
+    while len(parts) > 1:
+        parts = [parts[i] ^ parts[i + 1] if i + 1 < len(parts) else parts[i]
+                 for i in range(0, len(parts), 2)]
+    return parts[0]
+
+
 class PinWrapper(wiring.Component):
     """The core behind a handful of pins, for place & route."""
 
@@ -68,10 +82,7 @@ class PinWrapper(wiring.Component):
         fold = Signal(8)
         bits = Signal(len(Cat(*self.outs)))  # registered first, so the fold adds no path depth
         m.d.sync += bits.eq(Cat(*self.outs))
-        acc = bits[0:8]
-        for i in range(8, len(bits), 8):
-            acc = acc ^ bits[i:i + 8]
-        m.d.sync += fold.eq(acc)
+        m.d.sync += fold.eq(xor_fold(bits))
         m.d.comb += self.sout.eq(fold)
         self.connect(m, shift, self)
         return m
@@ -211,20 +222,35 @@ def synthesize(cfg: ChipConfig, target: str = "ecp5", imem_depth: int = 64,
                              freq_mhz or cfg.clock_mhz, timeout)
 
 
+def bram_blocks(rows: int, width: int, shapes: tuple[tuple[int, int], ...]) -> int:
+    """Block RAMs for a rows x width memory, in the shape that needs fewest."""
+    return min(-(-rows // depth) * -(-width // bits) for depth, bits in shapes)
+
+
 def check_fits(cfg: ChipConfig, target: str) -> None:
     """Refuse, before hours of tool time, a core whose SRAMs cannot fit the device.
 
-    Each SRAM has four read ports and two write ports (load and compute write in the same
-    clock), which block RAMs do not offer, so yosys builds them from flip-flops.
+    SP and ACC are two-port RAMs (rtl/sram.py): block RAMs where the device has two-port
+    ones, flip-flops elsewhere.
     """
+    if target in TWO_PORT_BRAMS:
+        have, shapes = TWO_PORT_BRAMS[target]
+        need = sum(bram_blocks(rows, row_width(cfg), shapes)
+                   for rows in (cfg.sp_rows, cfg.acc_rows))
+        if need > have:
+            raise SynthError(f"the {cfg.name!r} core does not fit {target}: its SRAMs need "
+                             f"{need} block RAMs and the device has {have}; use a smaller "
+                             "sp_bytes/acc_bytes")
+        return
     if target not in DEVICE_FFS:
         return
     bits = (cfg.sp_bytes + cfg.acc_bytes) * 8
     if bits > DEVICE_FFS[target]:
         raise SynthError(f"the {cfg.name!r} core does not fit {target}: its SRAMs hold "
-                         f"{bits:,} bits, built from flip-flops (4 read and 2 write ports each), "
-                         f"and the device has {DEVICE_FFS[target]:,}; use a smaller sp_bytes/"
-                         "acc_bytes or a single-write-port SRAM organisation")
+                         f"{bits:,} bits, built from flip-flops ({target} block RAMs have one "
+                         f"read and one write port, the SRAMs need two read/write ports), and "
+                         f"the device has {DEVICE_FFS[target]:,}; use a smaller sp_bytes/"
+                         "acc_bytes")
 
 
 def synthesize_design(design: Elaboratable, target: str, workdir: Path | None = None,

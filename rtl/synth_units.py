@@ -20,6 +20,7 @@ from isa.table import INSN_BITS
 from rtl import lanes as L
 from rtl.fields import LATENCY_BITS, Predecoder
 from rtl.queue import InstructionQueue
+from rtl.synth import xor_fold
 
 
 class UnitPins(wiring.Component):
@@ -45,10 +46,7 @@ class UnitPins(wiring.Component):
         held = Signal(sum(len(v) for v in outs))
         m.d.sync += held.eq(Cat(*outs))
         fold = Signal(8)
-        acc = held[0:8]
-        for i in range(8, len(held), 8):
-            acc = acc ^ held[i:i + 8]
-        m.d.sync += fold.eq(acc)
+        m.d.sync += fold.eq(xor_fold(held))
         m.d.comb += self.sout.eq(fold)
         return m
 

@@ -1,10 +1,10 @@
 # amaranth: UnusedElaboratable=no
 """The two-port SRAM arbiter against a model of the architecture's many-port SRAMs.
 
-Random cycles of up to four reads and two writes over both memories: every read must
-return the row as it was before its cycle's writes and hold it for the whole next cycle
-however many clocks that takes; `ce` must rise exactly in each cycle's last clock, after
-max over memories of ceil(requests / 2) clocks.
+Random race-free cycles of up to four reads and two writes over both memories (no row is
+read and written in one cycle): every read must return the row as the cycles before left
+it and hold it for the whole next cycle however many clocks that takes; `ce` must rise
+exactly in each cycle's last clock, after max over memories of ceil(requests / 2) clocks.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ TINY = PRESETS["tiny"]
 def _random_cycle(rng: np.random.Generator, rows: dict[int, int], width: int) -> dict:
     reads = [(bool(rng.random() < 0.7), int(rng.integers(2)), 0) for _ in range(READS)]
     reads = [(en, mem, int(rng.integers(rows[mem]))) for en, mem, _ in reads]
-    writes, taken = [], set()
+    writes, taken = [], {(mem, row) for en, mem, row in reads if en}
     for _ in range(WRITES):
         mem = int(rng.integers(2))
         row = int(rng.integers(rows[mem]))

@@ -57,3 +57,18 @@ def test_report_parsing():
 def test_unknown_target_is_a_clear_error(tmp_path):
     with pytest.raises(SynthError, match="unknown target"):
         synthesize_design(MacCounter(), "xc7", tmp_path)
+
+
+def test_sram_fit_counts_block_rams_and_refuses_before_the_tools():
+    from isa.config import PRESETS, ChipConfig
+    from rtl.synth import TWO_PORT_BRAMS, bram_blocks, check_fits
+
+    shapes = TWO_PORT_BRAMS["ecp5"][1]
+    assert bram_blocks(4096, 512, shapes) == 114  # 2K x 9: 2 deep, 57 wide
+    assert bram_blocks(1024, 512, shapes) == 29  # 1K x 18
+    check_fits(PRESETS["default"], "ecp5")  # 143 of the 85F's 208
+    big = ChipConfig(name="big", sp_bytes=512 * 1024)
+    with pytest.raises(SynthError, match="need 257 block RAMs and the device has 208"):
+        check_fits(big, "ecp5")
+    with pytest.raises(SynthError, match="built from flip-flops"):
+        check_fits(PRESETS["default"], "ice40")
