@@ -1,7 +1,7 @@
 """Tiled, double-buffered GEMM on the matrix unit, with a fused epilogue.
 
 C[M, N] = A[M, K] @ B[K, N] per batch entry. The schedule follows the latency formula
-`matmul = n + rows + 2`: stream as many rows as the accumulator half holds through each
+`matmul = n + rows + stages`: stream as many rows as the accumulator half holds through each
 MATMUL (an M block of up to `acc_rows / 2` rows), one n-column output tile at a time in
 an accumulator half (double-buffered, so storing tile t overlaps computing tile t + 1),
 K streamed in n-wide chunks. A chunks (M block x n lanes) and W tiles (n x n) sit in

@@ -134,8 +134,8 @@ DECISIONS: list[tuple[str, str]] = [
      "`(p + 2^(s-1)) >> s` is one add and one arithmetic shift in hardware and the same "
      "64-bit integer expression in numpy, OpenCL C and LLVM IR, so every backend matches bit "
      "for bit. It differs from round-half-away-from-zero only on exact negative ties. "
-     "Multipliers and shifts come per lane from SRAM rows, so per-channel quantisation is "
-     "free."),
+     "Multipliers and shifts come per lane from SRAM rows, or a pair of rows per row with "
+     "step2 when channels are rows, so per-channel quantisation is free either way."),
     ("2-D strided DMA with zero padding",
      "LOAD and STORE move a rows x cols tile with a byte stride, so a tile of any row-major "
      "matrix is one instruction; lanes cols..n-1 are zeroed on LOAD so edge tiles need no "
