@@ -15,7 +15,8 @@ import numpy as np
 
 from compiler.ir import Op
 from compiler.isa_builder import CompileError, DramBuffer, Emitter, acc, sp
-from compiler.isa_conv_pixels import PadSource, PixelConv, emit_pixel_conv, plan_rows
+from compiler.isa_conv_pixels import PixelConv, emit_pixel_conv, plan_rows
+from compiler.isa_conv_stream import PadSource
 from compiler.isa_conv_strided import StridedConv, emit_strided_conv, plan_strided
 from compiler.isa_elementwise import Leaf, emit_elementwise, requant_view, requants_of, scalar_of
 from compiler.isa_gather import GatherJob, emit_lane_gather, gather_fits
@@ -638,9 +639,6 @@ def _pixel_conv(em: Emitter, shape: tuple[int, ...], g: GemmAxes, a: Leaf, b: Le
         weights = _fold_for_window(a, g, shape, [kh, kw, cin], n)
         emit_strided_conv(em, sconv, weights, epi, out, *splan, bias)
         return True
-    nxw = -(-conv.wt // n)
-    if 4 * nxw * conv.cin > em.cfg.sp_rows:
-        return False
     plan = plan_rows(em.cfg, conv, epi.resident_rows() if epi else 0,
                      epi.temp_regions if epi else 0)
     if plan is None:

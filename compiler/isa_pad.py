@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 
 from compiler.isa_builder import Credits, DramBuffer, Emitter, sp
-from compiler.isa_conv_pixels import PadSource
+from compiler.isa_conv_stream import PadSource
 from isa.table import BinaryFn, DType, Fmt, MoveFn
 
 
