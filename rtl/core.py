@@ -445,10 +445,10 @@ class Core(wiring.Component):
             events[f"{name}_busy"] = tick & ((busy[u] & ~completing[u]) | start[u])
             events[f"{name}_token_stall"] = token_wait[u]
         m.d.comb += sram.count.eq(started & ~clearing & ~done & (fault == 0))
+        kept_elsewhere = {"cycles": cycle, "stall_clocks": sram.stall_clocks}
         for name, sig in counters.items():
-            if name in ("cycles", "stall_clocks"):
-                m.d.comb += getattr(self, name).eq(cycle if name == "cycles" else
-                                                   sram.stall_clocks)
+            if name in kept_elsewhere:
+                m.d.comb += getattr(self, name).eq(kept_elsewhere[name])
                 continue
             with m.If(events[name]):
                 m.d.sync += sig.eq(sig + 1)

@@ -5,8 +5,8 @@ up to three rows and writes one, the store unit reads one, the load unit writes 
 Block RAMs (an ECP5 DP16KD, a Xilinx RAMB36) have two ports. So each *architectural*
 cycle takes one or more *clocks*: the arbiter ranks the cycle's requests per memory
 (reads first), serves two per memory per clock, and raises `ce` (the clock enable of
-every other register in the
-core) only in the clock that serves the last of them. Nothing architectural can tell:
+every other register in the core) only in the clock that serves the last of them.
+Nothing architectural can tell:
 the units see every read's row in the cycle after they asked, as the channel contract
 (`rtl.ports`) says, and cycle counts stay the ISA's. `stall_clocks` counts the clocks a
 program spent on port conflicts: the price of block RAMs, a figure of the prototype, not
