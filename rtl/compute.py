@@ -293,11 +293,13 @@ class ComputeUnit(wiring.Component):
         red_acc = Signal(width)
         self._pad(drr, 2, "reduce over rows")
         prev = L.split(red_acc, n)
-        first = [Mux(acc, L.combine(red_fn, old, x), x) for old, x in zip(c1, a1, strict=True)]
-        step = [L.combine(red_fn, p, x) for p, x in zip(prev, a1, strict=True)]
+        # One combine per lane: with the old row (acc=1) on the first row, the running row
+        # after it; the first row alone when not accumulating.
+        folded = [L.combine(red_fn, Mux(first1, old, p), x, m, f"rr{i}")
+                  for i, (old, p, x) in enumerate(zip(c1, prev, a1, strict=True))]
         with m.If(v1 & cls["reduce_rows"]):
-            m.d.sync += red_acc.eq(L.join([Mux(first1, f0, s0)
-                                           for f0, s0 in zip(first, step, strict=True)]))
+            m.d.sync += red_acc.eq(L.join([Mux(first1 & ~acc, x, f)
+                                           for x, f in zip(a1, folded, strict=True)]))
 
         # The write: each datapath's row after its depth, to the next destination row.
         s_write = ((cls["matmul"] & emit[dm]) | (cls["reduce_lanes"] & emit[drl])

