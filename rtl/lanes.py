@@ -81,15 +81,14 @@ def ternary(fn: Value, a: Value, b: Value, c: Value) -> Value:
 
 def combine(fn: Value, a: Value, b: Value, m: Module | None = None, name: str = "cb") -> Value:
     """One step of a reduction: sum (wrapping), max or min (one compare: for a == b either
-    operand is the answer). Given `m`, the sum and the compare are kept carry chains."""
+    operand is the answer; fn 3 is never decoded). Each bit is a 5-input choice: the sum,
+    or a or b by the compare flipped for MIN. Given `m`, the sum and the compare are kept
+    carry chains."""
     lt, total = a < b, (a + b)[0:LANE]
     if m is not None:
         lt, total = kept(m, lt, f"{name}_lt"), kept(m, total, f"{name}_sum")
-    return select(fn, {
-        ReduceFn.SUM: total.as_signed(),
-        ReduceFn.MAX: Mux(lt, b, a),
-        ReduceFn.MIN: Mux(lt, a, b),
-    }, a).as_signed()
+    pick_b = lt ^ (fn == ReduceFn.MIN)
+    return Mux(fn == ReduceFn.SUM, total, Mux(pick_b, b, a)).as_signed()
 
 
 def reduce_tree(fn: Value, lanes: list[Value]) -> Value:
@@ -280,6 +279,23 @@ def _csa_sum(x: Value, y: Value, z: Value, width: int) -> Value:
     return (s + Cat(Const(0, 1), c))[0:width]
 
 
+def shift_window(x: Value, s: Value, width: int) -> Value:
+    """(x >> s)[0:width], x signed: the largest shift first, so each level keeps only the
+    bits the smaller shifts after it can still bring into the window (about width +
+    2^level muxes a level, not len(x))."""
+    bits = [x[i] for i in range(len(x))]
+
+    def at(i: int) -> Value:
+        # Beyond the top: x's sign. Only the first level reads there; each later one reads
+        # below width + 2 * step - 1, the bits the level before it kept.
+        return bits[i] if i < len(bits) else x[-1]
+
+    for k in reversed(range(len(s))):
+        step = 1 << k
+        bits = [Mux(s[k], at(i + step), at(i)) for i in range(width + step - 1)]
+    return Cat(*bits[0:width])
+
+
 def vector_lane(m: Module, ctl: LaneControl, a: Value, b: Value, c: Value,
                 name: str = "vl") -> Signal:
     """One lane of UNARY, BINARY (but DIV), TERNARY, REQUANT and MOVE, VECTOR_STAGES deep.
@@ -326,7 +342,7 @@ def vector_lane(m: Module, ctl: LaneControl, a: Value, b: Value, c: Value,
     # Stage 3: (p<<1) >> s gives the rounding bit (bit s-1 of p; 0 when s = 0) and p >> s;
     # p >> s is below -2^11 or at least 2^11 exactly when p's bits from s + 11 up are not all
     # its sign.
-    window = (Cat(Const(0, 1), p2).as_signed() >> sh2)[0:_SAT + 1]
+    window = shift_window(Cat(Const(0, 1), p2).as_signed(), sh2, _SAT + 1)
     win3 = reg(m, window, f"{name}_win3")
     big3 = reg(m, ~p2[63] & (p2 & mask2).any(), f"{name}_big3")
     small3 = reg(m, p2[63] & ~(p2 | ~mask2).all(), f"{name}_small3")

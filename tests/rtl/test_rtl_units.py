@@ -123,6 +123,16 @@ def test_reduce_combine_matches_numpy():
         _lane_bench(L.combine, ref, arity=2, fns=list(ReduceFn))
 
 
+SHIFTS = [0, 1, 2, 15, 31, 32, 62, 63, 64 + 3, 255]
+
+
+def _requant_reference(xv: int, mv: int, sv: int, zpv: int, lov: int, hiv: int) -> int:
+    p = xv * mv
+    s = sv & 63
+    q = p if s == 0 else (p + (1 << (s - 1))) >> s
+    return min(max(q + zpv, lov), hiv)
+
+
 def test_requant_matches_the_reference():
     """Exact 64-bit product, round half up, zero point and clamp, on edge-heavy values."""
     m = Module()
@@ -131,17 +141,11 @@ def test_requant_matches_the_reference():
     out = Signal(32)
     m.d.comb += out.eq(L.requant(x.as_signed(), mult.as_signed(), shift, zp, lo, hi))
 
-    def reference(xv, mv, sv, zpv, lov, hiv):
-        p = xv * mv
-        s = sv & 63
-        q = p if s == 0 else (p + (1 << (s - 1))) >> s
-        return min(max(q + zpv, lov), hiv)
-
     async def bench(ctx):
         pool = np.concatenate([EDGE, RNG.integers(-2**31, 2**31, 50)])
         for _ in range(400):
             xv, mv = int(RNG.choice(pool)), int(RNG.choice(pool))
-            sv = int(RNG.choice([0, 1, 2, 15, 31, 32, 62, 63, 64 + 3, 255]))
+            sv = int(RNG.choice(SHIFTS))
             lov = int(RNG.integers(-256, 1))
             hiv = int(RNG.integers(lov, 256))
             zpv = int(RNG.integers(-256, 256))
@@ -149,7 +153,7 @@ def test_requant_matches_the_reference():
                 ctx.set(sig, v & 0xFFFFFFFF)
             for sig, v in ((zp, zpv), (lo, lov), (hi, hiv)):
                 ctx.set(sig, v)
-            want = reference(xv, mv, sv, zpv, lov, hiv) & 0xFFFFFFFF
+            want = _requant_reference(xv, mv, sv, zpv, lov, hiv) & 0xFFFFFFFF
             assert ctx.get(out) == want, (xv, mv, sv, zpv, lov, hiv)
 
     _run(m, bench)
@@ -169,28 +173,37 @@ def _lane_reference(code: L.LaneFn, a, b, c):
 
 
 def test_pipelined_vector_lane_matches_numpy():
-    """`vector_lane` with a new operand triple every clock, for every lane function and the
-    product paths: each result appears VECTOR_STAGES clocks after its operands."""
+    """`vector_lane` with a new operand triple every clock, for every lane function, the
+    product paths and REQUANT (c the shift): each result appears VECTOR_STAGES clocks
+    after its operands."""
     m = Module()
     a, b, c, y = Signal(32), Signal(32), Signal(32), Signal(32)
-    fn, product, mulacc = Signal(L.LANE_FN_BITS), Signal(), Signal()
-    zero = Signal(range(-256, 256))
-    ctl = L.LaneControl(fn=fn, product=product, mulacc=mulacc, requant=Signal(), zp=zero,
-                        lo=zero, hi=zero)
+    fn, product, mulacc, rq = Signal(L.LANE_FN_BITS), Signal(), Signal(), Signal()
+    zp, lo, hi = (Signal(range(-256, 256)) for _ in range(3))
+    ctl = L.LaneControl(fn=fn, product=product, mulacc=mulacc, requant=rq, zp=zp, lo=lo, hi=hi)
     m.d.comb += y.eq(L.vector_lane(m, ctl, a, b, c))
-    modes = [(code, 0, 0) for code in L.LaneFn] + [(L.LaneFn.PASS, 1, 0), (L.LaneFn.PASS, 1, 1)]
+    modes = ([(code, 0, 0, 0) for code in L.LaneFn]
+             + [(L.LaneFn.PASS, 1, 0, 0), (L.LaneFn.PASS, 1, 1, 0)]
+             + [(L.LaneFn.PASS, 0, 0, 1)] * 8)
 
     async def bench(ctx):
-        for code, prod, acc in modes:
-            ctx.set(fn, int(code))
-            ctx.set(product, prod)
-            ctx.set(mulacc, acc)
+        for code, prod, acc, requant in modes:
+            lov = int(RNG.integers(-256, 1))
+            zpv, hiv = int(RNG.integers(-256, 256)), int(RNG.integers(lov, 256))
+            for sig, v in ((fn, int(code)), (product, prod), (mulacc, acc), (rq, requant),
+                           (zp, zpv), (lo, lov), (hi, hiv)):
+                ctx.set(sig, v)
             await ctx.tick()  # the lane's controls are set a clock before its operands
             pool = np.concatenate([EDGE, RNG.integers(-2**31, 2**31, 60)])
             xs = [RNG.choice(pool, 80).astype(np.int32) for _ in range(3)]
             with np.errstate(all="ignore"):
-                want = (xs[0] * xs[1] + acc * xs[2] if prod
-                        else _lane_reference(code, *xs)).astype(np.int32)
+                if requant:
+                    xs[2] = RNG.choice(SHIFTS, 80).astype(np.int32)
+                    want = np.array([_requant_reference(int(x), int(w), int(sv), zpv, lov, hiv)
+                                     for x, w, sv in zip(*xs, strict=True)])
+                else:
+                    want = (xs[0] * xs[1] + acc * xs[2] if prod
+                            else _lane_reference(code, *xs)).astype(np.int32)
             for i in range(len(want) + L.VECTOR_STAGES):
                 if i < len(want):
                     for sig, x in zip((a, b, c), xs, strict=True):
@@ -199,7 +212,7 @@ def test_pipelined_vector_lane_matches_numpy():
                 done = i + 1 - L.VECTOR_STAGES
                 if 0 <= done < len(want):
                     assert ctx.get(y) == int(want[done]) & 0xFFFFFFFF, \
-                        (code.name, prod, acc, [int(x[done]) for x in xs])
+                        (code.name, prod, acc, requant, [int(x[done]) for x in xs])
 
     sim = Simulator(m)
     sim.add_clock(1e-8)
