@@ -271,12 +271,15 @@ def _extend(v: Value, width: int) -> Value:
     return Cat(v, fill.replicate(width - len(v)))
 
 
-def _csa_sum(x: Value, y: Value, z: Value, width: int) -> Value:
-    """x + y + z modulo 2^width: one carry-save level (a LUT per bit), then one carry chain."""
-    x, y, z = (_extend(v, width) for v in (x, y, z))
-    s = x ^ y ^ z
-    c = ((x & y) | (x & z) | (y & z))[0:width - 1]
-    return (s + Cat(Const(0, 1), c))[0:width]
+def _csa_sum(terms: list[Value], width: int) -> Value:
+    """The sum of `terms` modulo 2^width: carry-save levels (a LUT per bit each, three terms
+    to two) until two are left, then one carry chain."""
+    terms = [_extend(v, width) for v in terms]
+    while len(terms) > 2:
+        x, y, z = terms[0:3]
+        c = ((x & y) | (x & z) | (y & z))[0:width - 1]
+        terms = [*terms[3:], x ^ y ^ z, Cat(Const(0, 1), c)]
+    return (terms[0] + terms[1])[0:width]
 
 
 def shift_window(x: Value, s: Value, width: int) -> Value:
@@ -300,22 +303,23 @@ def vector_lane(m: Module, ctl: LaneControl, a: Value, b: Value, c: Value,
                 name: str = "vl") -> Signal:
     """One lane of UNARY, BINARY (but DIV), TERNARY, REQUANT and MOVE, VECTOR_STAGES deep.
 
-    1. four 18x18 DSP products of the 16-bit halves of a and b; the compare-free functions
-       (ctl.fn < 16) and the compare of a and b
-    2. the exact 64-bit product: (hh, ll) side by side plus lh<<16 plus hl<<16, carry-saved;
-       MAX, MIN, CMPLT, CMPEQ from the compare
+    1. three 18x18 DSP products of the 16-bit halves of a and b (Karatsuba: ll, hh and
+       (al + ah)(bl + bh), whose sums fit 18 bits); the compare-free functions (ctl.fn < 16)
+       and the compare of a and b
+    2. the exact 64-bit product: (hh, ll) side by side plus (mid - ll - hh)<<16,
+       carry-saved; MAX, MIN, CMPLT, CMPEQ from the compare
     3. REQUANT: bits s-1 .. s+11 of the product (the rounding bit and p >> s) and whether
        p >> s leaves 12 bits; MUL, MULACC: the low 32 bits (+ c)
     4. REQUANT: + rounding bit + zero point, clamped to lo..hi; the op's result
     """
     a, b, c = a.as_signed(), b.as_signed(), c.as_signed()
-    # Stage 1: the multiplier's four pieces (a = ah * 2^16 + al, al unsigned).
+    # Stage 1: the multiplier's three pieces (a = ah * 2^16 + al, al unsigned): al*bh + ah*bl
+    # is mid - ll - hh, so a lane takes three DSPs, not four.
     al, ah = a[0:16], a[16:32].as_signed()
     bl, bh = b[0:16], b[16:32].as_signed()
     ll = reg(m, al * bl, f"{name}_ll")
-    lh = reg(m, al * bh, f"{name}_lh")
-    hl = reg(m, ah * bl, f"{name}_hl")
     hh = reg(m, ah * bh, f"{name}_hh")
+    mid = reg(m, (al + ah) * (bl + bh), f"{name}_mid")
     # The first stage's controls, one clock after ctl.fn: an instruction's first operands
     # reach this stage two clocks after it sets ctl (the operand read and its register).
     k = {key: reg(m, v, f"{name}_k_{key}") for key, v in _first_stage_controls(ctl.fn).items()}
@@ -332,7 +336,8 @@ def vector_lane(m: Module, ctl: LaneControl, a: Value, b: Value, c: Value,
     k_lo1 = reg(m, lo - zp - 1, f"{name}_klo1")
     lo_above_hi = reg(m, lo > hi, f"{name}_lohi")
     # Stage 2: p = a * b exactly; the mask of bits at or above s + 11 (saturation test).
-    p = _csa_sum(Cat(ll[0:32], hh[0:32]), lh.as_signed() << 16, hl.as_signed() << 16, 64)
+    p = _csa_sum([Cat(ll[0:32], hh[0:32]), mid << 16, ~_extend(ll << 16, 64),
+                  ~_extend(hh << 16, 64), Const(2, 64)], 64)  # -v is ~v + 1
     p2 = reg(m, p, f"{name}_p2")
     mask2 = reg(m, Cat(*[sh1 + (_SAT - 1) <= k for k in range(64)]), f"{name}_mask2")
     sh2 = reg(m, sh1, f"{name}_sh2")
