@@ -26,7 +26,7 @@ do it; the simulator's `--check-races` finds the programs that do.
 
 from __future__ import annotations
 
-from amaranth.hdl import Array, Const, Module, Mux, Signal
+from amaranth.hdl import Const, Module, Mux, Signal
 from amaranth.lib import wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
@@ -35,20 +35,26 @@ from isa.config import ChipConfig
 from isa.table import Mem
 from rtl.ports import ROW_BITS, ReadChannel, WriteChannel, row_width
 
-PORTS = 2  # ports of one block RAM, each a read or a write in a clock (a power of two)
+PORTS = 2  # ports of one block RAM, each a read or a write in a clock
 READS = 4  # compute a, b, c; store
 WRITES = 2  # compute; load
+# The RAM port (of whichever memory it asks for) each request always uses: reads a, b, c,
+# store, then writes compute, load. Fixed, so a channel's read data comes from one of two
+# RAM outputs and each port's write data from one unit. Chosen so the common cycles need
+# one clock a memory: MATMUL's old sum (c) and its write (ACC), a vector op's a and b.
+CHANNEL_PORT = (0, 1, 0, 1, 1, 0)
 _REQUESTS = READS + WRITES
-_PHASE_BITS = (-(-_REQUESTS // PORTS) - 1).bit_length()
-_SHIFT = PORTS.bit_length() - 1
+_RANK_BITS = _REQUESTS.bit_length()
 
 
 class SramArbiter(wiring.Component):
     """The two SRAMs behind `READS` read and `WRITES` write channels (units drive them).
 
-    `clear_en`/`clear_row` write a zero row into both SRAMs (the run's first clocks, when
-    no unit asks for anything). `ce` is the core's clock enable; `stall_clocks` counts
-    clocks with `ce` low while `count` is high.
+    Each request has a fixed RAM port (`CHANNEL_PORT`); a port serves its requests of a
+    cycle one per clock, reads first, so a cycle takes as many clocks as its busiest port
+    has requests. `clear_en`/`clear_row` write a zero row into both SRAMs (the run's first
+    clocks, when no unit asks for anything). `ce` is the core's clock enable;
+    `stall_clocks` counts clocks with `ce` low while `count` is high.
     """
 
     def __init__(self, cfg: ChipConfig, counter_bits: int = 48):
@@ -72,27 +78,21 @@ class SramArbiter(wiring.Component):
         # Requests in priority order: reads first, then writes.
         reqs = [(ch.en, ch.mem, ch.row) for ch in self.rd] + \
                [(ch.en, ch.mem, ch.row) for ch in self.wr]
-        phase = Signal(_PHASE_BITS)
-        # Rank of each request among the earlier ones to its memory: phase and port.
-        slot = []
+        phase = Signal(_RANK_BITS)
+        # Rank of each request among the earlier ones to its memory and port: its clock.
+        rank = []
         for i, (_en, mem, _row) in enumerate(reqs):
-            rank = Const(0, _PHASE_BITS + 1)
-            for en2, mem2, _ in reqs[:i]:
-                rank = rank + (en2 & (mem2 == mem))
-            s = Signal(_PHASE_BITS + 1, name=f"rank{i}")
-            m.d.comb += s.eq(rank)
-            slot.append(s)
-        last = Signal(_PHASE_BITS)  # the cycle's last phase: the busier memory's
-        phases = []
-        for mem_id in (Mem.SP, Mem.ACC):
-            count = Const(0, _PHASE_BITS + 2)
-            for en, mem, _ in reqs:
-                count = count + (en & (mem == mem_id))
-            p = Signal(_PHASE_BITS + 1, name=f"phases_{mem_id.name.lower()}")
-            m.d.comb += p.eq((count + PORTS - 1) >> _SHIFT)
-            phases.append(p)
-        busiest = Mux(phases[0] > phases[1], phases[0], phases[1])
-        m.d.comb += last.eq(Mux(busiest == 0, 0, busiest - 1))
+            before = Const(0, _RANK_BITS)
+            for k, (en2, mem2, _) in enumerate(reqs[:i]):
+                if CHANNEL_PORT[k] == CHANNEL_PORT[i]:
+                    before = before + (en2 & (mem2 == mem))
+            r = Signal(_RANK_BITS, name=f"rank{i}")
+            m.d.comb += r.eq(before)
+            rank.append(r)
+        # The cycle's last clock: the busiest port's last request.
+        last = Const(0, _RANK_BITS)
+        for i, (en, _, _) in enumerate(reqs):
+            last = Mux(en & (rank[i] > last), rank[i], last)
         final = phase == last
         m.d.comb += self.ce.eq(final)
         m.d.sync += phase.eq(Mux(final, 0, phase + 1))
@@ -101,9 +101,8 @@ class SramArbiter(wiring.Component):
             m.d.sync += stalls.eq(stalls + 1)
         m.d.comb += self.stall_clocks.eq(stalls)
 
-        served = [en & ((s >> _SHIFT) == phase) for (en, _, _), s in zip(reqs, slot, strict=True)]
+        served = [en & (r == phase) for (en, _, _), r in zip(reqs, rank, strict=True)]
 
-        # The RAM ports: port j of memory M serves the request ranked phase*PORTS + j.
         outs = {}
         for mem_id, mem in mems.items():
             outs[mem_id] = []
@@ -114,38 +113,37 @@ class SramArbiter(wiring.Component):
                 # (with a little bypass logic); old data on this port's own writes.
                 rd = mem.read_port(transparent_for=[w for w in writes if w is not wp])
                 m.d.comb += [rd.addr.eq(addr), wp.addr.eq(addr)]
-                for i, ((_en, mem_bit, row), s) in enumerate(zip(reqs, slot, strict=True)):
-                    hit = served[i] & (mem_bit == mem_id) & (s[:_SHIFT] == j)
-                    with m.If(hit):
+                clear = self.clear_en if j == CHANNEL_PORT[READS + WRITES - 1] else Const(0)
+                for i, (_en, mem_bit, row) in enumerate(reqs):
+                    if CHANNEL_PORT[i] != j:
+                        continue
+                    with m.If(served[i] & (mem_bit == mem_id)):
                         m.d.comb += addr.eq(row)
-                        if i < READS:
-                            m.d.comb += rd.en.eq(1)
-                        else:
-                            m.d.comb += [wp.en.eq(1), wp.data.eq(self.wr[i - READS].data)]
-                if j == PORTS - 1:
+                        m.d.comb += (rd.en if i < READS else wp.en).eq(1)
+                    if i >= READS:  # this port's one writer (zeros while clearing)
+                        m.d.comb += wp.data.eq(self.wr[i - READS].data & ~clear.replicate(width))
+                if j == CHANNEL_PORT[READS + WRITES - 1]:
                     with m.If(self.clear_en):
-                        m.d.comb += [addr.eq(self.clear_row), wp.en.eq(self.clear_row < mem.depth),
-                                     wp.data.eq(0)]
+                        m.d.comb += [addr.eq(self.clear_row), wp.en.eq(self.clear_row < mem.depth)]
                 outs[mem_id].append(rd.data)
-        port_out = Array(Array(outs[mem_id]) for mem_id in (Mem.SP, Mem.ACC))
 
         # Read data back to each channel, stable for the whole cycle after the request.
         for c, ch in enumerate(self.rd):
             sel_mem = Signal(name=f"rd{c}_sel_mem")
-            sel_port = Signal(range(PORTS), name=f"rd{c}_sel_port")
             fresh = Signal(name=f"rd{c}_fresh")  # this cycle's row is at the RAM output now
             pend = Signal(name=f"rd{c}_pend")  # next cycle's row is at the RAM output now
             got = Signal(name=f"rd{c}_got")  # next cycle's row is in `nxt`
             cur = Signal(width, name=f"rd{c}_cur")
             nxt = Signal(width, name=f"rd{c}_nxt")
-            at_ram = port_out[sel_mem][sel_port]
+            port = CHANNEL_PORT[c]
+            at_ram = Mux(sel_mem, outs[Mem.ACC][port], outs[Mem.SP][port])
             m.d.comb += ch.data.eq(Mux(fresh, at_ram, cur))
             with m.If(fresh):
                 m.d.sync += cur.eq(at_ram)
             with m.If(pend):
                 m.d.sync += [nxt.eq(at_ram), got.eq(1)]
             with m.If(served[c]):
-                m.d.sync += [sel_mem.eq(ch.mem), sel_port.eq(slot[c][:_SHIFT])]
+                m.d.sync += sel_mem.eq(ch.mem)
             with m.If(final):
                 m.d.sync += [fresh.eq(served[c]), pend.eq(0), got.eq(0)]
                 with m.If(~served[c] & pend):
