@@ -339,11 +339,13 @@ class ComputeUnit(wiring.Component):
     def _transposer(self, m: Module, start, mv: dict, held):
         """TRANSPOSE, pipelined: one source row read and one result row out per clock.
 
-        One n x n register bank, used in alternate orientations: even blocks are written
-        by rows and read by columns, odd blocks written by columns and read by rows. In the
-        clock that line j of block k is read out, row j of block k+1 arrives and takes its
-        place, so blocks stream back to back; row 0 of a block can only leave after the
-        block's last row came in, hence one block (n clocks) of drain at the end. Reads at
+        One n x n bank of shift registers, shifting in alternate directions: even blocks
+        shift up (a row enters at the bottom as a row), odd blocks shift left (a row enters
+        at the right as a column). A block that came in one way leaves the other way, a
+        transposed line per clock (the top row, or the left column), while the next block
+        comes in by the same shift; so blocks stream back to back, with no multiplexer to
+        pick a line. Row 0 of a block can only leave after the block's last row came in,
+        hence one block (n clocks) of drain at the end. Reads at
         s .. s+count*n-1, line j of block k leaves the bank at s+(k+1)*n+j+1 into a register
         and is written the clock after: `count*n + n + 2`, the table's formula.
         """
@@ -376,14 +378,16 @@ class ComputeUnit(wiring.Component):
                      s1_odd.eq(cur_blk[0]), s1_j.eq(cur_j)]
         bank = [[Signal(32, name=f"tr_{r}_{c}") for c in range(n)] for r in range(n)]
         lanes = L.split(self.rd_a.data, n)
-        with m.If(s1_valid & s1_in):
+        with m.If(s1_valid):
             for r in range(n):
                 for c in range(n):
-                    with m.If(Mux(s1_odd, s1_j == c, s1_j == r)):
-                        m.d.sync += bank[r][c].eq(Mux(s1_odd, lanes[r], lanes[c]))
-        # Block k-1 was written in the other orientation: rows if k is odd, columns if even.
-        as_row = Array(L.join(bank[r]) for r in range(n))[s1_j]
-        as_col = L.join([Array(bank[i])[s1_j] for i in range(n)])
+                    left = lanes[r] if c == n - 1 else bank[r][c + 1]
+                    up = lanes[c] if r == n - 1 else bank[r + 1][c]
+                    m.d.sync += bank[r][c].eq(Mux(s1_odd, left, up))
+        # Block k-1 came in the other way: it leaves by the top row while block k shifts
+        # up (k even), by the left column while block k shifts left (k odd).
+        top_row = L.join(bank[0])
+        left_col = L.join([bank[r][0] for r in range(n)])
         w_base = Signal(_ROW, name="tr_w_base")
         out_valid = Signal(name="tr_out_valid")
         out_row = Signal(_ROW, name="tr_out_row")
@@ -392,7 +396,7 @@ class ComputeUnit(wiring.Component):
         with m.If(start):
             m.d.sync += w_base.eq(_row(mv["dst"]))
         with m.If(s1_valid & s1_out):
-            m.d.sync += [out_row.eq(w_base + s1_j), out_data.eq(Mux(s1_odd, as_col, as_row))]
+            m.d.sync += [out_row.eq(w_base + s1_j), out_data.eq(Mux(s1_odd, left_col, top_row))]
             with m.If(s1_j == n - 1):
                 m.d.sync += w_base.eq(w_base + hm["dstride"])
         busy = running | s1_valid | out_valid

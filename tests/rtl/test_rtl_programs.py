@@ -19,6 +19,7 @@ from rtl_programs import TINY, compare, programs
 
 from isa.asm import assemble_file
 from isa.container import Program
+from isa.table import Mem, MoveFn
 from rtl.testbench import run_programs
 from simulator import SimulationError
 from simulator.api import Simulator
@@ -130,6 +131,30 @@ def test_nested_loops_move_fields_like_the_simulator():
                  flags=("pop_prev",)),
             make("halt")]
     data = np.random.default_rng(5).integers(-2**31, 2**31, 32, dtype=np.int64)
+    program = Program(TINY, code, [Segment(0, data.astype("<i4").tobytes())])
+    rtl = run_programs([program])[0]
+    compare(program, rtl, reference(program))
+
+
+@pytest.mark.parametrize("count,dstride_blocks", [(3, 2), (4, -1)])
+def test_transpose_streams_many_blocks_like_the_simulator(count, dstride_blocks):
+    """TRANSPOSE of several blocks back to back: each block leaves the register bank the
+    other way it came in, so three and four blocks take every change of direction."""
+    from isa.container import Segment
+    from isa.encoding import local_addr, make
+
+    n = TINY.n
+    rows = count * n
+    dst = 40 + (rows - n if dstride_blocks < 0 else 0)
+    code = [make("load", sram=0, dram=0, stride=4 * n, rows=rows, cols=n, fmt=2,
+                 flags=("push_next",)),
+            make("move", dst=local_addr(Mem.ACC, dst), src1=0, count=count, fn=MoveFn.TRANSPOSE,
+                 dstride=dstride_blocks * n, sstride=n, flags=("pop_prev", "push_next")),
+            make("store", sram=local_addr(Mem.ACC, 40),
+                 dram=4096, stride=4 * n, rows=abs(dstride_blocks) * rows, cols=n, fmt=2,
+                 flags=("pop_prev",)),
+            make("halt")]
+    data = np.random.default_rng(count).integers(-2**31, 2**31, rows * n, dtype=np.int64)
     program = Program(TINY, code, [Segment(0, data.astype("<i4").tobytes())])
     rtl = run_programs([program])[0]
     compare(program, rtl, reference(program))
