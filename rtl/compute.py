@@ -91,9 +91,12 @@ def table_depths(cfg: ChipConfig) -> tuple[int, int, int, int]:
 
 
 class ComputeUnit(wiring.Component):
-    def __init__(self, cfg: ChipConfig):
+    def __init__(self, cfg: ChipConfig, array_dsps: int | None = None):
+        """`array_dsps`: how many of the array's n*n int8 products get a DSP (None: all);
+        the others are built from LUTs, spread evenly over the columns."""
         self.cfg = cfg
         self.depths = table_depths(cfg)
+        self.array_dsps = cfg.n * cfg.n if array_dsps is None else max(0, array_dsps)
         super().__init__({
             "go": In(1), "insn": In(INSN_BITS), "idle": Out(1),
             "rd_a": Out(ReadChannel(cfg)), "rd_b": Out(ReadChannel(cfg)),
@@ -283,7 +286,9 @@ class ComputeUnit(wiring.Component):
                for i, (x, y, z) in enumerate(zip(a1, b1, c1, strict=True))]
         vec_row = L.delay(m, L.join(vec), self._pad(dv, 1 + L.VECTOR_STAGES, "vector"), "vec")
         # The matrix array: column j sums lane k of the input row times W[k][j].
-        cols = [L.dot_column(m, b1, [wl[k][j] for k in range(n)], c1[j], acc, f"dot{j}")
+        dsps = [min(n, self.array_dsps // n + (j < self.array_dsps % n)) for j in range(n)]
+        cols = [L.dot_column(m, b1, [wl[k][j] for k in range(n)], c1[j], acc, f"dot{j}",
+                             lut_products=n - dsps[j])
                 for j in range(n)]
         mm_row = L.delay(m, L.join(cols), self._pad(dm, 1 + L.DOT_STAGES, "matmul"), "mm")
         # REDUCE over the lanes, straight from the SRAM row.

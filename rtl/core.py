@@ -94,11 +94,13 @@ CHANNELS = sorted({ch for u in UNITS for ch in _flag_channels(u).values() if ch 
 
 
 class Core(wiring.Component):
-    """The whole chip for one ChipConfig, with room for `imem_depth` instructions."""
+    """The whole chip for one ChipConfig, with room for `imem_depth` instructions;
+    `array_dsps` caps the matrix array's DSP products (`ComputeUnit`)."""
 
-    def __init__(self, cfg: ChipConfig, imem_depth: int = 1024):
+    def __init__(self, cfg: ChipConfig, imem_depth: int = 1024, array_dsps: int | None = None):
         self.cfg = cfg
         self.imem_depth = imem_depth
+        self.array_dsps = array_dsps
         members = {
             "run": In(1),
             "imem_we": In(1), "imem_addr": In(PC_BITS), "imem_data": In(INSN_BITS),
@@ -141,7 +143,7 @@ class Core(wiring.Component):
         sram = self._sram
 
         m.submodules.load = load = LoadUnit(cfg)
-        m.submodules.compute = compute = ComputeUnit(cfg)
+        m.submodules.compute = compute = ComputeUnit(cfg, self.array_dsps)
         m.submodules.store = store = StoreUnit(cfg)
         engines = {Unit.LOAD: load, Unit.COMPUTE: compute, Unit.STORE: store}
 

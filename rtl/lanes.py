@@ -361,16 +361,36 @@ def vector_lane(m: Module, ctl: LaneControl, a: Value, b: Value, c: Value,
     return reg(m, Mux(ctl.requant, y, other3)[0:LANE], f"{name}_y")
 
 
+LANE_DSPS = 3  # 18x18 multipliers a vector lane takes (ll, hh and the Karatsuba middle)
 DOT_STAGES = 3  # after the operand registers: the int8 products, then the adder tree in two
 
 
+def lut_int8_product(m: Module, x: Value, w: Value, name: str) -> Value:
+    """int8(x) * int8(w) from LUTs and carry chains, no DSP: the eight partial products
+    (x where w's bit is set, shifted; the sign bit's subtracted) summed as a tree of kept
+    adds. For a device with fewer DSPs than the array has products."""
+    xs = int8(x)
+    parts: list[Value] = [Mux(w[i], xs, 0) << i for i in range(7)]
+    parts.append(-(Mux(w[7], xs, 0) << 7))
+    level = 0
+    while len(parts) > 1:
+        parts = [kept(m, parts[i] + parts[i + 1], f"{name}_s{level}_{i}")
+                 if i + 1 < len(parts) else parts[i] for i in range(0, len(parts), 2)]
+        level += 1
+    return parts[0][0:16].as_signed()
+
+
 def dot_column(m: Module, inp: list[Value], wgt: list[Value], old: Value, acc: Value,
-               name: str = "dot") -> Signal:
+               name: str = "dot", lut_products: int = 0) -> Signal:
     """One MATMUL output lane: sum_k int8(inp[k]) * int8(wgt[k]) (+ old when acc), DOT_STAGES
-    deep. The n products (one DSP each) are registered, then the adder tree (log2(n) levels
-    of narrow adds, then the 32-bit add of the old sum) is cut into two register stages."""
-    terms: list[Value] = [reg(m, int8(x) * int8(w), f"{name}_p{k}")
-                          for k, (x, w) in enumerate(zip(inp, wgt, strict=True))]
+    deep. The n products are registered (one DSP each, but the last `lut_products`, built
+    by `lut_int8_product`), then the adder tree (log2(n) levels of narrow adds, then the
+    32-bit add of the old sum) is cut into two register stages."""
+    first_lut = len(inp) - lut_products
+    terms: list[Value] = [
+        reg(m, int8(x) * int8(w) if k < first_lut else lut_int8_product(m, x, w, f"{name}_l{k}"),
+            f"{name}_p{k}")
+        for k, (x, w) in enumerate(zip(inp, wgt, strict=True))]
     old = delay(m, old, DOT_STAGES - 1, f"{name}_old")  # beside the sums, to the last stage
     levels = (len(terms) - 1).bit_length() + 1  # the tree, then + old
     first = (levels + 1) // 2

