@@ -49,16 +49,22 @@ from isa.table import (
     LOOP_MAX_DEPTH,
     NEIGHBOURS,
     TOKEN_FLAGS,
-    Axis,
     Fault,
     Kind,
-    MoveFn,
     Op,
     Unit,
 )
 from rtl.compute import ComputeUnit
 from rtl.dma import LoadUnit, StoreUnit
-from rtl.fields import EXTENT_BITS, LATENCY_BITS, Predecoder, field_values, flag_bit
+from rtl.fields import (
+    LATENCY_BITS,
+    PREDECODED,
+    SPAN_SLOTS,
+    Predecoder,
+    field_values,
+    flag_bit,
+    spans,
+)
 from rtl.ports import DramPort
 from rtl.queue import InstructionQueue
 from rtl.sram import SramArbiter
@@ -128,18 +134,19 @@ class Core(wiring.Component):
         cfg = self.cfg
 
         # Memories ---------------------------------------------------------------------
-        # Each code word is stored with what it decides alone (latency, legality, DRAM
-        # extent), computed once as it is written, so dispatch evaluates no formula.
+        # Each code word is stored with what it decides alone (latency, legality, its range
+        # checks but the LOOP offset), computed once as it is written, so dispatch
+        # evaluates no formula and adds nothing to check a range.
         m.submodules.predecode = pre = Predecoder(cfg)
         m.submodules.imem = imem = Memory(
-            shape=INSN_BITS + LATENCY_BITS + 1 + EXTENT_BITS, depth=self.imem_depth, init=[])
+            shape=INSN_BITS + PREDECODED.size, depth=self.imem_depth, init=[])
         imem_w = imem.write_port()
         # Read a clock ahead: addressed by the pc the dispatcher moves to, so the word is in
         # the read port's register when that pc is current (dispatch starts from flip-flops).
         imem_r = imem.read_port()
         m.d.comb += [pre.word.eq(self.imem_data),
                      imem_w.en.eq(self.imem_we), imem_w.addr.eq(self.imem_addr),
-                     imem_w.data.eq(Cat(self.imem_data, pre.latency, pre.legal, pre.extent))]
+                     imem_w.data.eq(Cat(self.imem_data, pre.out.as_value()))]
         sram = self._sram
 
         m.submodules.load = load = LoadUnit(cfg)
@@ -271,86 +278,80 @@ class Core(wiring.Component):
         lp_end = Array(Signal(PC_BITS, name=f"lp_end{i}") for i in range(LOOP_MAX_DEPTH))
         lp_count = Array(Signal(16, name=f"lp_count{i}") for i in range(LOOP_MAX_DEPTH))
         lp_iter = Array(Signal(16, name=f"lp_iter{i}") for i in range(LOOP_MAX_DEPTH))
-        # LOOP offsets per field role. lp_pre[i] is what loop levels 0..i add together (a
-        # prefix sum) and `total` what the active levels add: registers, changed when a loop
-        # starts, jumps back or ends, so dispatch adds one offset, never sums the levels.
+        # LOOP offsets per field role, negated (`back`: what a field of that role is moved
+        # by, subtracted, the side of each range compare that changes). lp_pre[i] is what
+        # loop levels 0..i move it by together (a prefix sum), `back` what the active levels
+        # do: registers, changed when a loop starts, jumps back or ends, so dispatch neither
+        # sums the levels nor adds to check a range.
         lp_pre = {role: Array(Signal(signed(_OFF_BITS), name=f"lp_pre_{role}{i}")
                               for i in range(LOOP_MAX_DEPTH)) for role in ROLE_DELTAS}
         lp_delta = {role: Array(Signal(signed(32), name=f"lp_d_{role}{i}")
                                 for i in range(LOOP_MAX_DEPTH)) for role in ROLE_DELTAS}
-        total = {role: Signal(signed(_OFF_BITS), name=f"off_{role}") for role in ROLE_DELTAS}
+        back = {role: Signal(signed(_OFF_BITS), name=f"back_{role}") for role in ROLE_DELTAS}
 
         m.d.comb += imem_r.addr.eq(pc_next)
         word = imem_r.data[0:INSN_BITS]
-        pre_latency = imem_r.data[INSN_BITS:INSN_BITS + LATENCY_BITS]
-        pre_legal = imem_r.data[INSN_BITS + LATENCY_BITS]
-        pre_extent = imem_r.data[INSN_BITS + LATENCY_BITS + 1:]
+        stored = PREDECODED(imem_r.data[INSN_BITS:])
         opcode = word[0:4]
         fv = {op.opcode: field_values(word, op) for op in BY_OPCODE.values()}
 
-        # Loop offsets applied per field role; wide signed values for the range checks.
-        eff: dict[int, dict[str, object]] = {}
+        # The word the queue gets: LOOP offsets applied to the fields they move (only the
+        # field's own bits: the range checks below decide whether the result is valid).
         adjusted: dict[int, object] = {}
         for op in BY_OPCODE.values():
-            vals = dict(fv[op.opcode])
             parts = [word[0:8]]
             pos = 8
             for f, lsb in LAYOUTS[op.opcode]:
                 raw = word[lsb:lsb + f.bits]
-                if f.role is not None:
-                    off = total[f.role]
-                    if f.kind is Kind.LOCAL:
-                        row = Signal(signed(_OFF_BITS + 4), name=f"{op.mnemonic}_{f.name}_row")
-                        m.d.comb += row.eq(raw[0:16] + off)
-                        vals[f.name + ".row"] = row
-                        vals[f.name + ".mem"] = raw[16]
-                        parts.append(Cat(row[0:16], raw[16]))
-                    else:
-                        value = Signal(signed(_OFF_BITS + 4), name=f"{op.mnemonic}_{f.name}_eff")
-                        m.d.comb += value.eq(raw + off)
-                        vals[f.name + ".eff"] = value
-                        parts.append(value[0:f.bits])
-                else:
-                    if f.kind is Kind.LOCAL:
-                        vals[f.name + ".row"] = raw[0:16]
-                        vals[f.name + ".mem"] = raw[16]
+                if f.role is None:
                     parts.append(raw)
+                elif f.kind is Kind.LOCAL:
+                    parts.append(Cat((raw[0:16] - back[f.role])[0:16], raw[16]))
+                else:
+                    parts.append((raw - back[f.role])[0:f.bits])
                 pos = lsb + f.bits
             if pos < INSN_BITS:
                 parts.append(word[pos:])
-            eff[op.opcode] = vals
             adjusted[op.opcode] = Cat(*parts)
 
-        def limit(mem_bit):
-            return Mux(mem_bit, cfg.acc_rows, cfg.sp_rows)
-
-        def span(row, lo, hi, rows):
-            """Rows row+lo .. row+hi-1 all inside a memory of `rows` rows."""
-            return ((row + lo) >= 0) & ((row + hi) <= rows)
-
-        def local_span(vals, name, count, step=1):
-            row, mem = vals[name + ".row"], vals[name + ".mem"]
-            return span(row, 0, Mux(step, count, 1), limit(mem))
+        # Range checks: each predecoded span against its role's `back` (rtl.fields.Span).
+        span_ok = []
+        for i in range(SPAN_SLOTS):
+            versus = Signal(signed(_OFF_BITS), name=f"span{i}_back")
+            with m.Switch(opcode):
+                for op in BY_OPCODE.values():
+                    ranges = spans(op, fv[op.opcode], cfg)[0]
+                    if i < len(ranges):
+                        with m.Case(op.opcode):
+                            m.d.comb += versus.eq(back[ranges[i].role])
+            inside = (stored.span_low[i].as_signed() >= versus) & \
+                (stored.span_high[i].as_signed() <= versus)
+            span_ok.append(~stored.span_on[i] | inside)
 
         illegal = Signal()
         sram_bad = Signal()
         dram_bad = Signal()
-        latency = pre_latency
+        latency = stored.latency
         target = Signal(2)  # Unit of a unit instruction
         is_unit_insn = Signal()
         with m.Switch(opcode):
             for op in BY_OPCODE.values():
                 with m.Case(op.opcode):
-                    v = eff[op.opcode]
                     raw = fv[op.opcode]
                     m.d.comb += is_unit_insn.eq(op.unit is not Unit.DISPATCH)
                     if op.opcode == Op.SYNC:
                         m.d.comb += target.eq(raw["unit"])
                     elif op.unit is not Unit.DISPATCH:
                         m.d.comb += target.eq(int(op.unit))
-                    sram_ok, dram_ok, extra = _checks(op, v, raw, cfg, limit, span, local_span,
-                                                      pre_extent)
-                    m.d.comb += [illegal.eq(~pre_legal | ~extra), sram_bad.eq(~sram_ok),
+                    ranges = spans(op, raw, cfg)[0]
+                    sram_ok = stored.sram_ok
+                    dram_ok = Const(1)
+                    for i, span in enumerate(ranges):
+                        if span.dram:
+                            dram_ok = dram_ok & span_ok[i]
+                        else:
+                            sram_ok = sram_ok & span_ok[i]
+                    m.d.comb += [illegal.eq(~stored.legal), sram_bad.eq(~sram_ok),
                                  dram_bad.eq(~dram_ok)]
             with m.Default():
                 m.d.comb += illegal.eq(1)
@@ -386,12 +387,12 @@ class Core(wiring.Component):
                 with m.If(jump_level[level]):
                     m.d.sync += lp_iter[level].eq(lp_iter[level] + 1)
                     for role in ROLE_DELTAS:
-                        bumped = lp_pre[role][level] + lp_delta[role][level]
-                        m.d.sync += [lp_pre[role][level].eq(bumped), total[role].eq(bumped)]
+                        bumped = lp_pre[role][level] - lp_delta[role][level]
+                        m.d.sync += [lp_pre[role][level].eq(bumped), back[role].eq(bumped)]
             with m.If(~jumping & (new_depth != depth)):  # loops ended: the outer levels' sum
                 for role in ROLE_DELTAS:
                     outer = lp_pre[role][(new_depth - 1)[0:level_bits]]
-                    m.d.sync += total[role].eq(Mux(new_depth == 0, 0, outer))
+                    m.d.sync += back[role].eq(Mux(new_depth == 0, 0, outer))
 
         lv = fv[Op.LOOP]
         loop_end = pc + lv["body"]
@@ -415,7 +416,7 @@ class Core(wiring.Component):
                              depth.eq(depth + 1)]
                 m.d.comb += pc_next.eq(pc + 1)
                 for role, dname in ROLE_DELTAS.items():
-                    m.d.sync += [lp_pre[role][slot].eq(total[role]),
+                    m.d.sync += [lp_pre[role][slot].eq(back[role]),
                                  lp_delta[role][slot].eq(lv[dname])]
             with m.Elif(room):
                 m.d.comb += dispatched.eq(1)
@@ -487,55 +488,3 @@ def _first_pushing_pc(completing, flags, cur_pc):
     for u in reversed(UNITS):
         out = Mux(completing[u] & (flags[u][2:4] != 0), cur_pc[u], out)
     return out
-
-
-def _checks(op, v, raw, cfg: ChipConfig, limit, span, local_span, extent):
-    """(sram in range, dram in range, other legality) of one instruction after LOOP offsets;
-    `extent` is a DMA's predecoded DRAM extent (rtl.fields.extent_value)."""
-    one = Const(1)
-    n = cfg.n
-    if op.opcode in (Op.LOAD, Op.STORE):
-        sram = local_span(v, "sram", raw["rows"]) & (raw["cols"] <= n)
-        addr = v["dram.eff"]
-        return sram, (addr >= 0) & (addr + extent <= cfg.dram_bytes), one
-    if op.opcode == Op.MATMUL:
-        sram = (span(v["dst.eff"], 0, raw["rows"], cfg.acc_rows)
-                & span(v["inp.eff"], 0, raw["rows"], cfg.sp_rows)
-                & span(v["wgt.eff"], 0, n, cfg.sp_rows))
-        return sram, one, one
-    if op.opcode == Op.UNARY:
-        return (local_span(v, "dst", raw["count"]) &
-                local_span(v, "src1", raw["count"], raw["step1"])), one, one
-    if op.opcode == Op.BINARY:
-        src2 = raw["imm_mode"] | local_span(v, "src2", raw["count"], raw["step2"])
-        return (local_span(v, "dst", raw["count"]) &
-                local_span(v, "src1", raw["count"], raw["step1"]) & src2), one, one
-    if op.opcode == Op.TERNARY:
-        return (local_span(v, "dst", raw["count"]) &
-                local_span(v, "src1", raw["count"], raw["step1"]) &
-                local_span(v, "src2", raw["count"], raw["step2"]) &
-                local_span(v, "src3", raw["count"], raw["step3"])), one, one
-    if op.opcode == Op.REDUCE:
-        lanes = raw["axis"] == Axis.LANES
-        return (local_span(v, "dst", raw["count"], lanes) &
-                local_span(v, "src1", raw["count"])), one, one
-    if op.opcode == Op.REQUANT:
-        return (local_span(v, "dst", raw["count"]) &
-                local_span(v, "src1", raw["count"], raw["step1"]) &
-                span(v["src2.row"], 0, Mux(raw["step2"], 2 * raw["count"], 2),
-                     limit(v["src2.mem"]))), one, one
-    if op.opcode == Op.MOVE:
-        fn = raw["fn"]
-        ext = Mux(fn == MoveFn.TRANSPOSE, n, 1)
-        last = raw["count"] - 1
-
-        def items(name, stride):
-            reach = last * stride
-            lo = Mux(reach < 0, reach, 0)
-            hi = Mux(reach > 0, reach, 0) + ext
-            return span(v[name + ".row"], lo, hi, limit(v[name + ".mem"]))
-
-        sram = items("dst", raw["dstride"]) & ((fn == MoveFn.FILL) | items("src1", raw["sstride"]))
-        lane_ok = (fn != MoveFn.BCAST) | (raw["imm"] < n)
-        return sram, one, lane_ok
-    return one, one, one

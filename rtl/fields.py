@@ -9,10 +9,11 @@ enumerated, so a formula's `if` picks a constant per enum value).
 from __future__ import annotations
 
 import itertools
+from dataclasses import dataclass
 from typing import Any
 
-from amaranth.hdl import Const, Module, Mux, Value, signed, unsigned
-from amaranth.lib import wiring
+from amaranth.hdl import Const, Module, Mux, Signal, Value, signed, unsigned
+from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
 from isa.config import ChipConfig, is_pow2
@@ -25,9 +26,11 @@ from isa.table import (
     LAYOUTS,
     NEIGHBOURS,
     TOKEN_FLAG_BITS,
+    Axis,
     Fmt,
     Kind,
     MatType,
+    MoveFn,
     Op,
     OpDef,
     Unit,
@@ -139,6 +142,88 @@ def extent_value(op: OpDef, values: dict[str, Value]) -> Value:
 
 
 EXTENT_BITS = 48
+SPAN_BITS = 52  # signed: a DRAM address plus its extent, or rows plus a MOVE's strides
+
+
+@dataclass
+class Span:
+    """One range an instruction must keep inside its memory, before LOOP offsets.
+
+    With `off` the offset LOOP adds to the field of `role`, the rows (bytes) base + off + lo
+    .. base + off + hi - 1 must lie in 0 .. limit - 1; that is `low` (base + lo) >= -off and
+    `high` (base + hi - limit) <= -off. Both sides of each compare but `off` come from the
+    word alone, so they are computed as code is loaded and dispatch only compares.
+    """
+
+    role: str
+    dram: bool  # a DRAM range (DRAM_OUT_OF_BOUNDS), else SRAM rows (SRAM_OUT_OF_BOUNDS)
+    low: Value
+    high: Value
+    on: Value  # 0: this range is not used (BINARY's immediate, FILL's source)
+
+
+def spans(op: OpDef, raw: dict[str, Value], cfg: ChipConfig) -> tuple[list[Span], Value]:
+    """The ranges `op` must keep (what `isa.model` checks), and what of its SRAM
+    legality needs no range (a DMA's cols <= n): both from the raw word."""
+    n = cfg.n
+    one = Const(1)
+
+    def rows(name: str, lo: Any, hi: Any, on: Value = one) -> Span:
+        field = op.field(name)
+        value = raw[name]
+        if field.kind is Kind.LOCAL:
+            base, limit = value[0:16], Mux(value[16], cfg.acc_rows, cfg.sp_rows)
+        else:
+            base, limit = value, {"dst": cfg.acc_rows}.get(name, cfg.sp_rows)
+        return Span(field.role, False, base + lo, base + hi - limit, on)
+
+    def count_rows(name: str, count: Value, step: Value = one, on: Value = one) -> Span:
+        return rows(name, 0, Mux(step, count, 1), on)
+
+    if op.opcode in (Op.LOAD, Op.STORE):
+        addr = raw["dram"]
+        return ([count_rows("sram", raw["rows"]),
+                 Span(op.field("dram").role, True, addr,
+                      addr + extent_value(op, raw) - cfg.dram_bytes, one)],
+                raw["cols"] <= n)
+    if op.opcode == Op.MATMUL:
+        return [rows("dst", 0, raw["rows"]), rows("inp", 0, raw["rows"]),
+                rows("wgt", 0, n)], one
+    if op.opcode == Op.REDUCE:
+        return [count_rows("dst", raw["count"], raw["axis"] == Axis.LANES),
+                count_rows("src1", raw["count"])], one
+    if op.opcode == Op.REQUANT:
+        return [count_rows("dst", raw["count"]),
+                count_rows("src1", raw["count"], raw["step1"]),
+                rows("src2", 0, Mux(raw["step2"], 2 * raw["count"], 2))], one
+    if op.opcode == Op.MOVE:
+        fn = raw["fn"]
+        ext = Mux(fn == MoveFn.TRANSPOSE, n, 1)
+        last = raw["count"] - 1
+
+        def items(name: str, stride: Value, on: Value = one) -> Span:
+            reach = last * stride
+            return rows(name, Mux(reach < 0, reach, 0), Mux(reach > 0, reach, 0) + ext, on)
+
+        return [items("dst", raw["dstride"]),
+                items("src1", raw["sstride"], fn != MoveFn.FILL)], one
+    if op.opcode in (Op.UNARY, Op.BINARY, Op.TERNARY):
+        out = [count_rows("dst", raw["count"])]
+        for f in op.fields:
+            if f.name.startswith("src"):
+                on = ~raw["imm_mode"] if (op.opcode == Op.BINARY and f.name == "src2") else one
+                out.append(count_rows(f.name, raw["count"], raw["step" + f.name[3:]], on))
+        return out, one
+    return [], one
+
+
+SPAN_SLOTS = max(len(spans(op, field_values(Signal(INSN_BITS), op), ChipConfig())[0])
+                 for op in BY_OPCODE.values())
+# What the predecoder decides about a word, as the instruction memory keeps it beside it.
+PREDECODED = data.StructLayout({
+    "latency": LATENCY_BITS, "legal": 1, "sram_ok": 1, "span_on": SPAN_SLOTS,
+    "span_low": data.ArrayLayout(signed(SPAN_BITS), SPAN_SLOTS),
+    "span_high": data.ArrayLayout(signed(SPAN_BITS), SPAN_SLOTS)})
 
 
 class Predecoder(wiring.Component):
@@ -146,8 +231,9 @@ class Predecoder(wiring.Component):
 
     Its latency (the table's formula), whether it is a legal encoding (enums in range,
     reserved bits clear, a (fn, dtype) the RTL implements, only token flags its unit has
-    neighbours for) and, for the DMA ops, its DRAM extent. None of these depend on a
-    field LOOP moves, so the core computes them as code is loaded, not at dispatch.
+    neighbours for, BCAST's lane below n) and both sides of its range checks but the LOOP
+    offset (`spans`). None of these depend on a field LOOP moves, so the core computes them
+    as code is loaded; dispatch only compares.
     """
 
     def __init__(self, cfg: ChipConfig):
@@ -156,14 +242,13 @@ class Predecoder(wiring.Component):
             roles = {f.name for f in op.fields if f.role is not None}
             moved = roles & set(compile(op.latency, "<latency>", "eval").co_names)
             assert not moved, f"{op.mnemonic}'s latency reads a field LOOP moves: {moved}"
-        super().__init__({"word": In(INSN_BITS), "latency": Out(LATENCY_BITS),
-                          "legal": Out(1), "extent": Out(EXTENT_BITS)})
+        super().__init__({"word": In(INSN_BITS), "out": Out(PREDECODED)})
 
     def elaborate(self, platform):
         from rtl.support import matmul_supported, supported
 
         m = Module()
-        word = self.word
+        word, out = self.word, self.out
         with m.Switch(opcode_of(word)):
             for op in ops():
                 with m.Case(op.opcode):
@@ -173,7 +258,7 @@ class Predecoder(wiring.Component):
                     if op.unit is Unit.DISPATCH:
                         legal = legal & (word[4:8] == 0)
                     else:
-                        m.d.comb += self.latency.eq(latency_value(op, raw, self.cfg))
+                        m.d.comb += out.latency.eq(latency_value(op, raw, self.cfg))
                         if op.opcode == Op.SYNC:
                             for u in (Unit.LOAD, Unit.COMPUTE, Unit.STORE):
                                 legal = legal & ~((raw["unit"] == int(u)) & bad_flags(word, u))
@@ -185,9 +270,13 @@ class Predecoder(wiring.Component):
                             if matmul_supported(mat_type):
                                 ok = ok | (raw["dtype"] == int(mat_type))
                         legal = legal & ok
-                    if op.opcode in (Op.LOAD, Op.STORE):
-                        m.d.comb += self.extent.eq(extent_value(op, raw))
-                    m.d.comb += self.legal.eq(legal)
+                    if op.opcode == Op.MOVE:  # BCAST names one of the n lanes
+                        legal = legal & ((raw["fn"] != MoveFn.BCAST) | (raw["imm"] < self.cfg.n))
+                    ranges, sram_ok = spans(op, raw, self.cfg)
+                    for i, span in enumerate(ranges):
+                        m.d.comb += [out.span_on[i].eq(span.on), out.span_low[i].eq(span.low),
+                                     out.span_high[i].eq(span.high)]
+                    m.d.comb += [out.legal.eq(legal), out.sram_ok.eq(sram_ok)]
         return m
 
 
