@@ -8,20 +8,21 @@ restated here; a datapath shorter than the table's P is padded with delay regist
 
 - vector lanes (UNARY, BINARY but DIV, TERNARY, REQUANT, MOVE's copy/bcast/fill), P = 5:
   operand registers (BCAST's lane, FILL's and BINARY's immediate chosen into them), then
-  `lanes.vector_lane`: 18x18 DSP products and the compare-free functions; the 64-bit
+  `lanes.vector_lane`: three 18x18 DSP products and the compare-free functions; the 64-bit
   product and the compare functions; REQUANT's shift window and saturation flags (the low
   32 bits for MUL, MULACC); REQUANT's clamp and the result. `count + 6`.
 - MATMUL, P = 4: n steps load the n weight rows into registers, then one input row per
-  step: operand registers, the n x n int8 products (a DSP each), the adder trees cut in
-  two with the old sum (acc=1) in the second. `n + rows + 5`.
+  step: operand registers, the n x n int8 products (a DSP each, or LUTs past the device's
+  DSPs: `array_dsps`), the adder trees cut in two with the old sum (acc=1) in the second.
+  `n + rows + 5`.
 - REDUCE over lanes, P = log2(n) + 2: a register after every level of the combine tree,
   straight from the SRAM row, then each lane's combine with the old row in two (the total
   fans out to every lane). `count + log2(n) + 3`. REDUCE over rows folds each operand row
   into one register (a combine per clock) and writes it after the last: the vector
   pipeline's `count + 6`.
-- TRANSPOSE streams a row in and a transposed row out per clock through a register bank
-  (`count*n + n + 2`); int32 DIV runs on iterative dividers, a row every DIV_STEPS clocks
-  (`count*DIV_STEPS + 4`).
+- TRANSPOSE streams a row in and a transposed row out per clock through a bank of shift
+  registers (`count*n + n + 2`); int32 DIV runs on iterative dividers, a row every
+  DIV_STEPS clocks (`count*DIV_STEPS + 4`).
 
 Instructions on this unit never overlap (the next starts when the table's latency has
 elapsed), so each write lands before the next instruction's first read, one datapath
