@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from amaranth.hdl import Cat, Const, Module, Signal
+from amaranth.hdl import Cat, Const, Module, Signal, Value
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
@@ -35,7 +35,7 @@ class UnitPins(wiring.Component):
         m.submodules.unit = unit = self.unit
         ins, outs = [], []
         for _path, member, value in unit.signature.flatten(unit):
-            (ins if member.flow == In else outs).append(value)
+            (ins if member.flow == In else outs).append(Value.cast(value))  # views too
         in_bits = max(1, sum(len(v) for v in ins))
         shift = Signal(in_bits)
         m.d.sync += shift.eq(Cat(self.sin, shift[:-1]))
