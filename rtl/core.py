@@ -119,13 +119,21 @@ class Core(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
+        # Code words go through the predecoder's pipeline on their way into the instruction
+        # memory; a run starts once the last of them is in (nothing here resets it).
+        m.submodules.predecode = self._pre = pre = Predecoder(self.cfg, PC_BITS)
+        m.d.comb += [pre.en.eq(self.imem_we), pre.addr.eq(self.imem_addr),
+                     pre.word.eq(self.imem_data)]
+        running = Signal()
+        m.d.comb += running.eq(self.run & ~pre.busy)
+        self._running = running
         # The SRAMs are two-port block RAMs: an architectural cycle with more requests
         # than ports takes extra clocks, with every other register held (see rtl/sram.py).
         self._sram = SramArbiter(self.cfg, COUNTER_BITS)
-        m.submodules.sram = ResetInserter({"sync": ~self.run})(self._sram)
+        m.submodules.sram = ResetInserter({"sync": ~running})(self._sram)
         logic = Module()
         self._build(logic)
-        m.submodules.logic = ResetInserter({"sync": ~self.run})(
+        m.submodules.logic = ResetInserter({"sync": ~running})(
             EnableInserter({"sync": self._sram.ce})(logic))
         return m
 
@@ -135,18 +143,17 @@ class Core(wiring.Component):
 
         # Memories ---------------------------------------------------------------------
         # Each code word is stored with what it decides alone (latency, legality, its range
-        # checks but the LOOP offset), computed once as it is written, so dispatch
-        # evaluates no formula and adds nothing to check a range.
-        m.submodules.predecode = pre = Predecoder(cfg)
+        # checks but the LOOP offset), worked out by the predecoder's pipeline as code is
+        # loaded, so dispatch evaluates no formula and adds nothing to check a range.
+        pre = self._pre
         m.submodules.imem = imem = Memory(
             shape=INSN_BITS + PREDECODED.size, depth=self.imem_depth, init=[])
         imem_w = imem.write_port()
         # Read a clock ahead: addressed by the pc the dispatcher moves to, so the word is in
         # the read port's register when that pc is current (dispatch starts from flip-flops).
         imem_r = imem.read_port()
-        m.d.comb += [pre.word.eq(self.imem_data),
-                     imem_w.en.eq(self.imem_we), imem_w.addr.eq(self.imem_addr),
-                     imem_w.data.eq(Cat(self.imem_data, pre.out.as_value()))]
+        m.d.comb += [imem_w.en.eq(pre.wr_en), imem_w.addr.eq(pre.wr_addr),
+                     imem_w.data.eq(Cat(pre.wr_word, pre.out.as_value()))]
         sram = self._sram
 
         m.submodules.load = load = LoadUnit(cfg)
@@ -167,7 +174,7 @@ class Core(wiring.Component):
         started = Signal()
         clearing = Signal()
         clr = Signal(range(max(cfg.sp_rows, cfg.acc_rows) + 1))
-        with m.If(self.run & ~started):
+        with m.If(self._running & ~started):
             m.d.sync += [started.eq(1), clearing.eq(1), clr.eq(0)]
         with m.If(clearing):
             m.d.sync += clr.eq(clr + 1)

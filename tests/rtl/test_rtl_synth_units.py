@@ -66,14 +66,30 @@ def test_predecoder_agrees_with_the_table_on_random_instructions():
     cases = [_random_instruction(rng, op) for op in BY_OPCODE.values() for _ in range(12)]
     dut = Predecoder(cfg)
     sim = Simulator(dut)
+    sim.add_clock(1e-6)
     seen = []
 
     async def bench(ctx):
-        for insn in cases:
-            ctx.set(dut.word, int.from_bytes(encode(insn), "little"))
-            out = dut.out
-            seen.append((ctx.get(out.latency), ctx.get(out.legal),
-                         (ctx.get(out.span_low[1]), ctx.get(out.span_high[1]))))
+        # One word a clock, as code loads; each comes out DEPTH clocks later, in order.
+        words = [int.from_bytes(encode(insn), "little") for insn in cases]
+        for clock in range(len(words) + Predecoder.DEPTH + 2):
+            if clock < len(words):
+                ctx.set(dut.en, 1)
+                ctx.set(dut.addr, clock)
+                ctx.set(dut.word, words[clock])
+            else:
+                ctx.set(dut.en, 0)
+                ctx.set(dut.word, 0)
+            assert ctx.get(dut.busy) == (0 < clock < len(words) + Predecoder.DEPTH)
+            if ctx.get(dut.wr_en):
+                index = len(seen)
+                assert clock == index + Predecoder.DEPTH
+                assert (ctx.get(dut.wr_addr), ctx.get(dut.wr_word)) == (index, words[index])
+                out = dut.out
+                seen.append((ctx.get(out.latency), ctx.get(out.legal),
+                             (ctx.get(out.span_low[1]), ctx.get(out.span_high[1]))))
+            await ctx.tick()
+        assert len(seen) == len(words)
 
     sim.add_testbench(bench)
     sim.run()
