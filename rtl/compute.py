@@ -31,7 +31,7 @@ drives the write port at a time, and the unit never holds the core.
 
 from __future__ import annotations
 
-from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal, signed
+from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal, Value, signed
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
@@ -91,10 +91,23 @@ def table_depths(cfg: ChipConfig) -> tuple[int, int, int, int]:
             depth(Op.REDUCE, "count", axis=int(Axis.ROWS)))
 
 
+def _spread(total: int, caps: list[int]) -> list[int]:
+    """`total` shared out over slots one at a time, round robin, none past its cap."""
+    out = [0] * len(caps)
+    left = min(total, sum(caps))
+    while left:
+        for j, cap in enumerate(caps):
+            if left and out[j] < cap:
+                out[j] += 1
+                left -= 1
+    return out
+
+
 class ComputeUnit(wiring.Component):
     def __init__(self, cfg: ChipConfig, array_dsps: int | None = None):
-        """`array_dsps`: how many of the array's n*n int8 products get a DSP (None: all);
-        the others are built from LUTs, spread evenly over the columns."""
+        """`array_dsps`: how many of the array's n*n int8 products get a DSP of their own
+        (None: all); as many others as the vector lanes have DSPs use theirs, the rest are
+        built from LUTs, each kind spread evenly over the columns."""
         self.cfg = cfg
         self.depths = table_depths(cfg)
         self.array_dsps = cfg.n * cfg.n if array_dsps is None else max(0, array_dsps)
@@ -282,14 +295,28 @@ class ComputeUnit(wiring.Component):
         v1 = L.reg(m, p1_valid, "v1")
         first1 = L.reg(m, p1_first, "first1")
 
+        # The matrix array's products: column j's first own[j] on DSPs of its own, the next
+        # lent[j] on the vector lanes' DSPs (idle while MATMUL runs), the rest from LUTs.
+        own = _spread(self.array_dsps, [n] * n)
+        lent = _spread(0 if self.array_dsps >= n * n else L.LANE_DSPS * n,
+                       [n - o for o in own])
+        borrowed = [(j, k) for j in range(n) for k in range(own[j], own[j] + lent[j])]
+        slots = [borrowed[i:i + L.LANE_DSPS] for i in range(0, len(borrowed), L.LANE_DSPS)]
+        slots += [[] for _ in range(n - len(slots))]
         # The vector lanes (UNARY, BINARY but DIV, TERNARY, REQUANT, MOVE but TRANSPOSE).
-        vec = [L.vector_lane(m, ctl, x, y, z, f"vl{i}")
-               for i, (x, y, z) in enumerate(zip(a1, b1, c1, strict=True))]
+        dsps = [L.lane_dsps(m, x, y, f"vl{i}", cls["matmul"],
+                            tuple((b1[k], wl[k][j]) for j, k in slot))
+                for i, (x, y, slot) in enumerate(zip(a1, b1, slots, strict=True))]
+        vec = [L.vector_lane(m, ctl, x, y, z, f"vl{i}", d)
+               for i, (x, y, z, d) in enumerate(zip(a1, b1, c1, dsps, strict=True))]
         vec_row = L.delay(m, L.join(vec), self._pad(dv, 1 + L.VECTOR_STAGES, "vector"), "vec")
+        given: list[dict[int, Value]] = [{} for _ in range(n)]
+        for i, slot in enumerate(slots):
+            for d, (j, k) in enumerate(slot):
+                given[j][k] = dsps[i][d]
         # The matrix array: column j sums lane k of the input row times W[k][j].
-        dsps = [min(n, self.array_dsps // n + (j < self.array_dsps % n)) for j in range(n)]
         cols = [L.dot_column(m, b1, [wl[k][j] for k in range(n)], c1[j], acc, f"dot{j}",
-                             lut_products=n - dsps[j])
+                             lut_products=n - own[j] - lent[j], given=given[j])
                 for j in range(n)]
         mm_row = L.delay(m, L.join(cols), self._pad(dm, 1 + L.DOT_STAGES, "matmul"), "mm")
         # REDUCE over the lanes, straight from the SRAM row.

@@ -299,13 +299,34 @@ def shift_window(x: Value, s: Value, width: int) -> Value:
     return Cat(*bits[0:width])
 
 
+def lane_dsps(m: Module, a: Value, b: Value, name: str = "vl", lend: Value | int = 0,
+              borrowed: tuple[tuple[Value, Value], ...] = ()) -> list[Signal]:
+    """A vector lane's LANE_DSPS registered products: of the 16-bit halves of a and b
+    (a = ah * 2^16 + al, al unsigned), ll = al*bl, hh = ah*bh and (al + ah)(bl + bh), whose
+    sums fit 18 bits; al*bh + ah*bl is mid - ll - hh, so three DSPs, not four.
+
+    While `lend` is high (MATMUL: the lanes are idle, as compute instructions never overlap)
+    the i-th computes int8(x) * int8(w) of `borrowed[i]` instead, for the matrix array.
+    """
+    a, b = a.as_signed(), b.as_signed()
+    al, ah = a[0:16], a[16:32].as_signed()
+    bl, bh = b[0:16], b[16:32].as_signed()
+    out = []
+    for i, (x, y, part) in enumerate(((al, bl, "ll"), (ah, bh, "hh"),
+                                      (al + ah, bl + bh, "mid"))):
+        if i < len(borrowed):
+            x, y = Mux(lend, int8(borrowed[i][0]), x), Mux(lend, int8(borrowed[i][1]), y)
+        out.append(reg(m, x * y, f"{name}_{part}"))
+    return out
+
+
 def vector_lane(m: Module, ctl: LaneControl, a: Value, b: Value, c: Value,
-                name: str = "vl") -> Signal:
+                name: str = "vl", dsps: list[Signal] | None = None) -> Signal:
     """One lane of UNARY, BINARY (but DIV), TERNARY, REQUANT and MOVE, VECTOR_STAGES deep.
 
-    1. three 18x18 DSP products of the 16-bit halves of a and b (Karatsuba: ll, hh and
-       (al + ah)(bl + bh), whose sums fit 18 bits); the compare-free functions (ctl.fn < 16)
-       and the compare of a and b
+    1. three 18x18 DSP products of the 16-bit halves of a and b (`lane_dsps`; the caller
+       may build them, to lend them to the matrix array); the compare-free functions
+       (ctl.fn < 16) and the compare of a and b
     2. the exact 64-bit product: (hh, ll) side by side plus (mid - ll - hh)<<16,
        carry-saved; MAX, MIN, CMPLT, CMPEQ from the compare
     3. REQUANT: bits s-1 .. s+11 of the product (the rounding bit and p >> s) and whether
@@ -313,13 +334,7 @@ def vector_lane(m: Module, ctl: LaneControl, a: Value, b: Value, c: Value,
     4. REQUANT: + rounding bit + zero point, clamped to lo..hi; the op's result
     """
     a, b, c = a.as_signed(), b.as_signed(), c.as_signed()
-    # Stage 1: the multiplier's three pieces (a = ah * 2^16 + al, al unsigned): al*bh + ah*bl
-    # is mid - ll - hh, so a lane takes three DSPs, not four.
-    al, ah = a[0:16], a[16:32].as_signed()
-    bl, bh = b[0:16], b[16:32].as_signed()
-    ll = reg(m, al * bl, f"{name}_ll")
-    hh = reg(m, ah * bh, f"{name}_hh")
-    mid = reg(m, (al + ah) * (bl + bh), f"{name}_mid")
+    ll, hh, mid = lane_dsps(m, a, b, name) if dsps is None else dsps
     # The first stage's controls, one clock after ctl.fn: an instruction's first operands
     # reach this stage two clocks after it sets ctl (the operand read and its register).
     k = {key: reg(m, v, f"{name}_k_{key}") for key, v in _first_stage_controls(ctl.fn).items()}
@@ -381,16 +396,23 @@ def lut_int8_product(m: Module, x: Value, w: Value, name: str) -> Value:
 
 
 def dot_column(m: Module, inp: list[Value], wgt: list[Value], old: Value, acc: Value,
-               name: str = "dot", lut_products: int = 0) -> Signal:
+               name: str = "dot", lut_products: int = 0,
+               given: dict[int, Value] | None = None) -> Signal:
     """One MATMUL output lane: sum_k int8(inp[k]) * int8(wgt[k]) (+ old when acc), DOT_STAGES
-    deep. The n products are registered (one DSP each, but the last `lut_products`, built
-    by `lut_int8_product`), then the adder tree (log2(n) levels of narrow adds, then the
-    32-bit add of the old sum) is cut into two register stages."""
+    deep. The n products are registered: `given` ones come from elsewhere (a vector lane's
+    DSPs, already registered), the last `lut_products` are built by `lut_int8_product`,
+    the others take a DSP each. Then the adder tree (log2(n) levels of narrow adds, then
+    the 32-bit add of the old sum) is cut into two register stages."""
     first_lut = len(inp) - lut_products
-    terms: list[Value] = [
-        reg(m, int8(x) * int8(w) if k < first_lut else lut_int8_product(m, x, w, f"{name}_l{k}"),
-            f"{name}_p{k}")
-        for k, (x, w) in enumerate(zip(inp, wgt, strict=True))]
+    given = given or {}
+
+    def product(k: int, x: Value, w: Value) -> Value:
+        if k in given:
+            return given[k][0:16].as_signed()
+        return reg(m, int8(x) * int8(w) if k < first_lut
+                   else lut_int8_product(m, x, w, f"{name}_l{k}"), f"{name}_p{k}")
+
+    terms = [product(k, x, w) for k, (x, w) in enumerate(zip(inp, wgt, strict=True))]
     old = delay(m, old, DOT_STAGES - 1, f"{name}_old")  # beside the sums, to the last stage
     levels = (len(terms) - 1).bit_length() + 1  # the tree, then + old
     first = (levels + 1) // 2
