@@ -161,7 +161,8 @@ def test_transpose_streams_many_blocks_like_the_simulator(count, dstride_blocks)
 
 
 def compiled_programs() -> list[tuple[str, Program, dict[str, np.ndarray]]]:
-    """Small int graphs compiled for the tiny chip: GEMM, conv, elementwise, reduction."""
+    """Small int graphs compiled for the tiny chip: GEMM and conv on int8 (the matrix
+    array) and on int32 (the vector lanes), elementwise, reduction."""
     from compiler.lower import compile_graph
     from frontend.tensor import Tensor
 
@@ -173,6 +174,8 @@ def compiled_programs() -> list[tuple[str, Program, dict[str, np.ndarray]]]:
     img = Tensor.input("img", (1, 2, 5, 5), "int8")
     k = Tensor(rng.integers(-3, 3, (3, 2, 3, 3)).astype(np.int8))
     graphs = {
+        "gemm8": (a @ w).graph(),
+        "conv8": img.conv2d(k).graph(),
         "gemm": (a.cast("int32") @ w.cast("int32")).graph(),
         "elementwise": ((x + y).maximum(0) * 3).graph(),
         "conv": img.cast("int32").conv2d(k.cast("int32")).graph(),
@@ -198,8 +201,8 @@ def test_compiled_programs_match_simulator():
 def test_array_of_lut_and_dsp_products_matches_simulator():
     """The matrix array with 2 of its 16 products on DSPs of their own (columns 0 and 1),
     12 on the vector lanes' DSPs (3 a column) and 2 built from LUTs (columns 2 and 3), as
-    a device short of DSPs gets it: the compiled GEMM and conv."""
-    corpus = [c for c in compiled_programs() if c[0] in ("gemm", "conv")]
+    a device short of DSPs gets it: the compiled int8 GEMM and conv."""
+    corpus = [c for c in compiled_programs() if c[0] in ("gemm8", "conv8")]
     results = run_programs([p for _, p, _ in corpus], cfg=TINY,
                            inputs=[i for _, _, i in corpus], array_dsps=2)
     for (_, program, inputs), rtl in zip(corpus, results, strict=True):
