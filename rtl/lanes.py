@@ -380,19 +380,43 @@ LANE_DSPS = 3  # 18x18 multipliers a vector lane takes (ll, hh and the Karatsuba
 DOT_STAGES = 3  # after the operand registers: the int8 products, then the adder tree in two
 
 
+def _booth_digits(w: Value) -> list[tuple[Value, Value, Value]]:
+    """int8(w) as four radix-4 Booth digits d_i in -2..2 (w = sum d_i 4^i): for each,
+    (|d_i| == 1, |d_i| == 2, d_i < 0)."""
+    bits = Cat(Const(0, 1), w[0:8])
+    out = []
+    for i in range(4):
+        b0, b1, b2 = bits[2 * i], bits[2 * i + 1], bits[2 * i + 2]
+        one = b0 ^ b1
+        two = (b2 & ~b1 & ~b0) | (~b2 & b1 & b0)
+        out.append((one, two, b2 & (one | two)))
+    return out
+
+
+def lut_product_carry(w: Value) -> Value:
+    """1 when `lut_int8_product` of this w is 64 short: its top Booth digit is negative."""
+    return _booth_digits(w)[3][2]
+
+
 def lut_int8_product(m: Module, x: Value, w: Value, name: str) -> Value:
-    """int8(x) * int8(w) from LUTs and carry chains, no DSP: the eight partial products
-    (x where w's bit is set, shifted; the sign bit's subtracted) summed as a tree of kept
-    adds. For a device with fewer DSPs than the array has products."""
+    """int8(x) * int8(w) - 64 * lut_product_carry(w), from LUTs and carry chains, no DSP.
+    For a device with fewer DSPs than the array has products.
+
+    w's radix-4 Booth digits pick four partial products 0, x or 2x, ones' complemented
+    where the digit is negative (two LUT4s a bit); each complement's +1 but the top one's
+    sits in low bits another partial product leaves free, and three kept adds sum them.
+    The top digit's +1 (at bit 6) the caller adds once for a column (`dot_column`).
+    """
     xs = int8(x)
-    parts: list[Value] = [Mux(w[i], xs, 0) << i for i in range(7)]
-    parts.append(-(Mux(w[7], xs, 0) << 7))
-    level = 0
-    while len(parts) > 1:
-        parts = [kept(m, parts[i] + parts[i + 1], f"{name}_s{level}_{i}")
-                 if i + 1 < len(parts) else parts[i] for i in range(0, len(parts), 2)]
-        level += 1
-    return parts[0][0:16].as_signed()
+    pp = []
+    for one, two, neg in _booth_digits(w):
+        mag = Mux(two, xs << 1, Mux(one, xs, 0))
+        pp.append(Mux(neg, ~mag, mag).as_signed())
+    negs = [neg for _, _, neg in _booth_digits(w)]
+    low = kept(m, pp[0] + Cat(negs[0], 0, negs[1], 0, negs[2], 0, pp[3]).as_signed(),
+               f"{name}_lo")  # digits 0 and 3, with the +1s of 0, 1 and 2 below digit 3
+    mid = kept(m, pp[1] + (pp[2] << 2), f"{name}_mid")  # digits 1 and 2, from bit 2
+    return kept(m, low + (mid << 2), f"{name}_sum")[0:16].as_signed()
 
 
 def dot_column(m: Module, inp: list[Value], wgt: list[Value], old: Value, acc: Value,
@@ -413,7 +437,13 @@ def dot_column(m: Module, inp: list[Value], wgt: list[Value], old: Value, acc: V
                    else lut_int8_product(m, x, w, f"{name}_l{k}"), f"{name}_p{k}")
 
     terms = [product(k, x, w) for k, (x, w) in enumerate(zip(inp, wgt, strict=True))]
-    old = delay(m, old, DOT_STAGES - 1, f"{name}_old")  # beside the sums, to the last stage
+    # The old sum (acc=1) and the LUT products' missing 64s, added beside the tree.
+    carries = [lut_product_carry(w) for w in wgt[first_lut:]]
+    old = delay(m, old, DOT_STAGES - 2, f"{name}_old")
+    old = Mux(acc, old.as_signed(), 0)
+    if carries:
+        old = old + (reg(m, sum(carries), f"{name}_carries") << 6)
+    old = reg(m, old[0:LANE], f"{name}_old2")
     levels = (len(terms) - 1).bit_length() + 1  # the tree, then + old
     first = (levels + 1) // 2
     done = 0
@@ -423,9 +453,9 @@ def dot_column(m: Module, inp: list[Value], wgt: list[Value], old: Value, acc: V
         done += 1
         if done == first:
             terms = [reg(m, t, f"{name}_t{i}") for i, t in enumerate(terms)]
-    total = terms[0] + Mux(acc, old.as_signed(), 0)
+    total = terms[0] + old.as_signed()
     if done < first:  # a tree too shallow to cut (n = 1 or 2): register before the old sum
-        total = reg(m, terms[0], f"{name}_t") + Mux(acc, old.as_signed(), 0)
+        total = reg(m, terms[0], f"{name}_t") + old.as_signed()
     return reg(m, total[0:LANE], f"{name}_y")
 
 
