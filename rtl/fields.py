@@ -370,11 +370,7 @@ class Predecoder(wiring.Component):
                      self.wr_addr.eq(out_stage[INSN_BITS:-1]), self.wr_en.eq(out_stage[-1]),
                      self.busy.eq(Cat(*(s[-1] for s in stages[1:])).any())]
 
-        products = {}
-        for op in ops():
-            products[op.opcode] = found = _Products()
-            self._decide(op, first, found.record)  # only the products it asks for are kept
-            found._seen.clear()
+        products = self._products(first)
         self._multiply(m, first, products)
         decided = {}
         for op in ops():
@@ -388,6 +384,19 @@ class Predecoder(wiring.Component):
                 with m.Case(op.opcode):
                     m.d.sync += decided[op.opcode]
         return m
+
+    def _products(self, word: Value) -> dict[int, _Products]:
+        """Each opcode's variable products over `word`'s fields (the first pass)."""
+        products = {}
+        for op in ops():
+            products[op.opcode] = found = _Products()
+            self._decide(op, word, found.record)  # only the products it asks for are kept
+            found._seen.clear()
+        return products
+
+    def multipliers(self) -> int:
+        """DSPs the pipeline takes: one a product slice, shared by the opcodes."""
+        return max(len(p.pieces) for p in self._products(Signal(INSN_BITS)).values())
 
     def _multiply(self, m: Module, word: Value, products: dict[int, _Products]) -> None:
         """Three stages: slot operands chosen by opcode, one DSP product per slot, each

@@ -25,6 +25,7 @@ from amaranth.lib.wiring import In, Out
 from isa.config import ChipConfig
 from isa.errors import DozenError
 from rtl.core import PERF_COUNTERS, Core
+from rtl.fields import Predecoder
 from rtl.lanes import LANE_DSPS
 from rtl.ports import row_width
 
@@ -94,17 +95,14 @@ class PinWrapper(wiring.Component):
         return m
 
 
-# DSPs the control takes: variable products of the predecoder (a DMA's rows x stride,
-# MOVE's count x stride, latency formulas) and the DMA units' addressing.
-CONTROL_DSPS = 8
-
-
 def array_dsp_budget(cfg: ChipConfig, target: str) -> int | None:
     """DSPs left for the matrix array once every vector lane has its LANE_DSPS and the
-    control its CONTROL_DSPS (None: the target's count is not known, so every product asks
-    for one)."""
+    predecoder its multipliers (None: the target's count is not known, so every product
+    asks for one). The array borrows the lanes' DSPs besides (`ComputeUnit`)."""
     sites = TARGETS.get(target, {}).get("dsp_sites")
-    return None if sites is None else max(0, sites - LANE_DSPS * cfg.n - CONTROL_DSPS)
+    if sites is None:
+        return None
+    return max(0, sites - LANE_DSPS * cfg.n - Predecoder(cfg).multipliers())
 
 
 def wrapped_core(cfg: ChipConfig, imem_depth: int, target: str = "ecp5") -> PinWrapper:
