@@ -396,6 +396,7 @@ class Predecoder(wiring.Component):
 
     def multipliers(self) -> int:
         """DSPs the pipeline takes: one a product slice, shared by the opcodes."""
+        self._MustUse__used = True  # asked for its size, never elaborated: no warning
         return max(len(p.pieces) for p in self._products(Signal(INSN_BITS)).values())
 
     def _multiply(self, m: Module, word: Value, products: dict[int, _Products]) -> None:
