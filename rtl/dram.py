@@ -1,8 +1,9 @@
 """The testbench DRAM: a byte array behind the core's row-wide DRAM port.
 
-Shared by the Amaranth-simulator harness (`rtl/testbench.py`) and the cocotb bench
-(`rtl/cocotb_bench.py`): both call `step` once per clock with the port's request of
-the cycle that just ended, and drive `rd_data` with what it returns.
+The Amaranth-simulator harness (`rtl/testbench.py`) serves the port from it every
+clock: a write of the clock that just ended lands first, then a read returns its row.
+The cocotb bench (`rtl/cocotb_bench.py`) loads its initial image into a byte array in the
+Verilog that does the same.
 """
 
 from __future__ import annotations

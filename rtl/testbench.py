@@ -33,6 +33,7 @@ class RtlResult:
     fault_pc: int | None = None
     counters: dict[str, int] = field(default_factory=dict)
     clocks: int = 0  # clock cycles the run took, clearing and holds included
+    run_seconds: float = 0.0  # wall-clock time of the run alone, where the bench measures it
 
     @property
     def finished(self) -> bool:
