@@ -323,6 +323,10 @@ class _Products:
             self.products.append((a * b, [(first + k, k * cut) for k in range(len(slices))]))
         return Signal(self.products[index][0].shape())  # a stand-in: this pass is discarded
 
+    def rewind(self) -> None:
+        """After `record`: `replay` meets the same calls again, in the same order."""
+        self._seen.clear()
+
     def replay(self, a: Value, b: Value) -> Value:
         return self.sums[self._index(a, b)[0]]
 
@@ -391,7 +395,7 @@ class Predecoder(wiring.Component):
         for op in ops():
             products[op.opcode] = found = _Products()
             self._decide(op, word, found.record)  # only the products it asks for are kept
-            found._seen.clear()
+            found.rewind()
         return products
 
     def multipliers(self) -> int:

@@ -408,11 +408,12 @@ def lut_int8_product(m: Module, x: Value, w: Value, name: str) -> Value:
     The top digit's +1 (at bit 6) the caller adds once for a column (`dot_column`).
     """
     xs = int8(x)
+    digits = _booth_digits(w)
     pp = []
-    for one, two, neg in _booth_digits(w):
+    for one, two, neg in digits:
         mag = Mux(two, xs << 1, Mux(one, xs, 0))
         pp.append(Mux(neg, ~mag, mag).as_signed())
-    negs = [neg for _, _, neg in _booth_digits(w)]
+    negs = [neg for _, _, neg in digits]
     low = kept(m, pp[0] + Cat(negs[0], 0, negs[1], 0, negs[2], 0, pp[3]).as_signed(),
                f"{name}_lo")  # digits 0 and 3, with the +1s of 0, 1 and 2 below digit 3
     mid = kept(m, pp[1] + (pp[2] << 2), f"{name}_mid")  # digits 1 and 2, from bit 2
