@@ -31,6 +31,8 @@ drives the write port at a time, and the unit never holds the core.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal, Value, signed
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
@@ -103,6 +105,112 @@ def _spread(total: int, caps: list[int]) -> list[int]:
     return out
 
 
+READ_CHANNELS = ("a", "b", "c")
+
+
+@dataclass
+class _Decoded:
+    """An instruction word as the compute unit sees it when it starts."""
+
+    f: dict  # Op -> its fields
+    is_: dict  # Op -> opcode matches
+    is_transpose: Value
+    is_div: Value
+    steps: Value  # rows a streaming instruction reads (0: TRANSPOSE, DIV, SYNC)
+    base: dict  # channel -> (first row, memory, row step)
+    uses: dict  # read channel -> whether a streaming instruction reads it
+
+
+def _decode(m: Module, word, n: int) -> _Decoded:
+    opcode = word[0:4]
+    f = {op: _fields(word, op) for op in (Op.MATMUL, Op.UNARY, Op.BINARY, Op.TERNARY,
+                                          Op.REDUCE, Op.REQUANT, Op.MOVE)}
+    is_ = {op: opcode == int(op) for op in f}
+    un, bi, te, re_, rq, mv, mm = (f[op] for op in (
+        Op.UNARY, Op.BINARY, Op.TERNARY, Op.REDUCE, Op.REQUANT, Op.MOVE, Op.MATMUL))
+    is_transpose = is_[Op.MOVE] & (mv["fn"] == MoveFn.TRANSPOSE)
+    is_div = is_[Op.BINARY] & (bi["fn"] == BinaryFn.DIV)
+
+    # Steps of a streaming instruction (everything but TRANSPOSE, DIV and SYNC).
+    steps = Signal(18)
+    m.d.comb += steps.eq(0)
+    with m.Switch(opcode):
+        with m.Case(int(Op.MATMUL)):
+            m.d.comb += steps.eq(n + mm["rows"])
+        for op, fv in ((Op.UNARY, un), (Op.BINARY, bi), (Op.TERNARY, te), (Op.REDUCE, re_),
+                       (Op.REQUANT, rq)):
+            with m.Case(int(op)):
+                m.d.comb += steps.eq(Mux(is_div, 0, fv["count"]) if op is Op.BINARY
+                                     else fv["count"])
+        with m.Case(int(Op.MOVE)):
+            m.d.comb += steps.eq(Mux(is_transpose, 0, mv["count"]))
+
+    base = {x: (Signal(_ROW, name=f"{x}_base"), Signal(name=f"{x}_bmem"),
+                Signal(signed(_ROW), name=f"{x}_bstep")) for x in "abcw"}
+    uses = {x: Signal(name=f"{x}_uses") for x in READ_CHANNELS}
+
+    def set_base(x, local_row, mem, step, used=1):
+        r, mm_, st = base[x]
+        m.d.comb += [r.eq(local_row), mm_.eq(mem), st.eq(step)]
+        if x in uses:
+            m.d.comb += uses[x].eq(used)
+
+    with m.Switch(opcode):
+        with m.Case(int(Op.MATMUL)):
+            set_base("a", mm["wgt"], Mem.SP, 1)
+            set_base("b", mm["inp"], Mem.SP, 1)
+            set_base("c", mm["dst"], Mem.ACC, 1, mm["acc"])
+            set_base("w", mm["dst"], Mem.ACC, 1)
+        with m.Case(int(Op.UNARY)):
+            set_base("a", _row(un["src1"]), _mem(un["src1"]), un["step1"])
+            set_base("w", _row(un["dst"]), _mem(un["dst"]), 1)
+        with m.Case(int(Op.BINARY)):
+            set_base("a", _row(bi["src1"]), _mem(bi["src1"]), bi["step1"])
+            set_base("b", _row(bi["src2"]), _mem(bi["src2"]), bi["step2"], ~bi["imm_mode"])
+            set_base("w", _row(bi["dst"]), _mem(bi["dst"]), 1)
+        with m.Case(int(Op.TERNARY)):
+            set_base("a", _row(te["src1"]), _mem(te["src1"]), te["step1"])
+            set_base("b", _row(te["src2"]), _mem(te["src2"]), te["step2"])
+            set_base("c", _row(te["src3"]), _mem(te["src3"]), te["step3"])
+            set_base("w", _row(te["dst"]), _mem(te["dst"]), 1)
+        with m.Case(int(Op.REDUCE)):
+            lanes_axis = re_["axis"] == Axis.LANES
+            set_base("a", _row(re_["src1"]), _mem(re_["src1"]), 1)
+            set_base("c", _row(re_["dst"]), _mem(re_["dst"]), lanes_axis, re_["acc"])
+            set_base("w", _row(re_["dst"]), _mem(re_["dst"]), lanes_axis)
+        with m.Case(int(Op.REQUANT)):
+            set_base("a", _row(rq["src1"]), _mem(rq["src1"]), rq["step1"])
+            set_base("b", _row(rq["src2"]), _mem(rq["src2"]), rq["step2"] * 2)
+            set_base("c", _row(rq["src2"]) + 1, _mem(rq["src2"]), rq["step2"] * 2)
+            set_base("w", _row(rq["dst"]), _mem(rq["dst"]), 1)
+        with m.Case(int(Op.MOVE)):
+            fill = mv["fn"] == MoveFn.FILL
+            set_base("a", _row(mv["src1"]), _mem(mv["src1"]), mv["sstride"], ~fill)
+            set_base("w", _row(mv["dst"]), _mem(mv["dst"]), mv["dstride"])
+    return _Decoded(f, is_, is_transpose, is_div, steps, base, uses)
+
+
+def go_reads(m: Module, word, n: int):
+    """The read requests the compute unit makes in the cycle it starts `word`: (en, mem)
+    of channels a, b, c, low bits first.
+
+    The core works them out at dispatch and carries them in the queue entry
+    (`ComputeUnit.go_reads`), so the SRAM arbiter's clock enable need not wait for the
+    head of the queue to be decoded: a start's requests are the start signal and flip-flops.
+    """
+    d = _decode(m, word, n)
+    mv = d.f[Op.MOVE]
+    streaming = d.steps != 0
+    en = {x: streaming & d.uses[x] for x in READ_CHANNELS}
+    en["b"] &= ~d.is_[Op.MATMUL]  # MATMUL's first n steps read its weights (a) alone
+    en["c"] &= ~d.is_[Op.MATMUL]
+    mem = {x: d.base[x][1] for x in READ_CHANNELS}
+    # TRANSPOSE reads its first row at once (if it has a block); DIV its first a and b.
+    en["a"] = Mux(d.is_transpose, mv["count"] != 0, Mux(d.is_div, 1, en["a"]))
+    en["b"] = Mux(d.is_transpose, 0, Mux(d.is_div, 1, en["b"]))
+    return Cat(*[Cat(en[x], mem[x]) for x in READ_CHANNELS])
+
+
 class ComputeUnit(wiring.Component):
     def __init__(self, cfg: ChipConfig, array_dsps: int | None = None):
         """`array_dsps`: how many of the array's n*n int8 products get a DSP of their own
@@ -112,7 +220,8 @@ class ComputeUnit(wiring.Component):
         self.depths = table_depths(cfg)
         self.array_dsps = cfg.n * cfg.n if array_dsps is None else max(0, array_dsps)
         super().__init__({
-            "go": In(1), "insn": In(INSN_BITS), "idle": Out(1),
+            "go": In(1), "insn": In(INSN_BITS), "go_reads": In(2 * len(READ_CHANNELS)),
+            "idle": Out(1),
             "rd_a": Out(ReadChannel(cfg)), "rd_b": Out(ReadChannel(cfg)),
             "rd_c": Out(ReadChannel(cfg)), "wr": Out(WriteChannel(cfg)),
         })
@@ -124,38 +233,21 @@ class ComputeUnit(wiring.Component):
 
         held = Signal(INSN_BITS)
         word = Mux(self.go, self.insn, held)
-        opcode = word[0:4]
         with m.If(self.go):
             m.d.sync += held.eq(self.insn)
 
-        un, bi, te = _fields(word, Op.UNARY), _fields(word, Op.BINARY), _fields(word, Op.TERNARY)
-        re_, rq, mv = _fields(word, Op.REDUCE), _fields(word, Op.REQUANT), _fields(word, Op.MOVE)
-        mm = _fields(word, Op.MATMUL)
-        is_ = {op: opcode == int(op) for op in (Op.MATMUL, Op.UNARY, Op.BINARY, Op.TERNARY,
-                                                Op.REDUCE, Op.REQUANT, Op.MOVE)}
-        is_transpose = is_[Op.MOVE] & (mv["fn"] == MoveFn.TRANSPOSE)
-        is_div = is_[Op.BINARY] & (bi["fn"] == BinaryFn.DIV)
-
-        # Steps of a streaming instruction (everything but TRANSPOSE, DIV and SYNC).
-        steps = Signal(18)
-        m.d.comb += steps.eq(0)
-        with m.Switch(opcode):
-            with m.Case(int(Op.MATMUL)):
-                m.d.comb += steps.eq(n + mm["rows"])
-            for op, f in ((Op.UNARY, un), (Op.BINARY, bi), (Op.TERNARY, te), (Op.REDUCE, re_),
-                          (Op.REQUANT, rq)):
-                with m.Case(int(op)):
-                    m.d.comb += steps.eq(Mux(is_div, 0, f["count"]) if op is Op.BINARY
-                                         else f["count"])
-            with m.Case(int(Op.MOVE)):
-                m.d.comb += steps.eq(Mux(is_transpose, 0, mv["count"]))
+        d = _decode(m, word, n)
+        is_, steps, base = d.is_, d.steps, d.base
+        un, bi, te, re_, rq, mv, mm = (d.f[op] for op in (
+            Op.UNARY, Op.BINARY, Op.TERNARY, Op.REDUCE, Op.REQUANT, Op.MOVE, Op.MATMUL))
+        is_transpose, is_div = d.is_transpose, d.is_div
 
         running = Signal()
         k = Signal(18)
         cur_k = Mux(self.go, 0, k)
         active = Mux(self.go, steps != 0, running)
 
-        # Per-channel base row, memory and per-step increment, chosen at go.
+        # Per-channel row, memory and per-step increment, chosen at go.
         def chan(name):
             return (Signal(_ROW, name=f"{name}_row"), Signal(name=f"{name}_mem"),
                     Signal(signed(_ROW), name=f"{name}_step"))
@@ -163,44 +255,6 @@ class ComputeUnit(wiring.Component):
         b_row, b_mem, b_step = chan("b")
         c_row, c_mem, c_step = chan("c")
         w_row, w_mem, w_step = chan("w")
-        base = {x: (Signal(_ROW, name=f"{x}_base"), Signal(name=f"{x}_bmem"),
-                    Signal(signed(_ROW), name=f"{x}_bstep")) for x in "abcw"}
-
-        def set_base(x, local_row, mem, step):
-            r, mm_, s = base[x]
-            m.d.comb += [r.eq(local_row), mm_.eq(mem), s.eq(step)]
-
-        with m.Switch(opcode):
-            with m.Case(int(Op.MATMUL)):
-                set_base("a", mm["wgt"], Mem.SP, 1)
-                set_base("b", mm["inp"], Mem.SP, 1)
-                set_base("c", mm["dst"], Mem.ACC, 1)
-                set_base("w", mm["dst"], Mem.ACC, 1)
-            with m.Case(int(Op.UNARY)):
-                set_base("a", _row(un["src1"]), _mem(un["src1"]), un["step1"])
-                set_base("w", _row(un["dst"]), _mem(un["dst"]), 1)
-            with m.Case(int(Op.BINARY)):
-                set_base("a", _row(bi["src1"]), _mem(bi["src1"]), bi["step1"])
-                set_base("b", _row(bi["src2"]), _mem(bi["src2"]), bi["step2"])
-                set_base("w", _row(bi["dst"]), _mem(bi["dst"]), 1)
-            with m.Case(int(Op.TERNARY)):
-                set_base("a", _row(te["src1"]), _mem(te["src1"]), te["step1"])
-                set_base("b", _row(te["src2"]), _mem(te["src2"]), te["step2"])
-                set_base("c", _row(te["src3"]), _mem(te["src3"]), te["step3"])
-                set_base("w", _row(te["dst"]), _mem(te["dst"]), 1)
-            with m.Case(int(Op.REDUCE)):
-                lanes_axis = re_["axis"] == Axis.LANES
-                set_base("a", _row(re_["src1"]), _mem(re_["src1"]), 1)
-                set_base("c", _row(re_["dst"]), _mem(re_["dst"]), lanes_axis)
-                set_base("w", _row(re_["dst"]), _mem(re_["dst"]), lanes_axis)
-            with m.Case(int(Op.REQUANT)):
-                set_base("a", _row(rq["src1"]), _mem(rq["src1"]), rq["step1"])
-                set_base("b", _row(rq["src2"]), _mem(rq["src2"]), rq["step2"] * 2)
-                set_base("c", _row(rq["src2"]) + 1, _mem(rq["src2"]), rq["step2"] * 2)
-                set_base("w", _row(rq["dst"]), _mem(rq["dst"]), 1)
-            with m.Case(int(Op.MOVE)):
-                set_base("a", _row(mv["src1"]), _mem(mv["src1"]), mv["sstride"])
-                set_base("w", _row(mv["dst"]), _mem(mv["dst"]), mv["dstride"])
 
         in_weights = is_[Op.MATMUL] & (cur_k < n)
         regs = {"a": (a_row, a_mem, a_step), "b": (b_row, b_mem, b_step),
@@ -224,9 +278,20 @@ class ComputeUnit(wiring.Component):
         with m.Elif(self.go):
             m.d.sync += [a_row.eq(base["a"][0]), b_row.eq(base["b"][0]), c_row.eq(base["c"][0])]
 
-        for x, port in (("a", self.rd_a), ("b", self.rd_b), ("c", self.rd_c)):
-            m.d.comb += [port.en.eq(active), port.row.eq(cur[x][0][0:ROW_BITS]),
-                         port.mem.eq(cur[x][1])]
+        # A streaming instruction reads only the channels it uses, MATMUL its weights (a)
+        # and then its inputs and old sums (b, c): a cycle with fewer requests takes fewer
+        # clocks of the two-port SRAMs. After the start cycle, from flip-flops only.
+        streams = {x: Signal(name=f"{x}_streams") for x in READ_CHANNELS}
+        mm_held = Signal()
+        with m.If(self.go):
+            m.d.sync += [streams[x].eq(d.uses[x]) for x in READ_CHANNELS]
+            m.d.sync += mm_held.eq(is_[Op.MATMUL])
+        weights_now = mm_held & (k < n)
+        stream_en = {"a": running & streams["a"] & (~mm_held | weights_now),
+                     "b": running & streams["b"] & ~weights_now,
+                     "c": running & streams["c"] & ~weights_now}
+        for x, port in zip(READ_CHANNELS, self._reads(), strict=True):
+            m.d.comb += port.row.eq(cur[x][0][0:ROW_BITS])
 
         # The rows arrive a clock after their read ("stage 0"); each datapath then takes the
         # table's number of register stages (`depths`) and the row is written the clock after.
@@ -345,9 +410,10 @@ class ComputeUnit(wiring.Component):
         with m.Elif(s_write):
             m.d.sync += w_row.eq(w_row + w_step)
 
-        t_write, t_wrow, t_wmem, t_data, t_busy = self._transposer(m, self.go & is_transpose,
-                                                                    mv, held)
-        d_write, d_row, d_mem, d_data, d_busy = self._divider(m, self.go & is_div, bi, held)
+        t_write, t_wrow, t_wmem, t_data, t_busy, t_reads = self._transposer(
+            m, self.go & is_transpose, mv, held)
+        d_write, d_row, d_mem, d_data, d_busy, d_reads = self._divider(
+            m, self.go & is_div, bi, held)
 
         m.d.comb += [self.wr.en.eq(s_write | t_write | d_write),
                      self.wr.row.eq(Mux(t_write, t_wrow[0:ROW_BITS],
@@ -359,7 +425,19 @@ class ComputeUnit(wiring.Component):
                       Mux(cls["reduce_lanes"], emit[0:drl + 1].any(),
                           Mux(cls["reduce_rows"], emit[0:drr + 1].any(), emit[0:dv + 1].any())))
         m.d.comb += self.idle.eq(~running & ~p1_valid & ~v1 & ~pending & ~t_busy & ~d_busy)
+        # Each read's request: in the start cycle ready-made from the queue entry
+        # (`go_reads`), afterwards from whichever datapath runs (its flip-flops alone).
+        for i, (x, port) in enumerate(zip(READ_CHANNELS, self._reads(), strict=True)):
+            en, mem = stream_en[x], regs[x][1]
+            for reads in (t_reads, d_reads):
+                if x in reads:
+                    en, mem = en | reads[x][0], Mux(reads[x][0], reads[x][1], mem)
+            m.d.comb += [port.en.eq(Mux(self.go, self.go_reads[2 * i], en)),
+                         port.mem.eq(Mux(self.go, self.go_reads[2 * i + 1], mem))]
         return m
+
+    def _reads(self):
+        return (self.rd_a, self.rd_b, self.rd_c)
 
     @staticmethod
     def _pad(depth: int, needed: int, what: str) -> int:
@@ -395,8 +473,8 @@ class ComputeUnit(wiring.Component):
         active = start | running
         reading = active & (cur_blk < mv["count"])
         with m.If(reading):
-            m.d.comb += [self.rd_a.en.eq(1), self.rd_a.row.eq((cur_src + cur_j)[0:ROW_BITS]),
-                         self.rd_a.mem.eq(_mem(mv["src1"]))]
+            m.d.comb += self.rd_a.row.eq((cur_src + cur_j)[0:ROW_BITS])
+        later = {"a": (running & (blk < hm["count"]), _mem(hm["src1"]))}
         with m.If(active):
             m.d.sync += [j.eq(cur_j + 1), blk.eq(cur_blk), src.eq(cur_src)]
             with m.If(cur_j == n - 1):
@@ -433,7 +511,7 @@ class ComputeUnit(wiring.Component):
             with m.If(s1_j == n - 1):
                 m.d.sync += w_base.eq(w_base + hm["dstride"])
         busy = running | s1_valid | out_valid
-        return out_valid, out_row, _mem(hm["dst"]), out_data, busy
+        return out_valid, out_row, _mem(hm["dst"]), out_data, busy, later
 
     def _divider(self, m: Module, start, bi: dict, held):
         """int32 BINARY DIV: one restoring divider per lane, one quotient bit per clock.
@@ -457,8 +535,6 @@ class ComputeUnit(wiring.Component):
         cur_left = Mux(start, bi["count"], left)
         f = Mux(start, Cat(bi["step1"], bi["step2"], bi["imm_mode"]),
                 Cat(hb["step1"], hb["step2"], hb["imm_mode"]))
-        mem_a = Mux(start, _mem(bi["src1"]), _mem(hb["src1"]))
-        mem_b = Mux(start, _mem(bi["src2"]), _mem(hb["src2"]))
 
         # Operand registers, loaded the clock after a fetch.
         arriving = Signal(name="div_arriving")
@@ -513,11 +589,11 @@ class ComputeUnit(wiring.Component):
             m.d.sync += opd_full.eq(0)
 
         with m.If(fetch):
-            m.d.comb += [self.rd_a.en.eq(1), self.rd_a.row.eq(cur_a[0:ROW_BITS]),
-                         self.rd_a.mem.eq(mem_a), self.rd_b.en.eq(1),
-                         self.rd_b.row.eq(cur_b[0:ROW_BITS]), self.rd_b.mem.eq(mem_b)]
+            m.d.comb += [self.rd_a.row.eq(cur_a[0:ROW_BITS]), self.rd_b.row.eq(cur_b[0:ROW_BITS])]
             m.d.sync += [a_row.eq(cur_a + f[0]), b_row.eq(cur_b + f[1]),
                          left.eq(cur_left - 1)]
+        fetch_later = take & (left != 0)
+        later = {"a": (fetch_later, _mem(hb["src1"])), "b": (fetch_later, _mem(hb["src2"]))}
 
         # Result register: sign and zero-divisor rule, then the write.
         out_valid = Signal(name="div_out_valid")
@@ -531,4 +607,4 @@ class ComputeUnit(wiring.Component):
             m.d.sync += [out_data.eq(L.join(lanes)), out_row.eq(out_row + 1)]
         # Registered state only: `fetch` follows `start`, which the core derives from `idle`.
         busy = arriving | opd_full | dividing | out_valid | (left != 0)
-        return out_valid, out_row, _mem(hb["dst"]), out_data, busy
+        return out_valid, out_row, _mem(hb["dst"]), out_data, busy, later

@@ -54,8 +54,8 @@ from isa.table import (
     Op,
     Unit,
 )
-from rtl.compute import ComputeUnit
-from rtl.dma import LoadUnit, StoreUnit
+from rtl.compute import ComputeUnit, go_reads
+from rtl.dma import LoadUnit, StoreUnit, store_go_reads
 from rtl.fields import (
     LATENCY_BITS,
     PREDECODED,
@@ -207,19 +207,26 @@ class Core(wiring.Component):
         late_pc = Signal(PC_BITS)
 
         # Units: queues, busy timers, tokens -----------------------------------------------
-        entry_width = INSN_BITS + LATENCY_BITS + PC_BITS
+        # A queue entry: the word (LOOP offsets applied), its latency, its pc and the SRAM
+        # reads its unit makes in the cycle it starts (so the arbiter's clock enable
+        # follows the start decision by a multiplexer, not by decoding the head word).
+        reads_at_go = {Unit.LOAD: lambda w: Cat(),
+                       Unit.COMPUTE: lambda w: go_reads(m, w, cfg.n),
+                       Unit.STORE: store_go_reads}
+        entry_head = INSN_BITS + LATENCY_BITS + PC_BITS
         queues = {}
-        busy, left, flags, cur_pc = {}, {}, {}, {}
+        busy, left, flags, cur_pc, completing = {}, {}, {}, {}, {}
         for u in UNITS:
-            q = InstructionQueue(entry_width, cfg.queue_depth)
+            q = InstructionQueue(entry_head + len(reads_at_go[u](Const(0, INSN_BITS))),
+                                 cfg.queue_depth)
             m.submodules[f"queue_{u.name.lower()}"] = q
             queues[u] = q
             busy[u] = Signal(name=f"busy_{u.name.lower()}")
             left[u] = Signal(LATENCY_BITS, name=f"left_{u.name.lower()}")
             flags[u] = Signal(4, name=f"flags_{u.name.lower()}")
             cur_pc[u] = Signal(PC_BITS, name=f"pc_{u.name.lower()}")
-
-        completing = {u: busy[u] & (left[u] == 0) for u in UNITS}
+            # busy[u] & (left[u] == 0), kept as a flip-flop: the start of many paths.
+            completing[u] = Signal(name=f"completing_{u.name.lower()}")
         hold = Signal()
         m.d.comb += hold.eq(Cat(*[completing[u] & ~engines[u].idle for u in UNITS]).any())
         tick = Signal()
@@ -241,7 +248,7 @@ class Core(wiring.Component):
         head = {u: queues[u].r_data for u in UNITS}
         head_word = {u: head[u][0:INSN_BITS] for u in UNITS}
         head_lat = {u: head[u][INSN_BITS:INSN_BITS + LATENCY_BITS] for u in UNITS}
-        head_pc = {u: head[u][INSN_BITS + LATENCY_BITS:] for u in UNITS}
+        head_pc = {u: head[u][INSN_BITS + LATENCY_BITS:entry_head] for u in UNITS}
         free = {u: ~busy[u] | completing[u] for u in UNITS}
         start = {}
         popped = {ch: Const(0) for ch in CHANNELS}
@@ -252,7 +259,7 @@ class Core(wiring.Component):
             for name, ch in _flag_channels(u).items():
                 if ch is not None and name.startswith("pop"):
                     wants = flag_bit(head_word[u], name)
-                    ok = ok & (~wants | (after_push[ch] >= 1))
+                    ok = ok & (~wants | (tokens[ch] != 0) | pushed[ch])
                     pops.append((ch, wants))
             waiting = free[u] & (queues[u].level != 0)
             start[u] = Signal(name=f"start_{u.name.lower()}")
@@ -262,14 +269,17 @@ class Core(wiring.Component):
                 popped[ch] = popped[ch] | (start[u] & wants)
             m.d.comb += [queues[u].r_en.eq(start[u]), engines[u].go.eq(start[u]),
                          engines[u].insn.eq(head_word[u])]
+            if u is not Unit.LOAD:
+                m.d.comb += engines[u].go_reads.eq(head[u][entry_head:])
             with m.If(tick):
                 with m.If(start[u]):
                     m.d.sync += [busy[u].eq(1), left[u].eq(head_lat[u] - 1),
+                                 completing[u].eq(head_lat[u] == 1),
                                  flags[u].eq(head_word[u][4:8]), cur_pc[u].eq(head_pc[u])]
                 with m.Elif(completing[u]):
-                    m.d.sync += busy[u].eq(0)
+                    m.d.sync += [busy[u].eq(0), completing[u].eq(0)]
                 with m.Elif(busy[u]):
-                    m.d.sync += left[u].eq(left[u] - 1)
+                    m.d.sync += [left[u].eq(left[u] - 1), completing[u].eq(left[u] == 1)]
         with m.If(tick):
             for ch in CHANNELS:
                 m.d.sync += tokens[ch].eq(after_push[ch] - popped[ch])
@@ -406,8 +416,8 @@ class Core(wiring.Component):
         top_end = lp_end[(depth - 1)[0:level_bits]]
         loop_bad = ((depth == LOOP_MAX_DEPTH) | (loop_end >= self.code_len) |
                     ((depth != 0) & (loop_end > top_end)))
-        occupancy = Array(queues[u].level - start[u] for u in UNITS)
-        room = occupancy[target] < cfg.queue_depth
+        # Room in the target's queue, its occupancy counted after this cycle's starts.
+        room = Array((queues[u].level != cfg.queue_depth) | start[u] for u in UNITS)[target]
         dispatch_stall = Signal()
         dispatched = Signal()
 
@@ -431,9 +441,10 @@ class Core(wiring.Component):
             with m.Else():
                 m.d.comb += dispatch_stall.eq(1)
 
+        entry = Cat(_select(opcode, adjusted), latency, pc)
         for u in UNITS:
-            entry = Cat(_select(opcode, adjusted), latency, pc)
-            m.d.comb += [queues[u].w_data.eq(entry),
+            # The raw word's reads: LOOP offsets move rows, never a memory bit or a count.
+            m.d.comb += [queues[u].w_data.eq(Cat(entry, reads_at_go[u](word))),
                          queues[u].w_en.eq(dispatched & (target == int(u)))]
 
         # Faults ------------------------------------------------------------------------

@@ -27,6 +27,12 @@ def dma_fields(word, opcode: int) -> dict:
     return field_values(word, BY_OPCODE[opcode])
 
 
+def store_go_reads(word):
+    """STORE's read request in the cycle it starts, (en, mem): worked out at dispatch and
+    carried in the queue entry, like `rtl.compute.go_reads`."""
+    return Cat(word[0:4] == _STORE, dma_fields(word, _STORE)["sram"][16])
+
+
 class _RowSequencer:
     """The part both DMA units share: hold the instruction, then step one row a cycle.
 
@@ -96,7 +102,7 @@ class StoreUnit(wiring.Component):
     def __init__(self, cfg: ChipConfig):
         self.cfg = cfg
         super().__init__({
-            "go": In(1), "insn": In(INSN_BITS), "idle": Out(1),
+            "go": In(1), "insn": In(INSN_BITS), "go_reads": In(2), "idle": Out(1),
             "dram": Out(DramPort(cfg)), "rd": Out(ReadChannel(cfg)),
         })
 
@@ -105,7 +111,9 @@ class StoreUnit(wiring.Component):
         cfg = self.cfg
         seq = _RowSequencer(m, self.go, self.insn, _STORE)
         f, active, cur_addr, held = seq.f, seq.active, seq.cur_addr, seq.held
-        m.d.comb += [self.rd.en.eq(active), self.rd.mem.eq(f["sram"][16]),
+        # In the start cycle, the request comes ready-made from the queue entry.
+        m.d.comb += [self.rd.en.eq(Mux(self.go, self.go_reads[0], seq.running)),
+                     self.rd.mem.eq(Mux(self.go, self.go_reads[1], f["sram"][16])),
                      self.rd.row.eq(f["sram"][0:16] + seq.cur_k)]
 
         # Stage 1: the SRAM row arrives; pack its lanes into bytes and write DRAM.

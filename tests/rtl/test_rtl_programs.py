@@ -103,6 +103,37 @@ def test_narrow_dma_holds_but_keeps_the_cycle_count(n_rows):
         assert rtl.counters["hold_cycles"] > 0
 
 
+def test_instructions_read_only_the_rows_they_use():
+    """UNARY, BINARY with an immediate, MOVE FILL, REDUCE without acc and MATMUL (weights,
+    then inputs) on SP alone: each reads no channel it does not use, so no cycle asks one
+    block RAM port for two rows and the run takes no stall clock."""
+    from isa.container import Segment
+    from isa.encoding import make
+    from isa.table import Axis, BinaryFn, ReduceFn, UnaryFn
+
+    n = TINY.n
+    code = [make("load", sram=0, dram=0, stride=4 * n, rows=8, cols=n, fmt=2,
+                 flags=("push_next",)),
+            make("unary", dst=8, src1=0, count=8, fn=UnaryFn.RELU, dtype=0, step1=1,
+                 flags=("pop_prev",)),
+            make("binary", dst=16, src1=8, src2=0, count=8, fn=BinaryFn.ADD, dtype=0,
+                 step1=1, step2=0, imm_mode=1, imm=7),
+            make("move", dst=24, src1=0, count=4, fn=MoveFn.FILL, dstride=1, sstride=0,
+                 imm=0xFFFFFFFD),
+            make("reduce", dst=28, src1=16, count=8, fn=ReduceFn.SUM, axis=Axis.LANES,
+                 dtype=0, acc=0),
+            make("matmul", dst=0, inp=32, wgt=0, rows=4, acc=0, dtype=0,
+                 flags=("push_next",)),
+            make("store", sram=8, dram=1024, stride=4 * n, rows=24, cols=n, fmt=2,
+                 flags=("pop_prev",)),
+            make("halt")]
+    data = np.random.default_rng(3).integers(-2**31, 2**31, 8 * n, dtype=np.int64)
+    program = Program(TINY, code, [Segment(0, data.astype("<i4").tobytes())])
+    rtl = run_programs([program])[0]
+    compare(program, rtl, reference(program))
+    assert rtl.counters["stall_clocks"] == 0
+
+
 def test_nested_loops_move_fields_like_the_simulator():
     """LOOP offsets through every way a level ends: an inner loop that ends mid-body of its
     outer one, a second one whose own inner loop ends with it and with the outer loop (three
