@@ -231,21 +231,28 @@ class ComputeUnit(wiring.Component):
         n = self.cfg.n
         width = row_width(self.cfg)
 
+        # The head of the queue is decoded whether it starts or not, and what the running
+        # instruction needs later is kept in flip-flops as it starts: `go` (the end of the
+        # core's longest control chain) only picks between the two, last.
         held = Signal(INSN_BITS)
-        word = Mux(self.go, self.insn, held)
         with m.If(self.go):
             m.d.sync += held.eq(self.insn)
-
-        d = _decode(m, word, n)
-        is_, steps, base = d.is_, d.steps, d.base
+        d = _decode(m, self.insn, n)
+        is_, base = d.is_, d.base
         un, bi, te, re_, rq, mv, mm = (d.f[op] for op in (
             Op.UNARY, Op.BINARY, Op.TERNARY, Op.REDUCE, Op.REQUANT, Op.MOVE, Op.MATMUL))
         is_transpose, is_div = d.is_transpose, d.is_div
+        reduce_rows = is_[Op.REDUCE] & (re_["axis"] == Axis.ROWS)
+        steps = Signal.like(d.steps, name="steps_held")
+        mm_held = Signal()
+        rr_held = Signal()
+        with m.If(self.go):
+            m.d.sync += [steps.eq(d.steps), mm_held.eq(is_[Op.MATMUL]), rr_held.eq(reduce_rows)]
 
         running = Signal()
         k = Signal(18)
         cur_k = Mux(self.go, 0, k)
-        active = Mux(self.go, steps != 0, running)
+        active = Mux(self.go, d.steps != 0, running)
 
         # Per-channel row, memory and per-step increment, chosen at go.
         def chan(name):
@@ -256,7 +263,8 @@ class ComputeUnit(wiring.Component):
         c_row, c_mem, c_step = chan("c")
         w_row, w_mem, w_step = chan("w")
 
-        in_weights = is_[Op.MATMUL] & (cur_k < n)
+        weights_now = mm_held & (k < n)
+        in_weights = Mux(self.go, is_[Op.MATMUL], weights_now)  # (a start's step is 0 < n)
         regs = {"a": (a_row, a_mem, a_step), "b": (b_row, b_mem, b_step),
                 "c": (c_row, c_mem, c_step), "w": (w_row, w_mem, w_step)}
         cur = {}
@@ -266,9 +274,9 @@ class ComputeUnit(wiring.Component):
             with m.If(self.go):
                 m.d.sync += [mem.eq(bm), st.eq(bs)]
         # MATMUL streams weights on channel a, then inputs on b with the old sums on c.
-        mm_advance_bc = ~(is_[Op.MATMUL] & in_weights)
+        mm_advance_bc = ~in_weights
         with m.If(active):
-            m.d.sync += [k.eq(cur_k + 1), running.eq(cur_k + 1 < steps)]
+            m.d.sync += [k.eq(cur_k + 1), running.eq(Mux(self.go, d.steps > 1, k + 1 < steps))]
             m.d.sync += a_row.eq(cur["a"][0] + cur["a"][2])
             with m.If(mm_advance_bc):
                 m.d.sync += [b_row.eq(cur["b"][0] + cur["b"][2]),
@@ -282,11 +290,8 @@ class ComputeUnit(wiring.Component):
         # and then its inputs and old sums (b, c): a cycle with fewer requests takes fewer
         # clocks of the two-port SRAMs. After the start cycle, from flip-flops only.
         streams = {x: Signal(name=f"{x}_streams") for x in READ_CHANNELS}
-        mm_held = Signal()
         with m.If(self.go):
             m.d.sync += [streams[x].eq(d.uses[x]) for x in READ_CHANNELS]
-            m.d.sync += mm_held.eq(is_[Op.MATMUL])
-        weights_now = mm_held & (k < n)
         stream_en = {"a": running & streams["a"] & (~mm_held | weights_now),
                      "b": running & streams["b"] & ~weights_now,
                      "c": running & streams["c"] & ~weights_now}
@@ -303,8 +308,9 @@ class ComputeUnit(wiring.Component):
         m.d.sync += [p1_valid.eq(active), p1_first.eq(cur_k == 0), p1_weight.eq(in_weights),
                      p1_k.eq(cur_k[0:max(1, (n - 1).bit_length())])]
         # Which rows write: every row but MATMUL's weights, and REDUCE over rows' last.
-        reduce_rows = is_[Op.REDUCE] & (re_["axis"] == Axis.ROWS)
-        writes = Mux(is_[Op.MATMUL], ~in_weights, Mux(reduce_rows, cur_k + 1 == steps, 1))
+        writes = Mux(self.go,
+                     ~is_[Op.MATMUL] & (~reduce_rows | (d.steps == 1)),
+                     Mux(mm_held, ~weights_now, ~rr_held | (k + 1 == steps)))
         emit = Signal(max(dv, dm, drl, drr) + 1)  # emit[i]: a row to write i clocks after arrival
         m.d.sync += emit.eq(Cat(active & writes, emit[:-1]))
 
@@ -470,16 +476,18 @@ class ComputeUnit(wiring.Component):
         cur_j = Mux(start, 0, j)
         cur_blk = Mux(start, 0, blk)
         cur_src = Mux(start, _row(mv["src1"]), src)
+        count = Mux(start, mv["count"], hm["count"])
+        sstride = Mux(start, mv["sstride"], hm["sstride"])
         active = start | running
-        reading = active & (cur_blk < mv["count"])
+        reading = active & (cur_blk < count)
         with m.If(reading):
             m.d.comb += self.rd_a.row.eq((cur_src + cur_j)[0:ROW_BITS])
         later = {"a": (running & (blk < hm["count"]), _mem(hm["src1"]))}
         with m.If(active):
             m.d.sync += [j.eq(cur_j + 1), blk.eq(cur_blk), src.eq(cur_src)]
             with m.If(cur_j == n - 1):
-                m.d.sync += [blk.eq(cur_blk + 1), src.eq(cur_src + mv["sstride"])]
-            m.d.sync += running.eq(~((cur_blk == mv["count"]) & (cur_j == n - 1)))
+                m.d.sync += [blk.eq(cur_blk + 1), src.eq(cur_src + sstride)]
+            m.d.sync += running.eq(~((cur_blk == count) & (cur_j == n - 1)))
 
         # Stage 1: row j of block k arrives (k < count) while line j of block k-1 leaves.
         s1_valid, s1_in, s1_out, s1_odd = (Signal(name=f"tr_s1_{x}")

@@ -74,7 +74,11 @@ COUNTER_BITS = 48
 UNITS = (Unit.LOAD, Unit.COMPUTE, Unit.STORE)
 PERF_COUNTERS = ("cycles", "hold_cycles", "stall_clocks", "dispatched", "dispatch_stall",
                  "load_busy", "compute_busy", "store_busy",
-                 "load_token_stall", "compute_token_stall", "store_token_stall")
+                 "load_token_stall", "compute_token_stall", "store_token_stall", "overruns")
+# Units whose datapath may outlast the table's latency, holding the core: a DMA of narrow
+# rows. The compute unit's pipelines are checked against the table's depths as it is
+# built, so it never holds; `overruns` counts the cycles it would have (always 0).
+HOLDING_UNITS = (Unit.LOAD, Unit.STORE)
 _LOOP = BY_OPCODE[Op.LOOP]
 # LOOP's d_X field moves every field whose role is X.
 ROLE_DELTAS = {f.name[2:]: f.name for f in _LOOP.fields if f.name.startswith("d_")}
@@ -228,7 +232,7 @@ class Core(wiring.Component):
             # busy[u] & (left[u] == 0), kept as a flip-flop: the start of many paths.
             completing[u] = Signal(name=f"completing_{u.name.lower()}")
         hold = Signal()
-        m.d.comb += hold.eq(Cat(*[completing[u] & ~engines[u].idle for u in UNITS]).any())
+        m.d.comb += hold.eq(Cat(*[completing[u] & ~engines[u].idle for u in HOLDING_UNITS]).any())
         tick = Signal()
         running = Signal()
         m.d.comb += [running.eq(started & ~clearing & ~done & (fault == 0) & ~late),
@@ -295,6 +299,8 @@ class Core(wiring.Component):
         lp_end = Array(Signal(PC_BITS, name=f"lp_end{i}") for i in range(LOOP_MAX_DEPTH))
         lp_count = Array(Signal(16, name=f"lp_count{i}") for i in range(LOOP_MAX_DEPTH))
         lp_iter = Array(Signal(16, name=f"lp_iter{i}") for i in range(LOOP_MAX_DEPTH))
+        # lp_iter[i] + 1 < lp_count[i], kept up to date as a flip-flop.
+        lp_more = Array(Signal(name=f"lp_more{i}") for i in range(LOOP_MAX_DEPTH))
         # LOOP offsets per field role, negated (`back`: what a field of that role is moved
         # by, subtracted, the side of each range compare that changes). lp_pre[i] is what
         # loop levels 0..i move it by together (a prefix sum), `back` what the active levels
@@ -382,7 +388,7 @@ class Core(wiring.Component):
         for level in reversed(range(LOOP_MAX_DEPTH)):
             active = depth > level
             at_end = chain & active & (lp_end[level] == pc)
-            more = (lp_iter[level] + 1) < lp_count[level]
+            more = lp_more[level]
             jump_level[level] = at_end & more
             pop_level[level] = at_end & ~more
             chain = chain & (~active | pop_level[level])
@@ -402,7 +408,8 @@ class Core(wiring.Component):
             m.d.sync += depth.eq(new_depth)
             for level in range(LOOP_MAX_DEPTH):
                 with m.If(jump_level[level]):
-                    m.d.sync += lp_iter[level].eq(lp_iter[level] + 1)
+                    m.d.sync += [lp_iter[level].eq(lp_iter[level] + 1),
+                                 lp_more[level].eq(lp_iter[level] + 2 < lp_count[level])]
                     for role in ROLE_DELTAS:
                         bumped = lp_pre[role][level] - lp_delta[role][level]
                         m.d.sync += [lp_pre[role][level].eq(bumped), back[role].eq(bumped)]
@@ -430,6 +437,7 @@ class Core(wiring.Component):
                 slot = depth[0:level_bits]
                 m.d.sync += [lp_start[slot].eq(pc + 1), lp_end[slot].eq(loop_end),
                              lp_count[slot].eq(lv["count"]), lp_iter[slot].eq(0),
+                             lp_more[slot].eq(lv["count"] > 1),
                              depth.eq(depth + 1)]
                 m.d.comb += pc_next.eq(pc + 1)
                 for role, dname in ROLE_DELTAS.items():
@@ -449,8 +457,16 @@ class Core(wiring.Component):
 
         # Faults ------------------------------------------------------------------------
         dispatching = tick & ~halted
+        # A range fault ranks last: raised the clock after it was found unless another
+        # fault was raised then, so its flip-flops take the check alone, every cycle.
+        m.d.sync += [late.eq(dispatching & is_unit_insn & (sram_bad | dram_bad)),
+                     late_pc.eq(pc),
+                     late_cause.eq(Mux(sram_bad, Fault.SRAM_OUT_OF_BOUNDS,
+                                       Fault.DRAM_OUT_OF_BOUNDS))]
         with m.If(late):
-            m.d.comb += [raise_fault.eq(1), fault_cause.eq(late_cause), fault_at.eq(late_pc)]
+            with m.If(fault == 0):
+                m.d.comb += [raise_fault.eq(1), fault_cause.eq(late_cause),
+                             fault_at.eq(late_pc)]
         with m.Elif(tick & overflow):
             m.d.comb += [raise_fault.eq(1), fault_cause.eq(Fault.TOKEN_OVERFLOW),
                          fault_at.eq(_first_pushing_pc(completing, flags, cur_pc))]
@@ -461,10 +477,6 @@ class Core(wiring.Component):
                          fault_at.eq(pc)]
         with m.Elif(dispatching & (opcode == Op.LOOP) & loop_bad):
             m.d.comb += [raise_fault.eq(1), fault_cause.eq(Fault.LOOP_NESTING), fault_at.eq(pc)]
-        with m.Elif(dispatching & is_unit_insn & (sram_bad | dram_bad)):
-            m.d.sync += [late.eq(1), late_pc.eq(pc),
-                         late_cause.eq(Mux(sram_bad, Fault.SRAM_OUT_OF_BOUNDS,
-                                           Fault.DRAM_OUT_OF_BOUNDS))]
         with m.If(raise_fault):
             m.d.sync += [fault.eq(fault_cause), fault_pc.eq(fault_at)]
 
@@ -478,7 +490,8 @@ class Core(wiring.Component):
         counters = {name: Signal(COUNTER_BITS, name=f"perf_{name}") for name in PERF_COUNTERS}
         events = {"dispatched": dispatched & tick & ~raise_fault,
                   "dispatch_stall": dispatch_stall & ~raise_fault,
-                  "hold_cycles": running & hold}
+                  "hold_cycles": running & hold,
+                  "overruns": tick & completing[Unit.COMPUTE] & ~compute.idle}
         for u in UNITS:
             name = u.name.lower()
             events[f"{name}_busy"] = tick & ((busy[u] & ~completing[u]) | start[u])
