@@ -428,7 +428,10 @@ class Core(wiring.Component):
         dispatch_stall = Signal()
         dispatched = Signal()
 
-        with m.If(tick & ~halted & ~raise_fault):
+        # Not held back by a fault raised this cycle: the core stops at the next, so what
+        # the dispatcher writes now (a queue entry, loop registers) is never used, and the
+        # fault checks stay off the dispatcher's path (its counters do wait for them).
+        with m.If(tick & ~halted):
             with m.If(pc >= self.code_len):
                 pass
             with m.Elif(opcode == Op.HALT):
