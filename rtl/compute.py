@@ -480,8 +480,8 @@ class ComputeUnit(wiring.Component):
         sstride = Mux(start, mv["sstride"], hm["sstride"])
         active = start | running
         reading = active & (cur_blk < count)
-        with m.If(reading):
-            m.d.comb += self.rd_a.row.eq((cur_src + cur_j)[0:ROW_BITS])
+        with m.If(reading):  # (the add before the start's choice, off the start's path)
+            m.d.comb += self.rd_a.row.eq(Mux(start, _row(mv["src1"]), src + j)[0:ROW_BITS])
         later = {"a": (running & (blk < hm["count"]), _mem(hm["src1"]))}
         with m.If(active):
             m.d.sync += [j.eq(cur_j + 1), blk.eq(cur_blk), src.eq(cur_src)]

@@ -10,7 +10,14 @@ cycle). When one needs longer (a DMA of many narrow rows: the SRAMs take one row
 cycle while the formula charges DRAM bytes), the core *holds*: the
 architectural clock stops, nothing completes, starts or dispatches, until the datapath
 has drained. `cycles` counts architectural cycles only, so it always equals the
-ISA's count; `hold_cycles` reports the extra clock cycles such a prototype spent.
+ISA's count; `hold_cycles` reports the extra clock cycles such a prototype spent. Only
+the DMA units can hold: the compute unit's pipelines are checked against the table as
+it is built, and `overruns` counts the completions that would have held (always 0).
+
+The control is laid out for the clock: what the units start from is in flip-flops
+(completion flags, the queue heads' words with the SRAM reads their start makes,
+worked out at dispatch), so a start, its first SRAM requests and the arbiter's clock
+enable follow each other by a few gates.
 
 SP and ACC are two-port block RAMs behind `rtl.sram.SramArbiter`: a cycle whose SRAM
 requests outnumber the ports takes more clocks, with every other register of the core
@@ -59,11 +66,11 @@ from rtl.dma import LoadUnit, StoreUnit, store_go_reads
 from rtl.fields import (
     LATENCY_BITS,
     PREDECODED,
+    ROLES,
     SPAN_SLOTS,
     Predecoder,
     field_values,
     flag_bit,
-    spans,
 )
 from rtl.ports import DramPort
 from rtl.queue import InstructionQueue
@@ -81,7 +88,7 @@ PERF_COUNTERS = ("cycles", "hold_cycles", "stall_clocks", "dispatched", "dispatc
 HOLDING_UNITS = (Unit.LOAD, Unit.STORE)
 _LOOP = BY_OPCODE[Op.LOOP]
 # LOOP's d_X field moves every field whose role is X.
-ROLE_DELTAS = {f.name[2:]: f.name for f in _LOOP.fields if f.name.startswith("d_")}
+ROLE_DELTAS = {role: f"d_{role}" for role in ROLES}
 _OFF_BITS = 50
 
 
@@ -337,23 +344,23 @@ class Core(wiring.Component):
                 parts.append(word[pos:])
             adjusted[op.opcode] = Cat(*parts)
 
-        # Range checks: each predecoded span against its role's `back` (rtl.fields.Span).
-        span_ok = []
+        # Range checks: each predecoded span against its role's `back` (rtl.fields.Span),
+        # the role and the kind of range stored with the word.
+        sram_bad = ~stored.sram_ok
+        dram_bad = Const(0)
         for i in range(SPAN_SLOTS):
             versus = Signal(signed(_OFF_BITS), name=f"span{i}_back")
-            with m.Switch(opcode):
-                for op in BY_OPCODE.values():
-                    ranges = spans(op, fv[op.opcode], cfg)[0]
-                    if i < len(ranges):
-                        with m.Case(op.opcode):
-                            m.d.comb += versus.eq(back[ranges[i].role])
+            m.d.comb += versus.eq(0)
+            for r, role in enumerate(ROLES):
+                with m.If(stored.span_role[i][r]):
+                    m.d.comb += versus.eq(back[role])
             inside = (stored.span_low[i].as_signed() >= versus) & \
                 (stored.span_high[i].as_signed() <= versus)
-            span_ok.append(~stored.span_on[i] | inside)
+            out = stored.span_on[i] & ~inside
+            sram_bad = sram_bad | (out & ~stored.span_dram[i])
+            dram_bad = dram_bad | (out & stored.span_dram[i])
 
         illegal = Signal()
-        sram_bad = Signal()
-        dram_bad = Signal()
         latency = stored.latency
         target = Signal(2)  # Unit of a unit instruction
         is_unit_insn = Signal()
@@ -366,16 +373,7 @@ class Core(wiring.Component):
                         m.d.comb += target.eq(raw["unit"])
                     elif op.unit is not Unit.DISPATCH:
                         m.d.comb += target.eq(int(op.unit))
-                    ranges = spans(op, raw, cfg)[0]
-                    sram_ok = stored.sram_ok
-                    dram_ok = Const(1)
-                    for i, span in enumerate(ranges):
-                        if span.dram:
-                            dram_ok = dram_ok & span_ok[i]
-                        else:
-                            sram_ok = sram_ok & span_ok[i]
-                    m.d.comb += [illegal.eq(~stored.legal), sram_bad.eq(~sram_ok),
-                                 dram_bad.eq(~dram_ok)]
+                    m.d.comb += illegal.eq(~stored.legal)
             with m.Default():
                 m.d.comb += illegal.eq(1)
 

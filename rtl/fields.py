@@ -273,9 +273,14 @@ def spans(op: OpDef, raw: dict[str, Value], cfg: ChipConfig, mul: Mul = times,
 
 SPAN_SLOTS = max(len(spans(op, field_values(Signal(INSN_BITS), op), ChipConfig())[0])
                  for op in BY_OPCODE.values())
+# Field roles, as LOOP's d_X fields name them (each moves the fields of role X).
+ROLES = tuple(f.name[2:] for f in BY_OPCODE[Op.LOOP].fields if f.name.startswith("d_"))
 # What the predecoder decides about a word, as the instruction memory keeps it beside it.
 PREDECODED = data.StructLayout({
     "latency": LATENCY_BITS, "legal": 1, "sram_ok": 1, "span_on": SPAN_SLOTS,
+    # Each span's role, one-hot, and whether it is a DRAM range: dispatch picks its LOOP
+    # offset and its fault without decoding the opcode again.
+    "span_role": data.ArrayLayout(len(ROLES), SPAN_SLOTS), "span_dram": SPAN_SLOTS,
     "span_low": data.ArrayLayout(signed(SPAN_BITS), SPAN_SLOTS),
     "span_high": data.ArrayLayout(signed(SPAN_BITS), SPAN_SLOTS)})
 
@@ -449,7 +454,9 @@ class Predecoder(wiring.Component):
         ranges, sram_ok = spans(op, raw, self.cfg, mul, keep)
         for i, span in enumerate(ranges):
             sets += [out.span_on[i].eq(span.on), out.span_low[i].eq(span.low),
-                     out.span_high[i].eq(span.high)]
+                     out.span_high[i].eq(span.high),
+                     out.span_role[i].eq(1 << ROLES.index(span.role)),
+                     out.span_dram[i].eq(int(span.dram))]
         if op.opcode == Op.MATMUL:
             ok = Const(0)
             for mat_type in MatType:
