@@ -117,6 +117,8 @@ class _Decoded:
     is_transpose: Value
     is_div: Value
     steps: Value  # rows a streaming instruction reads (0: TRANSPOSE, DIV, SYNC)
+    streams: Value  # steps != 0, decided without the add of MATMUL's steps
+    many: Value  # steps > 1, likewise
     base: dict  # channel -> (first row, memory, row step)
     uses: dict  # read channel -> whether a streaming instruction reads it
 
@@ -132,18 +134,19 @@ def _decode(m: Module, word, n: int) -> _Decoded:
     is_div = is_[Op.BINARY] & (bi["fn"] == BinaryFn.DIV)
 
     # Steps of a streaming instruction (everything but TRANSPOSE, DIV and SYNC).
-    steps = Signal(18)
-    m.d.comb += steps.eq(0)
+    steps, streams, many = Signal(18), Signal(), Signal()
+    m.d.comb += [steps.eq(0), streams.eq(0), many.eq(0)]
     with m.Switch(opcode):
         with m.Case(int(Op.MATMUL)):
-            m.d.comb += steps.eq(n + mm["rows"])
+            m.d.comb += [steps.eq(n + mm["rows"]), streams.eq(1),
+                         many.eq(1 if n > 1 else mm["rows"] != 0)]
         for op, fv in ((Op.UNARY, un), (Op.BINARY, bi), (Op.TERNARY, te), (Op.REDUCE, re_),
-                       (Op.REQUANT, rq)):
+                       (Op.REQUANT, rq), (Op.MOVE, mv)):
             with m.Case(int(op)):
-                m.d.comb += steps.eq(Mux(is_div, 0, fv["count"]) if op is Op.BINARY
-                                     else fv["count"])
-        with m.Case(int(Op.MOVE)):
-            m.d.comb += steps.eq(Mux(is_transpose, 0, mv["count"]))
+                count = fv["count"]
+                skip = {Op.BINARY: is_div, Op.MOVE: is_transpose}.get(op, Const(0))
+                m.d.comb += [steps.eq(Mux(skip, 0, count)),
+                             streams.eq(~skip & (count != 0)), many.eq(~skip & count[1:].any())]
 
     base = {x: (Signal(_ROW, name=f"{x}_base"), Signal(name=f"{x}_bmem"),
                 Signal(signed(_ROW), name=f"{x}_bstep")) for x in "abcw"}
@@ -187,7 +190,7 @@ def _decode(m: Module, word, n: int) -> _Decoded:
             fill = mv["fn"] == MoveFn.FILL
             set_base("a", _row(mv["src1"]), _mem(mv["src1"]), mv["sstride"], ~fill)
             set_base("w", _row(mv["dst"]), _mem(mv["dst"]), mv["dstride"])
-    return _Decoded(f, is_, is_transpose, is_div, steps, base, uses)
+    return _Decoded(f, is_, is_transpose, is_div, steps, streams, many, base, uses)
 
 
 def go_reads(m: Module, word, n: int):
@@ -200,7 +203,7 @@ def go_reads(m: Module, word, n: int):
     """
     d = _decode(m, word, n)
     mv = d.f[Op.MOVE]
-    streaming = d.steps != 0
+    streaming = d.streams
     en = {x: streaming & d.uses[x] for x in READ_CHANNELS}
     en["b"] &= ~d.is_[Op.MATMUL]  # MATMUL's first n steps read its weights (a) alone
     en["c"] &= ~d.is_[Op.MATMUL]
@@ -252,7 +255,7 @@ class ComputeUnit(wiring.Component):
         running = Signal()
         k = Signal(18)
         cur_k = Mux(self.go, 0, k)
-        active = Mux(self.go, d.steps != 0, running)
+        active = Mux(self.go, d.streams, running)
 
         # Per-channel row, memory and per-step increment, chosen at go.
         def chan(name):
@@ -276,7 +279,7 @@ class ComputeUnit(wiring.Component):
         # MATMUL streams weights on channel a, then inputs on b with the old sums on c.
         mm_advance_bc = ~in_weights
         with m.If(active):
-            m.d.sync += [k.eq(cur_k + 1), running.eq(Mux(self.go, d.steps > 1, k + 1 < steps))]
+            m.d.sync += [k.eq(cur_k + 1), running.eq(Mux(self.go, d.many, k + 1 < steps))]
             m.d.sync += a_row.eq(cur["a"][0] + cur["a"][2])
             with m.If(mm_advance_bc):
                 m.d.sync += [b_row.eq(cur["b"][0] + cur["b"][2]),
@@ -309,7 +312,7 @@ class ComputeUnit(wiring.Component):
                      p1_k.eq(cur_k[0:max(1, (n - 1).bit_length())])]
         # Which rows write: every row but MATMUL's weights, and REDUCE over rows' last.
         writes = Mux(self.go,
-                     ~is_[Op.MATMUL] & (~reduce_rows | (d.steps == 1)),
+                     ~is_[Op.MATMUL] & (~reduce_rows | ~d.many),
                      Mux(mm_held, ~weights_now, ~rr_held | (k + 1 == steps)))
         emit = Signal(max(dv, dm, drl, drr) + 1)  # emit[i]: a row to write i clocks after arrival
         m.d.sync += emit.eq(Cat(active & writes, emit[:-1]))

@@ -350,10 +350,8 @@ class Core(wiring.Component):
         dram_bad = Const(0)
         for i in range(SPAN_SLOTS):
             versus = Signal(signed(_OFF_BITS), name=f"span{i}_back")
-            m.d.comb += versus.eq(0)
-            for r, role in enumerate(ROLES):
-                with m.If(stored.span_role[i][r]):
-                    m.d.comb += versus.eq(back[role])
+            m.d.comb += versus.eq(_any([back[role] & stored.span_role[i][r].replicate(_OFF_BITS)
+                                        for r, role in enumerate(ROLES)]))
             inside = (stored.span_low[i].as_signed() >= versus) & \
                 (stored.span_high[i].as_signed() <= versus)
             out = stored.span_on[i] & ~inside
@@ -506,6 +504,14 @@ class Core(wiring.Component):
             with m.If(events[name]):
                 m.d.sync += sig.eq(sig + 1)
             m.d.comb += getattr(self, name).eq(sig)
+
+
+def _any(values: list):
+    """OR of `values` as a balanced tree (a one-hot selection, not a priority chain)."""
+    while len(values) > 1:
+        values = [values[i] | values[i + 1] if i + 1 < len(values) else values[i]
+                  for i in range(0, len(values), 2)]
+    return values[0]
 
 
 def _select(opcode, adjusted: dict[int, object]):

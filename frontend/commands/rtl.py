@@ -46,6 +46,8 @@ def register(subparsers: argparse._SubParsersAction, common: argparse.ArgumentPa
     synth.add_argument("--target", choices=["ecp5", "ice40"], default="ecp5")
     synth.add_argument("--json", action="store_true", help="print one JSON object")
     synth.add_argument("--imem-depth", type=int, default=64, metavar="N")
+    synth.add_argument("--seed", type=int, metavar="N",
+                       help="nextpnr's placement seed (the Fmax of one design varies with it)")
     synth.add_argument("--workdir", type=Path,
                        help="keep the tool files here (nextpnr.log holds the critical path)")
     synth.add_argument("--unit", metavar="NAME",
@@ -88,10 +90,12 @@ def run_synth(args: argparse.Namespace) -> int:
     if args.unit is not None:
         if args.unit not in UNITS:
             raise InputError(f"unknown unit {args.unit!r} (units: {', '.join(UNITS)})")
-        report = synthesize_unit(args.unit, cfg, args.target, workdir=args.workdir)
+        report = synthesize_unit(args.unit, cfg, args.target, workdir=args.workdir,
+                                 seed=args.seed)
         what = f"{args.unit} unit of {cfg.name!r}"
     else:
-        report = synthesize(cfg, args.target, _imem_depth(args.imem_depth), workdir=args.workdir)
+        report = synthesize(cfg, args.target, _imem_depth(args.imem_depth), workdir=args.workdir,
+                            seed=args.seed)
         what = f"{cfg.name!r} core"
     data = report.to_dict()
     if report.critical_path is not None:
