@@ -483,9 +483,10 @@ class ComputeUnit(wiring.Component):
         sstride = Mux(start, mv["sstride"], hm["sstride"])
         active = start | running
         reading = active & (cur_blk < count)
-        with m.If(reading):  # (the add before the start's choice, off the start's path)
-            m.d.comb += self.rd_a.row.eq(Mux(start, _row(mv["src1"]), src + j)[0:ROW_BITS])
+        # After the start (in it, the streaming path already asks for row src1 on a).
         later = {"a": (running & (blk < hm["count"]), _mem(hm["src1"]))}
+        with m.If(later["a"][0]):
+            m.d.comb += self.rd_a.row.eq((src + j)[0:ROW_BITS])
         with m.If(active):
             m.d.sync += [j.eq(cur_j + 1), blk.eq(cur_blk), src.eq(cur_src)]
             with m.If(cur_j == n - 1):
@@ -600,11 +601,13 @@ class ComputeUnit(wiring.Component):
             m.d.sync += opd_full.eq(0)
 
         with m.If(fetch):
-            m.d.comb += [self.rd_a.row.eq(cur_a[0:ROW_BITS]), self.rd_b.row.eq(cur_b[0:ROW_BITS])]
             m.d.sync += [a_row.eq(cur_a + f[0]), b_row.eq(cur_b + f[1]),
                          left.eq(cur_left - 1)]
+        # After the start (in it, the streaming path already asks for src1 and src2's rows).
         fetch_later = take & (left != 0)
         later = {"a": (fetch_later, _mem(hb["src1"])), "b": (fetch_later, _mem(hb["src2"]))}
+        with m.If(fetch_later):
+            m.d.comb += [self.rd_a.row.eq(a_row[0:ROW_BITS]), self.rd_b.row.eq(b_row[0:ROW_BITS])]
 
         # Result register: sign and zero-divisor rule, then the write.
         out_valid = Signal(name="div_out_valid")
