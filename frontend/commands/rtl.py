@@ -1,7 +1,8 @@
 """`dozen rtl`: the chip's Amaranth RTL: export Verilog, synthesise, run programs on it.
 
     dozen rtl verilog [--config tiny] [--imem-depth N] -o dozen.v
-    dozen rtl synth --target ecp5|ice40 [--config tiny] [--unit NAME] [--json]
+    dozen rtl synth --target ecp5|ice40 [--config tiny] [--unit NAME] [--seed N] [--json]
+    dozen rtl paths [WORKDIR/top.json | --config tiny] [--top N] [--trace CELL]
     dozen rtl run prog.dzn [--sim amaranth|verilator] [--input NAME=x.npy] [--json]
 
 `rtl run` executes a program on the RTL and checks it against the cycle-level simulator:
@@ -55,6 +56,18 @@ def register(subparsers: argparse._SubParsersAction, common: argparse.ArgumentPa
                             "dot, reduce, decode, queue) to find its Fmax and critical path")
     synth.set_defaults(func=run_synth)
 
+    paths = sub.add_parser("paths", parents=[common],
+                           help="the slowest register inputs of an ECP5 netlist, "
+                                "estimated without place and route")
+    paths.add_argument("netlist", type=Path, nargs="?",
+                       help="yosys JSON (top.json of `rtl synth --workdir`); without it, "
+                            "yosys maps the --config core first")
+    paths.add_argument("--workdir", type=Path, help="keep yosys's files here")
+    paths.add_argument("--top", type=int, default=20, metavar="N", help="endpoints to list")
+    paths.add_argument("--trace", metavar="CELL",
+                       help="the latest path into the first cell whose name starts so")
+    paths.set_defaults(func=run_paths)
+
     runp = sub.add_parser("run", parents=[common],
                           help="run a .dzn program on the RTL and check it against the simulator")
     runp.add_argument("program", type=Path)
@@ -79,6 +92,33 @@ def run_verilog(args: argparse.Namespace) -> int:
     size = write_verilog(args.output, cfg, _imem_depth(args.imem_depth))
     print(f"{args.output}: Verilog of the {cfg.name!r} core (n={cfg.n}, "
           f"{args.imem_depth}-word instruction memory), {size:,} bytes")
+    return 0
+
+
+def run_paths(args: argparse.Namespace) -> int:
+    from rtl.arrival import Netlist
+    from rtl.synth import check_fits, synthesize_netlist, wrapped_core
+
+    if args.netlist is None:
+        cfg = load_config(args.config)
+        check_fits(cfg, "ecp5")
+        work = synthesize_netlist(wrapped_core(cfg, 64, "ecp5"), "ecp5", args.workdir)
+        args.netlist = work / "top.json"
+    try:
+        netlist = Netlist(args.netlist)
+    except (OSError, ValueError, KeyError) as exc:
+        raise InputError(f"{args.netlist}: not a yosys JSON netlist with a 'top' module "
+                         f"({exc.__class__.__name__}: {exc})") from None
+    rows = [(f"{e.ns:.1f}", e.name) for e in netlist.endpoints()[:args.top]]
+    print(format_table(["ns (estimated)", "register input"], rows,
+                       title=f"slowest endpoints of {args.netlist}"), end="")
+    if args.trace:
+        found = next((c for c in netlist.cells if c.startswith(args.trace)), None)
+        if found is None:
+            raise InputError(f"no cell named {args.trace}... in {args.netlist}")
+        rows = [(f"{ns:.1f}", kind, name) for ns, kind, name in netlist.path_to(found)]
+        print(format_table(["ns", "cell", "name"], rows, title=f"latest path into {found}"),
+              end="")
     return 0
 
 

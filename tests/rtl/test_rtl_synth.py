@@ -72,3 +72,43 @@ def test_sram_fit_counts_block_rams_and_refuses_before_the_tools():
         check_fits(big, "ecp5")
     with pytest.raises(SynthError, match="built from flip-flops"):
         check_fits(PRESETS["default"], "ice40")
+
+
+def test_arrival_estimates_rank_a_multiply_accumulate_above_a_shift(tmp_path, capsys):
+    """The accumulator (a DSP product, then a carry chain) settles later than the shift
+    register beside it (one LUT); the latest path into it leads back to a register."""
+    from frontend.cli import main
+    from rtl.arrival import CLOCK_TO_Q_NS, Netlist
+    from rtl.synth import synthesize_netlist
+
+    work = synthesize_netlist(MacCounter(), "ecp5", tmp_path)
+    netlist = Netlist(work / "top.json")
+    ends = netlist.endpoints()
+    assert [e.ns for e in ends] == sorted((e.ns for e in ends), reverse=True)
+    acc = max(e.ns for e in ends if e.name.startswith("acc"))
+    mix = max(e.ns for e in ends if e.name.startswith("mix"))
+    assert acc > mix + 2.0
+    into = next(c for c, cell in netlist.cells.items()
+                if c.startswith("acc") and cell["type"] == "TRELLIS_FF")
+    path = netlist.path_to(into)
+    assert path[0][0] <= acc and path[-1][1] in (*CLOCK_TO_Q_NS, "MULT18X18D")
+
+    assert main(["rtl", "paths", str(work / "top.json"), "--top", "3", "--trace", "acc"]) == 0
+    out = capsys.readouterr().out
+    assert "slowest endpoints" in out and "latest path into acc" in out
+    assert main(["rtl", "paths", str(work / "top.v")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "not a yosys JSON netlist" in err
+
+
+def test_paths_of_a_config_maps_its_core_first(tmp_path, capsys):
+    from frontend.cli import main
+
+    toml = tmp_path / "small.toml"
+    toml.write_text('name = "small"\nn = 4\nsp_bytes = 128\nacc_bytes = 64\n'
+                    'dram_bytes = 65536\n')
+    assert main(["rtl", "paths", "--config", str(toml), "--workdir", str(tmp_path / "w"),
+                 "--top", "5"]) == 0
+    out = capsys.readouterr().out
+    assert "slowest endpoints" in out and "core.logic" in out
+    assert (tmp_path / "w" / "top.json").is_file()

@@ -1,0 +1,127 @@
+"""Estimated arrival times over yosys's ECP5 netlist: the slow paths in a minute, not the
+quarter of an hour nextpnr takes to place and route the core.
+
+Each cell adds a fixed delay, its share of routing included (a LUT4 about 1.15 ns,
+a carry cell's carry 0.07 ns, a block RAM's output 5.6 ns after the clock: what nextpnr
+reports on an 85F). Routing varies with placement, so the figures rank paths and show
+what a change did to their depth; the Fmax is nextpnr's (`dozen rtl synth`). On the
+core they come within about a tenth of nextpnr's figure for the same path.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+LUT_NS = 1.15
+CARRY_NS = 0.07
+CLOCK_TO_Q_NS = {"TRELLIS_FF": 0.5, "DP16KD": 5.6, "TRELLIS_IO": 0.0}
+LOGIC_NS = {"PFUMX": 0.3, "L6MUX21": 0.3, "TRELLIS_DPR16X4": 1.6, "MULT18X18D": 4.0,
+            "ALU54B": 4.0}
+ENDPOINTS = ("TRELLIS_FF", "DP16KD", "MULT18X18D")
+_CLOCKS = {"CLK", "CLKA", "CLKB"}
+_ASYNC_READ = {"TRELLIS_DPR16X4": "RAD"}
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    ns: float
+    name: str  # register (bits of one name folded) and input pin
+
+    def __str__(self) -> str:
+        return f"{self.ns:5.1f} ns  {self.name}"
+
+
+class Netlist:
+    """One module of a yosys JSON netlist, with the arrival time of every net bit."""
+
+    def __init__(self, path: Path, top: str = "top"):
+        self.cells = json.loads(Path(path).read_text())["modules"][top]["cells"]
+        self.driver: dict[int, tuple[str, str]] = {}
+        for name, cell in self.cells.items():
+            for port, bits in cell["connections"].items():
+                if cell["port_directions"].get(port) == "output":
+                    for bit in bits:
+                        if isinstance(bit, int):
+                            self.driver[bit] = (name, port)
+        self._arrival: dict[int, float] = {}
+
+    def inputs(self, name: str) -> list[tuple[str, int]]:
+        """The inputs a cell's outputs follow within a clock (a LUT RAM's read address)."""
+        cell = self.cells[name]
+        only = _ASYNC_READ.get(cell["type"])
+        return [(port, bit) for port, bits in cell["connections"].items()
+                if cell["port_directions"].get(port) == "input" and port not in _CLOCKS
+                and (only is None or port.startswith(only))
+                for bit in bits if isinstance(bit, int)]
+
+    def arrival(self, bit: int) -> float:
+        """ns after the clock edge at which `bit` settles (iterative: deep netlists)."""
+        stack, open_ = [bit], set()
+        while stack:
+            top = stack[-1]
+            if top in self._arrival or top not in self.driver:
+                self._arrival.setdefault(top, 0.0)
+                stack.pop()
+                continue
+            name, port = self.driver[top]
+            kind = self.cells[name]["type"]
+            if kind in CLOCK_TO_Q_NS:
+                self._arrival[top] = CLOCK_TO_Q_NS[kind]
+                stack.pop()
+                continue
+            pending = [b for _, b in self.inputs(name) if b not in self._arrival]
+            if pending and top not in open_:
+                open_.add(top)
+                stack.extend(pending)
+                continue
+            for b in pending:  # a loop back to a bit still open: counts from 0
+                self._arrival.setdefault(b, 0.0)
+            self._arrival[top] = self._through(name, port, kind)
+            stack.pop()
+        return self._arrival[bit]
+
+    def _through(self, name: str, port: str, kind: str) -> float:
+        ins = self.inputs(name)
+        latest = max((self._arrival[b] for _, b in ins), default=0.0)
+        if kind == "CCU2C":
+            cin = max((self._arrival[b] for p, b in ins if p == "CIN"), default=0.0)
+            rest = max((self._arrival[b] for p, b in ins if p != "CIN"), default=0.0)
+            if port == "COUT":
+                return max(rest + LUT_NS / 2, cin + CARRY_NS)
+            return max(rest + LUT_NS, cin + 0.4 * LUT_NS)
+        return latest + LOGIC_NS.get(kind, LUT_NS)
+
+    def endpoints(self) -> list[Endpoint]:
+        """The latest input of every register, RAM and DSP, slowest first; the bits of
+        one register are folded into one name."""
+        worst: dict[str, float] = {}
+        for name, cell in self.cells.items():
+            if cell["type"] not in ENDPOINTS:
+                continue
+            for port, bit in self.inputs(name):
+                key = (re.sub(r"_TRELLIS_FF_Q.*|\.\d+\.\d+$|_\d+$", "", name) + "."
+                       + re.sub(r"\d+$", "", port))
+                worst[key] = max(worst.get(key, 0.0), self.arrival(bit))
+        return sorted((Endpoint(ns, key) for key, ns in worst.items()),
+                      key=lambda e: (-e.ns, e.name))
+
+    def path_to(self, cell: str) -> list[tuple[float, str, str]]:
+        """The latest path into `cell`'s inputs, back to a register: (ns, type, cell)."""
+        if cell not in self.cells:
+            raise KeyError(cell)
+        ins = self.inputs(cell)
+        if not ins:
+            return []
+        bit = max(ins, key=lambda pb: self.arrival(pb[1]))[1]
+        path = []
+        while bit in self.driver:
+            name, _ = self.driver[bit]
+            kind = self.cells[name]["type"]
+            path.append((self.arrival(bit), kind, name))
+            if kind in CLOCK_TO_Q_NS or not self.inputs(name):
+                break
+            bit = max(self.inputs(name), key=lambda pb: self.arrival(pb[1]))[1]
+        return path
