@@ -221,15 +221,15 @@ class Core(wiring.Component):
         # A queue entry: the word (LOOP offsets applied), its latency, its pc and the SRAM
         # reads its unit makes in the cycle it starts (so the arbiter's clock enable
         # follows the start decision by a multiplexer, not by decoding the head word).
-        reads_at_go = {Unit.LOAD: lambda w: Cat(),
-                       Unit.COMPUTE: lambda w: go_reads(m, w, cfg.n),
+        # The load unit reads no SRAM row; the others' `go_reads` ports give the widths.
+        reads_at_go = {Unit.COMPUTE: lambda w: go_reads(m, w, cfg.n),
                        Unit.STORE: store_go_reads}
         entry_head = INSN_BITS + LATENCY_BITS + PC_BITS
         queues = {}
         busy, left, flags, cur_pc, completing = {}, {}, {}, {}, {}
         for u in UNITS:
-            q = InstructionQueue(entry_head + len(reads_at_go[u](Const(0, INSN_BITS))),
-                                 cfg.queue_depth)
+            extra = len(engines[u].go_reads) if u in reads_at_go else 0
+            q = InstructionQueue(entry_head + extra, cfg.queue_depth)
             m.submodules[f"queue_{u.name.lower()}"] = q
             queues[u] = q
             busy[u] = Signal(name=f"busy_{u.name.lower()}")
@@ -280,7 +280,7 @@ class Core(wiring.Component):
                 popped[ch] = popped[ch] | (start[u] & wants)
             m.d.comb += [queues[u].r_en.eq(start[u]), engines[u].go.eq(start[u]),
                          engines[u].insn.eq(head_word[u])]
-            if u is not Unit.LOAD:
+            if u in reads_at_go:
                 m.d.comb += engines[u].go_reads.eq(head[u][entry_head:])
             with m.If(tick):
                 with m.If(start[u]):
@@ -451,7 +451,8 @@ class Core(wiring.Component):
         entry = Cat(_select(opcode, adjusted), latency, pc)
         for u in UNITS:
             # The raw word's reads: LOOP offsets move rows, never a memory bit or a count.
-            m.d.comb += [queues[u].w_data.eq(Cat(entry, reads_at_go[u](word))),
+            reads = reads_at_go[u](word) if u in reads_at_go else Cat()
+            m.d.comb += [queues[u].w_data.eq(Cat(entry, reads)),
                          queues[u].w_en.eq(dispatched & (target == int(u)))]
 
         # Faults ------------------------------------------------------------------------

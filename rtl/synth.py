@@ -279,10 +279,8 @@ def synthesize_design(design: Elaboratable, target: str, workdir: Path | None = 
 
     `seed`: nextpnr's placement seed; the Fmax of one netlist varies with it by a fifth
     or more, so compare designs over the same seeds."""
-    if target not in TARGETS:
-        raise SynthError(f"unknown target {target!r} (targets: {', '.join(TARGETS)})")
+    work = synthesize_netlist(design, target, workdir, timeout)  # checks the target
     spec = TARGETS[target]
-    work = synthesize_netlist(design, target, workdir, timeout)
     cells = count_cells(json.loads((work / "stat.json").read_text()), target)
     _run([_tool(spec["pnr"]), *spec["device"], "--json", "top.json", "--report", "report.json",
           "--freq", str(freq_mhz), "--timing-allow-fail",
