@@ -297,8 +297,9 @@ _BINARY_LATENCY = (f"count * {DIV_STEPS} + 4 if fn == BinaryFn.DIV and dtype == 
                    f"else count + {_VPIPE}")
 # TRANSPOSE streams a row in and a transposed row out per clock, but a block's first output
 # row needs its last input row: one block (n clocks) of drain after count*n reads.
-# + 2: the read and the write around the transposer's register bank.
-_MOVE_LATENCY = (f"count * cfg.n + cfg.n + 2 if fn == MoveFn.TRANSPOSE "
+# + 5: the read, a register, the transposer's block RAMs (written, then read), a register
+# after them, and the write.
+_MOVE_LATENCY = (f"count * cfg.n + cfg.n + 5 if fn == MoveFn.TRANSPOSE "
                  f"else count + {_VPIPE}")
 
 

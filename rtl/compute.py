@@ -20,9 +20,9 @@ restated here; a datapath shorter than the table's P is padded with delay regist
   fans out to every lane). `count + log2(n) + 3`. REDUCE over rows folds each operand row
   into one register (a combine per clock) and writes it after the last: the vector
   pipeline's `count + 6`.
-- TRANSPOSE streams a row in and a transposed row out per clock through a bank of shift
-  registers (`count*n + n + 2`); int32 DIV runs on iterative dividers, a row every
-  DIV_STEPS clocks (`count*DIV_STEPS + 4`).
+- TRANSPOSE streams a row in and a transposed row out per clock through n one-lane block
+  RAMs, rotating each row in and each line out (`count*n + n + 5`); int32 DIV runs on
+  iterative dividers, a row every DIV_STEPS clocks (`count*DIV_STEPS + 4`).
 
 Instructions on this unit never overlap (the next starts when the table's latency has
 elapsed), so each write lands before the next instruction's first read, one datapath
@@ -35,6 +35,7 @@ from dataclasses import dataclass
 
 from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal, Value, signed
 from amaranth.lib import wiring
+from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from isa.config import ChipConfig
@@ -106,6 +107,31 @@ def _spread(total: int, caps: list[int]) -> list[int]:
 
 
 READ_CHANNELS = ("a", "b", "c")
+# TRANSPOSE's clocks past count*n + n (a block of drain): the read, the operand register
+# the rows enter the block RAMs from, their read, the register after it, and the write.
+TRANSPOSE_STAGES = 5
+
+
+def transpose_stages(cfg: ChipConfig) -> int:
+    """The table's TRANSPOSE latency less count*n + n (the streaming and the drain)."""
+    d = _F[int(Op.MOVE)]
+    found = set()
+    for count in (1, 5):
+        fields = {f.name: 0 for f in d.fields} | {"count": count, "fn": int(MoveFn.TRANSPOSE)}
+        found.add(d.cycles(fields, cfg) - count * cfg.n - cfg.n)
+    if len(found) != 1:
+        raise ValueError("TRANSPOSE's latency is not count*n + n + a constant")
+    return found.pop()
+
+
+def _rotate(lanes: list[Value], by: Value) -> list[Value]:
+    """out[b] = lanes[(b - by) mod n], n a power of two: a level of 2:1 muxes per bit of
+    `by`, a LUT a bit each."""
+    n = len(lanes)
+    for k in range(len(by)):
+        step = 1 << k
+        lanes = [Mux(by[k], lanes[(b - step) % n], lanes[b]) for b in range(n)]
+    return lanes
 
 
 @dataclass
@@ -420,7 +446,7 @@ class ComputeUnit(wiring.Component):
             m.d.sync += w_row.eq(w_row + w_step)
 
         t_write, t_wrow, t_wmem, t_data, t_busy, t_reads = self._transposer(
-            m, self.go & is_transpose, mv, held)
+            m, self.go & is_transpose, mv, held, L.join(a1))
         d_write, d_row, d_mem, d_data, d_busy, d_reads = self._divider(
             m, self.go & is_div, bi, held)
 
@@ -448,6 +474,9 @@ class ComputeUnit(wiring.Component):
     def _reads(self):
         return (self.rd_a, self.rd_b, self.rd_c)
 
+    def _transpose_pad(self) -> int:
+        return self._pad(transpose_stages(self.cfg), TRANSPOSE_STAGES, "TRANSPOSE")
+
     @staticmethod
     def _pad(depth: int, needed: int, what: str) -> int:
         """Clocks of delay after a datapath `needed` stages deep to meet the table's `depth`."""
@@ -456,18 +485,23 @@ class ComputeUnit(wiring.Component):
                              f"unit's datapath needs {needed}")
         return depth - needed
 
-    def _transposer(self, m: Module, start, mv: dict, held):
+    def _transposer(self, m: Module, start, mv: dict, held, row_in: Value):
         """TRANSPOSE, pipelined: one source row read and one result row out per clock.
 
-        One n x n bank of shift registers, shifting in alternate directions: even blocks
-        shift up (a row enters at the bottom as a row), odd blocks shift left (a row enters
-        at the right as a column). A block that came in one way leaves the other way, a
-        transposed line per clock (the top row, or the left column), while the next block
-        comes in by the same shift; so blocks stream back to back, with no multiplexer to
-        pick a line. Row 0 of a block can only leave after the block's last row came in,
-        hence one block (n clocks) of drain at the end. Reads at
-        s .. s+count*n-1, line j of block k leaves the bank at s+(k+1)*n+j+1 into a register
-        and is written the clock after: `count*n + n + 2`, the table's formula.
+        n one-lane memories (block RAMs), each holding two blocks: row i of a block is
+        written rotated by i lanes, so its lane l lands in memory (i + l) mod n at address
+        i, one write per memory; line j of the block (lane j of every row) is then one read
+        per memory, at address (b - j) mod n in memory b, rotated back by j. A block is read
+        out while the next is written into the other half, so blocks stream back to back;
+        a block's first line needs its last row, hence one block (n clocks) of drain.
+
+        Row j of block k is read at s + k*n + j, arrives a clock later, sits in the operand
+        register (`row_in`) the clock after and is written into the memories then; line j
+        of block k is read from them as row j of block k+1 is written, is registered as it
+        leaves them, rotated back into `out_data` and written to the SRAM the clock after:
+        `count*n + n + TRANSPOSE_STAGES`, the table's formula (rtl/README.md, Timing). Two
+        rotators cost about a LUT a bit each per level (log2(n) levels); a bank of shift
+        registers that turns a block over in place took a LUT per bit of n*n lanes.
         """
         n = self.cfg.n
         hm = _fields(held, Op.MOVE)
@@ -493,36 +527,44 @@ class ComputeUnit(wiring.Component):
                 m.d.sync += [blk.eq(cur_blk + 1), src.eq(cur_src + sstride)]
             m.d.sync += running.eq(~((cur_blk == count) & (cur_j == n - 1)))
 
-        # Stage 1: row j of block k arrives (k < count) while line j of block k-1 leaves.
-        s1_valid, s1_in, s1_out, s1_odd = (Signal(name=f"tr_s1_{x}")
-                                           for x in ("valid", "in", "out", "odd"))
-        s1_j = Signal(j_bits, name="tr_s1_j")
-        m.d.sync += [s1_valid.eq(active), s1_in.eq(reading), s1_out.eq(cur_blk != 0),
-                     s1_odd.eq(cur_blk[0]), s1_j.eq(cur_j)]
-        bank = [[Signal(32, name=f"tr_{r}_{c}") for c in range(n)] for r in range(n)]
-        lanes = L.split(self.rd_a.data, n)
-        with m.If(s1_valid):
-            for r in range(n):
-                for c in range(n):
-                    left = lanes[r] if c == n - 1 else bank[r][c + 1]
-                    up = lanes[c] if r == n - 1 else bank[r + 1][c]
-                    m.d.sync += bank[r][c].eq(Mux(s1_odd, left, up))
-        # Block k-1 came in the other way: it leaves by the top row while block k shifts
-        # up (k even), by the left column while block k shifts left (k odd).
-        top_row = L.join(bank[0])
-        left_col = L.join([bank[r][0] for r in range(n)])
+        # The read's clock, delayed to the memories' write: row j of block k (k < count) is
+        # in `row_in` while line j of block k-1 is read.
+        s0 = {"valid": active, "in": reading, "out": cur_blk != 0, "half": cur_blk[0],
+              "j": cur_j}
+        s1 = {key: L.reg(m, v, f"tr_s1_{key}") for key, v in s0.items()}
+        s2 = {key: L.reg(m, v, f"tr_s2_{key}") for key, v in s1.items()}
+        banks = []
+        wdata = _rotate(L.split(row_in, n), s2["j"])
+        for b in range(n):
+            mem = Memory(shape=32, depth=2 * n, init=[], attrs={"ram_style": "block"})
+            m.submodules[f"tr_bank{b}"] = mem
+            wp, rp = mem.write_port(), mem.read_port()
+            m.d.comb += [wp.en.eq(s2["valid"] & s2["in"]), wp.addr.eq(Cat(s2["j"], s2["half"])),
+                         wp.data.eq(wdata[b]),
+                         rp.addr.eq(Cat((b - s2["j"])[0:j_bits], ~s2["half"]))]
+            banks.append(rp.data)
+        s3_valid, s3_j = (L.reg(m, s2["valid"] & s2["out"], "tr_s3_valid"),
+                          L.reg(m, s2["j"], "tr_s3_j"))
+        s4_valid, s4_j = L.reg(m, s3_valid, "tr_s4_valid"), L.reg(m, s3_j, "tr_s4_j")
+        s4_line = [L.reg(m, x, f"tr_s4_{b}") for b, x in enumerate(banks)]
+        line = _rotate(s4_line, (n - s4_j)[0:j_bits])
+        # The table may grant more clocks than these stages take: delay the line's write.
+        pad = self._transpose_pad()
+        s4_valid, s4_j = L.delay(m, s4_valid, pad, "tr_pv"), L.delay(m, s4_j, pad, "tr_pj")
+        line = [L.delay(m, x, pad, f"tr_pl{i}") for i, x in enumerate(line)]
+
         w_base = Signal(_ROW, name="tr_w_base")
         out_valid = Signal(name="tr_out_valid")
         out_row = Signal(_ROW, name="tr_out_row")
         out_data = Signal(row_width(self.cfg), name="tr_out_data")
-        m.d.sync += out_valid.eq(s1_valid & s1_out)
+        m.d.sync += out_valid.eq(s4_valid)
         with m.If(start):
             m.d.sync += w_base.eq(_row(mv["dst"]))
-        with m.If(s1_valid & s1_out):
-            m.d.sync += [out_row.eq(w_base + s1_j), out_data.eq(Mux(s1_odd, left_col, top_row))]
-            with m.If(s1_j == n - 1):
+        with m.If(s4_valid):
+            m.d.sync += [out_row.eq(w_base + s4_j), out_data.eq(L.join(line))]
+            with m.If(s4_j == n - 1):
                 m.d.sync += w_base.eq(w_base + hm["dstride"])
-        busy = running | s1_valid | out_valid
+        busy = running | s1["valid"] | s2["valid"] | s3_valid | s4_valid | out_valid
         return out_valid, out_row, _mem(hm["dst"]), out_data, busy, later
 
     def _divider(self, m: Module, start, bi: dict, held):
@@ -581,9 +623,11 @@ class ComputeUnit(wiring.Component):
             r_in = Mux(take, 0, rem[i])
             d_in = Mux(take, opd_d[i], div[i])
             shifted = Cat(q_in[31], r_in[0:32])
-            fits = shifted >= d_in
+            # One carry chain: the difference's borrow is the compare.
+            diff = L.kept(m, shifted - d_in, f"div_diff{i}")
+            fits = ~diff[33]
             with m.If(take | (dividing & ~finished)):
-                m.d.sync += [rem[i].eq(Mux(fits, shifted - d_in, shifted)),
+                m.d.sync += [rem[i].eq(Mux(fits, diff[0:33], shifted)),
                              quo[i].eq(Cat(fits, q_in[0:31]))]
             with m.If(take):
                 m.d.sync += [div[i].eq(opd_d[i]), neg[i].eq(opd_neg[i]),

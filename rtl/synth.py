@@ -35,6 +35,8 @@ DEVICE_FFS = {"ecp5": 83_640, "ice40": 5_280}
 # has and their (depth, width) shapes. iCE40 RAMs have one read and one write port, so
 # there the SRAMs become flip-flops.
 TWO_PORT_BRAMS = {"ecp5": (208, ((16384, 1), (8192, 2), (4096, 4), (2048, 9), (1024, 18)))}
+# The same blocks with one write and one read port (the transposer's memories) go to 36 bits.
+SIMPLE_PORT_SHAPES = {"ecp5": (*TWO_PORT_BRAMS["ecp5"][1], (512, 36))}
 
 TARGETS = {
     # nextpnr arguments and the cell names yosys maps to, per family; "lut2": cells that
@@ -250,16 +252,18 @@ def check_fits(cfg: ChipConfig, target: str) -> None:
     """Refuse, before hours of tool time, a core whose SRAMs cannot fit the device.
 
     SP and ACC are two-port RAMs (rtl/sram.py): block RAMs where the device has two-port
-    ones, flip-flops elsewhere.
+    ones, flip-flops elsewhere. The transposer's n one-lane memories of two blocks each
+    (`ComputeUnit._transposer`) take a block RAM apiece besides.
     """
     if target in TWO_PORT_BRAMS:
         have, shapes = TWO_PORT_BRAMS[target]
         need = sum(bram_blocks(rows, row_width(cfg), shapes)
                    for rows in (cfg.sp_rows, cfg.acc_rows))
-        if need > have:
+        transposer = cfg.n * bram_blocks(2 * cfg.n, 32, SIMPLE_PORT_SHAPES[target])
+        if need + transposer > have:
             raise SynthError(f"the {cfg.name!r} core does not fit {target}: its SRAMs need "
-                             f"{need} block RAMs and the device has {have}; use a smaller "
-                             "sp_bytes/acc_bytes")
+                             f"{need} block RAMs and its transposer {transposer}, and the "
+                             f"device has {have}; use a smaller sp_bytes/acc_bytes")
         return
     if target not in DEVICE_FFS:
         return

@@ -104,7 +104,7 @@ def test_latency_formulas_evaluate_on_every_preset():
     ("reduce", dict(count=4, axis=1), "default", 4 + 6),  # over rows: the vector pipeline
     ("reduce", dict(count=1, axis=0), "large", 1 + 7 + 3),
     ("requant", dict(count=5), "tiny", 5 + 6),
-    ("move", dict(count=2, fn=1), "default", 2 * 16 + 16 + 2),  # a block of drain
+    ("move", dict(count=2, fn=1), "default", 2 * 16 + 16 + 5),  # a block of drain, the block RAMs
     ("binary", dict(count=3, fn=3, dtype=0), "tiny", 3 * 32 + 4),  # int32 DIV: iterative
     ("binary", dict(count=3, fn=3, dtype=1), "tiny", 3 + 6),  # fp32 DIV: pipelined
     ("move", dict(count=2, fn=3), "default", 2 + 6),  # fill: the vector pipeline

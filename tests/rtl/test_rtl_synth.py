@@ -66,10 +66,14 @@ def test_sram_fit_counts_block_rams_and_refuses_before_the_tools():
     shapes = TWO_PORT_BRAMS["ecp5"][1]
     assert bram_blocks(4096, 512, shapes) == 114  # 2K x 9: 2 deep, 57 wide
     assert bram_blocks(1024, 512, shapes) == 29  # 1K x 18
-    check_fits(PRESETS["default"], "ecp5")  # 143 of the 85F's 208
+    check_fits(PRESETS["default"], "ecp5")  # 143 + the transposer's 16 of the 85F's 208
     big = ChipConfig(name="big", sp_bytes=512 * 1024)
-    with pytest.raises(SynthError, match="need 257 block RAMs and the device has 208"):
+    with pytest.raises(SynthError, match="need 257 block RAMs and its transposer 16, and the "
+                                         "device has 208"):
         check_fits(big, "ecp5")
+    # SP and ACC alone would fit (171 + 29); the transposer's memories do not.
+    with pytest.raises(SynthError, match="need 200 block RAMs and its transposer 16"):
+        check_fits(ChipConfig(name="near", sp_bytes=384 * 1024), "ecp5")
     with pytest.raises(SynthError, match="built from flip-flops"):
         check_fits(PRESETS["default"], "ice40")
 
