@@ -58,6 +58,7 @@ from isa.table import (
     TOKEN_FLAGS,
     Fault,
     Kind,
+    Mem,
     Op,
     Unit,
 )
@@ -112,12 +113,15 @@ CHANNELS = sorted({ch for u in UNITS for ch in _flag_channels(u).values() if ch 
 
 class Core(wiring.Component):
     """The whole chip for one ChipConfig, with room for `imem_depth` instructions;
-    `array_dsps` caps the matrix array's DSP products (`ComputeUnit`)."""
+    `array_dsps` caps the matrix array's DSP products (`ComputeUnit`); `sram_slices` lays SP
+    and ACC out for a target's block RAMs (`SramArbiter`)."""
 
-    def __init__(self, cfg: ChipConfig, imem_depth: int = 1024, array_dsps: int | None = None):
+    def __init__(self, cfg: ChipConfig, imem_depth: int = 1024, array_dsps: int | None = None,
+                 sram_slices: dict[Mem, int] | None = None):
         self.cfg = cfg
         self.imem_depth = imem_depth
         self.array_dsps = array_dsps
+        self.sram_slices = sram_slices
         members = {
             "run": In(1),
             "imem_we": In(1), "imem_addr": In(PC_BITS), "imem_data": In(INSN_BITS),
@@ -140,7 +144,7 @@ class Core(wiring.Component):
         self._running = running
         # The SRAMs are two-port block RAMs: an architectural cycle with more requests
         # than ports takes extra clocks, with every other register held (see rtl/sram.py).
-        self._sram = SramArbiter(self.cfg, COUNTER_BITS)
+        self._sram = SramArbiter(self.cfg, COUNTER_BITS, self.sram_slices)
         m.submodules.sram = ResetInserter({"sync": ~running})(self._sram)
         logic = Module()
         self._build(logic)

@@ -26,7 +26,7 @@ do it; the simulator's `--check-races` finds the programs that do.
 
 from __future__ import annotations
 
-from amaranth.hdl import Const, Module, Mux, Signal
+from amaranth.hdl import Const, Module, Mux, Shape, Signal
 from amaranth.lib import wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
@@ -47,6 +47,15 @@ _REQUESTS = READS + WRITES
 _RANK_BITS = _REQUESTS.bit_length()
 
 
+def slice_bits(rows: int, width: int, shapes: tuple[tuple[int, int], ...]) -> int:
+    """Column slices for a rows x width memory, each one block RAM deep: the widest of a
+    block's (depth, bits) shapes that holds every row. Deeper memories cascade blocks,
+    and every read then passes a multiplexer after them (a LUT a bit a port); `width`
+    when no shape is deep enough."""
+    deep = [bits for depth, bits in shapes if depth >= rows]
+    return min(width, max(deep)) if deep else width
+
+
 class SramArbiter(wiring.Component):
     """The two SRAMs behind `READS` read and `WRITES` write channels (units drive them).
 
@@ -57,8 +66,12 @@ class SramArbiter(wiring.Component):
     `stall_clocks` counts clocks with `ce` low while `count` is high.
     """
 
-    def __init__(self, cfg: ChipConfig, counter_bits: int = 48):
+    def __init__(self, cfg: ChipConfig, counter_bits: int = 48,
+                 slices: dict[Mem, int] | None = None):
+        """`slices`: build a memory as column slices this many bits wide (a layout for a
+        target's block RAMs, `slice_bits`); whole otherwise."""
         self.cfg = cfg
+        self.slices = dict(slices or {})
         super().__init__({
             "rd": In(ReadChannel(cfg)).array(READS),
             "wr": In(WriteChannel(cfg)).array(WRITES),
@@ -71,9 +84,15 @@ class SramArbiter(wiring.Component):
         m = Module()
         cfg = self.cfg
         width = row_width(cfg)
-        mems = {Mem.SP: Memory(shape=width, depth=cfg.sp_rows, init=[]),
-                Mem.ACC: Memory(shape=width, depth=cfg.acc_rows, init=[])}
-        m.submodules.sp, m.submodules.acc = mems[Mem.SP], mems[Mem.ACC]
+        mems = {}
+        for mem_id, rows in ((Mem.SP, cfg.sp_rows), (Mem.ACC, cfg.acc_rows)):
+            bits = self.slices.get(mem_id, width)
+            name = mem_id.name.lower()
+            parts = [Memory(shape=min(bits, width - lo), depth=rows, init=[])
+                     for lo in range(0, width, bits)]
+            for k, part in enumerate(parts):
+                m.submodules[name if len(parts) == 1 else f"{name}{k}"] = part
+            mems[mem_id] = (rows, parts)
 
         # Requests in priority order: reads first, then writes.
         reqs = [(ch.en, ch.mem, ch.row) for ch in self.rd] + \
@@ -104,28 +123,41 @@ class SramArbiter(wiring.Component):
         served = [en & (r == phase) for (en, _, _), r in zip(reqs, rank, strict=True)]
 
         outs = {}
-        for mem_id, mem in mems.items():
+        for mem_id, (depth, slices) in mems.items():
             outs[mem_id] = []
-            writes = [mem.write_port() for _ in range(PORTS)]
-            for j, wp in enumerate(writes):
-                addr = Signal(range(mem.depth), name=f"{mem_id.name.lower()}{j}_addr")
-                # Transparent for the other ports' writes: what a block RAM's ports do
-                # (with a little bypass logic); old data on this port's own writes.
-                rd = mem.read_port(transparent_for=[w for w in writes if w is not wp])
-                m.d.comb += [rd.addr.eq(addr), wp.addr.eq(addr)]
+            ports = []  # per RAM port: (addr, read enable, write enable, write data, read data)
+            for j in range(PORTS):
+                ports.append((Signal(range(depth), name=f"{mem_id.name.lower()}{j}_addr"),
+                              Signal(name=f"{mem_id.name.lower()}{j}_ren"),
+                              Signal(name=f"{mem_id.name.lower()}{j}_wen"),
+                              Signal(width, name=f"{mem_id.name.lower()}{j}_wdata"),
+                              Signal(width, name=f"{mem_id.name.lower()}{j}_rdata")))
+            lo = 0
+            for mem in slices:
+                hi = lo + Shape.cast(mem.shape).width
+                writes = [mem.write_port() for _ in range(PORTS)]
+                for wp, (addr, ren, wen, wdata, rdata) in zip(writes, ports, strict=True):
+                    # Transparent for the other ports' writes: what a block RAM's ports do
+                    # (with a little bypass logic); old data on this port's own writes.
+                    rd = mem.read_port(transparent_for=[w for w in writes if w is not wp])
+                    m.d.comb += [rd.addr.eq(addr), wp.addr.eq(addr), rd.en.eq(ren),
+                                 wp.en.eq(wen), wp.data.eq(wdata[lo:hi]),
+                                 rdata[lo:hi].eq(rd.data)]
+                lo = hi
+            for j, (addr, ren, wen, wdata, rdata) in enumerate(ports):
                 clear = self.clear_en if j == CHANNEL_PORT[READS + WRITES - 1] else Const(0)
                 for i, (_en, mem_bit, row) in enumerate(reqs):
                     if CHANNEL_PORT[i] != j:
                         continue
                     with m.If(served[i] & (mem_bit == mem_id)):
                         m.d.comb += addr.eq(row)
-                        m.d.comb += (rd.en if i < READS else wp.en).eq(1)
+                        m.d.comb += (ren if i < READS else wen).eq(1)
                     if i >= READS:  # this port's one writer (zeros while clearing)
-                        m.d.comb += wp.data.eq(self.wr[i - READS].data & ~clear.replicate(width))
+                        m.d.comb += wdata.eq(self.wr[i - READS].data & ~clear.replicate(width))
                 if j == CHANNEL_PORT[READS + WRITES - 1]:
                     with m.If(self.clear_en):
-                        m.d.comb += [addr.eq(self.clear_row), wp.en.eq(self.clear_row < mem.depth)]
-                outs[mem_id].append(rd.data)
+                        m.d.comb += [addr.eq(self.clear_row), wen.eq(self.clear_row < depth)]
+                outs[mem_id].append(rdata)
 
         # Read data back to each channel, stable for the whole cycle after the request.
         for c, ch in enumerate(self.rd):

@@ -24,10 +24,12 @@ from amaranth.lib.wiring import In, Out
 
 from isa.config import ChipConfig
 from isa.errors import DozenError
+from isa.table import Mem
 from rtl.core import PERF_COUNTERS, Core
 from rtl.fields import Predecoder
 from rtl.lanes import LANE_DSPS
 from rtl.ports import row_width
+from rtl.sram import slice_bits
 
 # Flip-flops of the devices nextpnr is asked for (ECP5-85F, iCE40 UP5K).
 DEVICE_FFS = {"ecp5": 83_640, "ice40": 5_280}
@@ -108,7 +110,9 @@ def array_dsp_budget(cfg: ChipConfig, target: str) -> int | None:
 
 
 def wrapped_core(cfg: ChipConfig, imem_depth: int, target: str = "ecp5") -> PinWrapper:
-    core = Core(cfg, imem_depth=imem_depth, array_dsps=array_dsp_budget(cfg, target))
+    slices = sram_layout(cfg, target)[0] if target in TWO_PORT_BRAMS else {}
+    core = Core(cfg, imem_depth=imem_depth, array_dsps=array_dsp_budget(cfg, target),
+                sram_slices=slices)
     width = row_width(cfg)
     in_bits = max(width, 128 + 16)
 
@@ -248,6 +252,27 @@ def bram_blocks(rows: int, width: int, shapes: tuple[tuple[int, int], ...]) -> i
     return min(-(-rows // depth) * -(-width // bits) for depth, bits in shapes)
 
 
+def transposer_blocks(cfg: ChipConfig, target: str) -> int:
+    return cfg.n * bram_blocks(2 * cfg.n, 32, SIMPLE_PORT_SHAPES[target])
+
+
+def sram_layout(cfg: ChipConfig, target: str) -> tuple[dict[Mem, int], int]:
+    """How SP and ACC are built from the target's block RAMs: (column slice bits per
+    memory for `SramArbiter`, block RAMs they take). Slices one block deep save the
+    multiplexer after cascaded blocks (a LUT a bit a port) where the device has the
+    blocks for them; otherwise yosys lays each memory out in the fewest blocks."""
+    have, shapes = TWO_PORT_BRAMS[target]
+    width = row_width(cfg)
+    rows = {Mem.SP: cfg.sp_rows, Mem.ACC: cfg.acc_rows}
+    fewest = sum(bram_blocks(r, width, shapes) for r in rows.values())
+    slices = {mem: slice_bits(r, width, shapes) for mem, r in rows.items()}
+    sliced = sum(-(-width // bits) if bits < width else bram_blocks(rows[mem], width, shapes)
+                 for mem, bits in slices.items())
+    if sliced + transposer_blocks(cfg, target) <= have:
+        return slices, sliced
+    return {}, fewest
+
+
 def check_fits(cfg: ChipConfig, target: str) -> None:
     """Refuse, before hours of tool time, a core whose SRAMs cannot fit the device.
 
@@ -256,10 +281,9 @@ def check_fits(cfg: ChipConfig, target: str) -> None:
     (`ComputeUnit._transposer`) take a block RAM apiece besides.
     """
     if target in TWO_PORT_BRAMS:
-        have, shapes = TWO_PORT_BRAMS[target]
-        need = sum(bram_blocks(rows, row_width(cfg), shapes)
-                   for rows in (cfg.sp_rows, cfg.acc_rows))
-        transposer = cfg.n * bram_blocks(2 * cfg.n, 32, SIMPLE_PORT_SHAPES[target])
+        have = TWO_PORT_BRAMS[target][0]
+        _, need = sram_layout(cfg, target)
+        transposer = transposer_blocks(cfg, target)
         if need + transposer > have:
             raise SynthError(f"the {cfg.name!r} core does not fit {target}: its SRAMs need "
                              f"{need} block RAMs and its transposer {transposer}, and the "

@@ -16,7 +16,7 @@ from amaranth.sim import Simulator
 from isa.config import ChipConfig
 from isa.container import Program
 from isa.encoding import encode_program
-from isa.table import INSN_BYTES, Fault
+from isa.table import INSN_BYTES, Fault, Mem
 from rtl.core import PERF_COUNTERS, Core
 from rtl.dram import DramModel
 
@@ -55,13 +55,15 @@ def imem_depth_for(programs: list[Program]) -> int:
 def run_programs(programs: list[Program], cfg: ChipConfig | None = None,
                  inputs: list[dict[str, np.ndarray]] | None = None,
                  max_clocks: int = DEFAULT_MAX_CLOCKS, vcd: str | None = None,
-                 array_dsps: int | None = None) -> list[RtlResult]:
+                 array_dsps: int | None = None,
+                 sram_slices: dict[Mem, int] | None = None) -> list[RtlResult]:
     """Run every program (all on one ChipConfig) and return their results in order
-    (`array_dsps`: see `Core`)."""
+    (`array_dsps`, `sram_slices`: see `Core`)."""
     if not programs:
         return []
     cfg = cfg or programs[0].config
-    dut = Core(cfg, imem_depth=imem_depth_for(programs), array_dsps=array_dsps)
+    dut = Core(cfg, imem_depth=imem_depth_for(programs), array_dsps=array_dsps,
+               sram_slices=sram_slices)
     results: list[RtlResult] = []
 
     async def bench(ctx) -> None:

@@ -240,6 +240,21 @@ def test_array_of_lut_and_dsp_products_matches_simulator():
         compare(program, rtl, reference(program, inputs))
 
 
+def test_srams_built_from_column_slices_match_simulator():
+    """SP and ACC as column slices (one block RAM deep each on an FPGA, `synth.sram_layout`),
+    9 and 5 bits wide so the last slice of a row is narrower: the compiled int8 GEMM and
+    the int32 elementwise graph."""
+    from isa.table import Mem
+
+    corpus = [c for c in compiled_programs() if c[0] in ("gemm8", "elementwise")]
+    assert len(corpus) == 2
+    results = run_programs([p for _, p, _ in corpus], cfg=TINY,
+                           inputs=[i for _, _, i in corpus],
+                           sram_slices={Mem.SP: 9, Mem.ACC: 5})
+    for (_, program, inputs), rtl in zip(corpus, results, strict=True):
+        compare(program, rtl, reference(program, inputs))
+
+
 def test_division_edge_cases_match_simulator():
     """DIV on the iterative divider: signs, zero divisors, -2^31 / -1, immediates, steps."""
     from isa.container import Segment

@@ -61,12 +61,16 @@ def test_unknown_target_is_a_clear_error(tmp_path):
 
 def test_sram_fit_counts_block_rams_and_refuses_before_the_tools():
     from isa.config import PRESETS, ChipConfig
-    from rtl.synth import TWO_PORT_BRAMS, bram_blocks, check_fits
+    from isa.table import Mem
+    from rtl.synth import TWO_PORT_BRAMS, bram_blocks, check_fits, sram_layout
 
     shapes = TWO_PORT_BRAMS["ecp5"][1]
     assert bram_blocks(4096, 512, shapes) == 114  # 2K x 9: 2 deep, 57 wide
     assert bram_blocks(1024, 512, shapes) == 29  # 1K x 18
-    check_fits(PRESETS["default"], "ecp5")  # 143 + the transposer's 16 of the 85F's 208
+    # Where the blocks are there, SP goes in 4-bit slices one block deep (4K x 4): no
+    # multiplexer after two cascaded blocks.
+    assert sram_layout(PRESETS["default"], "ecp5") == ({Mem.SP: 4, Mem.ACC: 18}, 128 + 29)
+    check_fits(PRESETS["default"], "ecp5")  # 157 + the transposer's 16 of the 85F's 208
     big = ChipConfig(name="big", sp_bytes=512 * 1024)
     with pytest.raises(SynthError, match="need 257 block RAMs and its transposer 16, and the "
                                          "device has 208"):
