@@ -271,17 +271,6 @@ def _extend(v: Value, width: int) -> Value:
     return Cat(v, fill.replicate(width - len(v)))
 
 
-def _csa_sum(terms: list[Value], width: int) -> Value:
-    """The sum of `terms` modulo 2^width: carry-save levels (a LUT per bit each, three terms
-    to two) until two are left, then one carry chain."""
-    terms = [_extend(v, width) for v in terms]
-    while len(terms) > 2:
-        x, y, z = terms[0:3]
-        c = ((x & y) | (x & z) | (y & z))[0:width - 1]
-        terms = [*terms[3:], x ^ y ^ z, Cat(Const(0, 1), c)]
-    return (terms[0] + terms[1])[0:width]
-
-
 def shift_window(x: Value, s: Value, width: int) -> Value:
     """(x >> s)[0:width], x signed: the largest shift first, so each level keeps only the
     bits the smaller shifts after it can still bring into the window (about width +
@@ -327,8 +316,9 @@ def vector_lane(m: Module, ctl: LaneControl, a: Value, b: Value, c: Value,
     1. three 18x18 DSP products of the 16-bit halves of a and b (`lane_dsps`; the caller
        may build them, to lend them to the matrix array); the compare-free functions
        (ctl.fn < 16) and the compare of a and b
-    2. the exact 64-bit product: (hh, ll) side by side plus (mid - ll - hh)<<16,
-       carry-saved; MAX, MIN, CMPLT, CMPEQ from the compare
+    2. the exact 64-bit product: (hh, ll) side by side plus (mid - ll - hh)<<16, three
+       kept carry chains (carry-save levels over 64 bits took 95 more LUTs a lane, at
+       the same Fmax); MAX, MIN, CMPLT, CMPEQ from the compare
     3. REQUANT: bits s-1 .. s+11 of the product (the rounding bit and p >> s) and whether
        p >> s leaves 12 bits; MUL, MULACC: the low 32 bits (+ c)
     4. REQUANT: + rounding bit + zero point, clamped to lo..hi; the op's result
@@ -351,8 +341,12 @@ def vector_lane(m: Module, ctl: LaneControl, a: Value, b: Value, c: Value,
     k_lo1 = reg(m, lo - zp - 1, f"{name}_klo1")
     lo_above_hi = reg(m, lo > hi, f"{name}_lohi")
     # Stage 2: p = a * b exactly; the mask of bits at or above s + 11 (saturation test).
-    p = _csa_sum([Cat(ll[0:32], hh[0:32]), mid << 16, ~_extend(ll << 16, 64),
-                  ~_extend(hh << 16, 64), Const(2, 64)], 64)  # -v is ~v + 1
+    # al*bh + ah*bl = mid - ll - hh, exact in 34 bits; two kept subtractions, then one
+    # add from bit 16 up (bits 0..15 of p are ll's).
+    cross = kept(m, mid - _extend(ll[0:32], 36), f"{name}_mll")
+    cross = kept(m, (cross - hh.as_signed())[0:34].as_signed(), f"{name}_cross")
+    high = kept(m, (Cat(ll[16:32], hh[0:32]) + _extend(cross, 48))[0:48], f"{name}_phi")
+    p = Cat(ll[0:16], high)
     p2 = reg(m, p, f"{name}_p2")
     mask2 = reg(m, Cat(*[sh1 + (_SAT - 1) <= k for k in range(64)]), f"{name}_mask2")
     sh2 = reg(m, sh1, f"{name}_sh2")

