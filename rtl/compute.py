@@ -619,19 +619,22 @@ class ComputeUnit(wiring.Component):
         finished = dividing & (steps == DIV_STEPS)
         take = opd_full & (~dividing | finished)
         for i in range(n):
-            q_in = Mux(take, opd_q[i], quo[i])
-            r_in = Mux(take, 0, rem[i])
-            d_in = Mux(take, opd_d[i], div[i])
-            shifted = Cat(q_in[31], r_in[0:32])
-            # One carry chain: the difference's borrow is the compare.
-            diff = L.kept(m, shifted - d_in, f"div_diff{i}")
+            # A step from the divider's own registers: one carry chain, whose borrow is the
+            # compare. A row's first step (as it loads) has remainder 0, so it only asks
+            # whether |a|'s top bit reaches the divisor: no subtractor, no multiplexer in
+            # front of the chain.
+            shifted = Cat(quo[i][31], rem[i][0:32])
+            diff = L.kept(m, shifted - div[i], f"div_diff{i}")
             fits = ~diff[33]
-            with m.If(take | (dividing & ~finished)):
-                m.d.sync += [rem[i].eq(Mux(fits, diff[0:33], shifted)),
-                             quo[i].eq(Cat(fits, q_in[0:31]))]
+            top, d = opd_q[i][31], opd_d[i]
+            first_fits = Mux(top, d[1:] == 0, d == 0)
             with m.If(take):
-                m.d.sync += [div[i].eq(opd_d[i]), neg[i].eq(opd_neg[i]),
-                             zero[i].eq(opd_zero[i])]
+                m.d.sync += [rem[i].eq(Mux(first_fits, top & ~d[0], top)),
+                             quo[i].eq(Cat(first_fits, opd_q[i][0:31])),
+                             div[i].eq(d), neg[i].eq(opd_neg[i]), zero[i].eq(opd_zero[i])]
+            with m.Elif(dividing & ~finished):
+                m.d.sync += [rem[i].eq(Mux(fits, diff[0:33], shifted)),
+                             quo[i].eq(Cat(fits, quo[i][0:31]))]
         with m.If(take):
             m.d.sync += [dividing.eq(1), steps.eq(1)]
             m.d.comb += fetch.eq(left != 0)
