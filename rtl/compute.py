@@ -7,7 +7,7 @@ clocks. P is read back from the ISA table's latency formulas (`table_depths`), n
 restated here; a datapath shorter than the table's P is padded with delay registers.
 
 - vector lanes (UNARY, BINARY but DIV, TERNARY, REQUANT, MOVE's copy/bcast/fill), P = 5:
-  operand registers (BCAST's lane into a, FILL's and BINARY's immediate into b), then
+  operand registers (BCAST's lane, FILL's and BINARY's immediate chosen into them), then
   `lanes.vector_lane`: three 18x18 DSP products and the compare-free functions; the 64-bit
   product and the compare functions; REQUANT's shift window and saturation flags (the low
   32 bits for MUL, MULACC); REQUANT's clamp and the result. `count + 6`.
@@ -365,11 +365,10 @@ class ComputeUnit(wiring.Component):
             return L.select(fn, {k: Const(int(v), L.LANE_FN_BITS) for k, v in table.items()},
                             Const(int(L.LaneFn.PASS), L.LANE_FN_BITS))
 
-        fill_insn = is_[Op.MOVE] & (mv["fn"] == MoveFn.FILL)
         lane_fn = Mux(is_[Op.UNARY], lane_code(un["fn"], L.UNARY_LANE_FN),
                       Mux(is_[Op.BINARY], lane_code(bi["fn"], L.BINARY_LANE_FN),
                           Mux(is_[Op.TERNARY], lane_code(te["fn"], L.TERNARY_LANE_FN),
-                              Mux(fill_insn, int(L.LaneFn.PASS_B), int(L.LaneFn.PASS)))))
+                              int(L.LaneFn.PASS))))
         is_mulacc = is_[Op.TERNARY] & (te["fn"] == TernaryFn.MULACC)
         ctl = L.LaneControl(
             fn=decoded("ctl_fn", lane_fn, L.LANE_FN_BITS),
@@ -379,7 +378,8 @@ class ComputeUnit(wiring.Component):
             requant=decoded("ctl_requant", is_[Op.REQUANT]),
             zp=h[Op.REQUANT]["zp"], lo=h[Op.REQUANT]["lo"], hi=h[Op.REQUANT]["hi"])
         bcast = decoded("ctl_bcast", is_[Op.MOVE] & (mv["fn"] == MoveFn.BCAST))
-        imm_b = decoded("ctl_imm_b", (is_[Op.BINARY] & bi["imm_mode"]) | fill_insn)
+        fill = decoded("ctl_fill", is_[Op.MOVE] & (mv["fn"] == MoveFn.FILL))
+        imm_b = decoded("ctl_imm_b", is_[Op.BINARY] & bi["imm_mode"])
         imm = decoded("ctl_imm", Mux(is_[Op.MOVE], mv["imm"], bi["imm"]), 32)
         cls = {name: decoded(f"ctl_{name}", value) for name, value in (
             ("matmul", is_[Op.MATMUL]), ("reduce_lanes", is_[Op.REDUCE] & ~reduce_rows),
@@ -387,10 +387,9 @@ class ComputeUnit(wiring.Component):
         acc = decoded("ctl_acc", Mux(is_[Op.MATMUL], mm["acc"], re_["acc"]))
         red_fn = h[Op.REDUCE]["fn"]
 
-        # Operand registers: BCAST's chosen lane, and the immediate of FILL and BINARY (in
-        # b, which the lanes pass for FILL: one multiplexer a bit in front of each).
+        # Operand registers: BCAST's chosen lane, FILL's and BINARY's immediate put in here.
         chosen = Array(a)[imm[0:max(1, self.cfg.log2_n)]]
-        a1 = [L.reg(m, Mux(bcast, chosen, x), f"a1_{i}") for i, x in enumerate(a)]
+        a1 = [L.reg(m, Mux(bcast, chosen, Mux(fill, imm, x)), f"a1_{i}") for i, x in enumerate(a)]
         b1 = [L.reg(m, Mux(imm_b, imm, y), f"b1_{i}") for i, y in enumerate(b)]
         c1 = [L.reg(m, z, f"c1_{i}") for i, z in enumerate(c)]
         v1 = L.reg(m, p1_valid, "v1")

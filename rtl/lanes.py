@@ -172,7 +172,6 @@ class LaneFn(IntEnum):
     SHL = 10
     SHR = 11
     WHERE = 12
-    PASS_B = 13  # b (MOVE FILL: its immediate is put into the b operand, as BINARY's is)
     MAX = 16
     MIN = 17
     CMPLT = 18
@@ -219,10 +218,8 @@ def _first_stage_controls(fn: Value) -> dict[str, Value]:
     code = {f: fn == f for f in LaneFn}
     return {
         "neg": code[LaneFn.NEG], "abs": code[LaneFn.ABS], "relu": code[LaneFn.RELU],
-        # The compare codes (the second stage fills them in), and PASS_B: 0 + b.
-        "zero": fn[4] | code[LaneFn.PASS_B],
-        "sub": code[LaneFn.SUB],
-        "add_sub": code[LaneFn.ADD] | code[LaneFn.SUB] | code[LaneFn.PASS_B],
+        "zero": fn[4],  # the compare codes: the second stage fills them in
+        "sub": code[LaneFn.SUB], "add_sub": code[LaneFn.ADD] | code[LaneFn.SUB],
         "logic0": code[LaneFn.OR] | code[LaneFn.NOT], "logic1": code[LaneFn.XOR] | code[LaneFn.NOT],
         "left": code[LaneFn.SHL],
         "group0": (code[LaneFn.AND] | code[LaneFn.OR] | code[LaneFn.XOR] | code[LaneFn.NOT]
@@ -233,7 +230,7 @@ def _first_stage_controls(fn: Value) -> dict[str, Value]:
 
 def _first_stage(k: dict[str, Value], a: Value, b: Value, c: Value) -> Value:
     """LaneFn codes below 16 (the compare-free functions), from four shared circuits: one
-    adder (PASS, PASS_B, NEG, ABS, RELU, ADD, SUB; zero for the compare codes, which the second
+    adder (PASS, NEG, ABS, RELU, ADD, SUB; zero for the compare codes, which the second
     stage fills in), one bitwise LUT per bit (AND, OR, XOR, NOT), one right shifter that
     shifts left on the bit-reversed operand, and WHERE's choice. `k`: the decoded controls
     (`_first_stage_controls`)."""

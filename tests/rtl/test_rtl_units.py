@@ -168,8 +168,6 @@ def _lane_reference(code: L.LaneFn, a, b, c):
                 return fns[isa_fn](a) if table is L.UNARY_LANE_FN else fns[isa_fn](a, b)
     if code == L.LaneFn.WHERE:
         return np.where(a != 0, b, c)
-    if code == L.LaneFn.PASS_B:
-        return b
     assert code == L.LaneFn.PASS
     return a
 
