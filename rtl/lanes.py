@@ -271,6 +271,26 @@ def _extend(v: Value, width: int) -> Value:
     return Cat(v, fill.replicate(width - len(v)))
 
 
+def _thermometer(s: Value, offset: int, width: int) -> Value:
+    """Bit k is 1 where k >= s + offset (s unsigned): with s = 8*hi + lo, each bit is one
+    LUT of three shared signals (hi below, hi equal to, lo at most the bit's own), not a
+    compare of the whole sum."""
+    lo, hi = s[0:3], s[3:]
+    above = {h: hi < h for h in range(1 << len(hi))}
+    equal = {h: hi == h for h in range(1 << len(hi))}
+    upto = {low: lo <= low for low in range(8)}
+    bits = []
+    for k in range(width):
+        c = k - offset  # bit k is set when s <= c
+        if c < 0:
+            bits.append(Const(0))
+        elif c >> 3 >= 1 << len(hi):
+            bits.append(Const(1))
+        else:
+            bits.append(above[c >> 3] | (equal[c >> 3] & upto[c & 7]))
+    return Cat(*bits)
+
+
 def shift_window(x: Value, s: Value, width: int) -> Value:
     """(x >> s)[0:width], x signed: the largest shift first, so each level keeps only the
     bits the smaller shifts after it can still bring into the window (about width +
@@ -348,7 +368,7 @@ def vector_lane(m: Module, ctl: LaneControl, a: Value, b: Value, c: Value,
     high = kept(m, (Cat(ll[16:32], hh[0:32]) + _extend(cross, 48))[0:48], f"{name}_phi")
     p = Cat(ll[0:16], high)
     p2 = reg(m, p, f"{name}_p2")
-    mask2 = reg(m, Cat(*[sh1 + (_SAT - 1) <= k for k in range(64)]), f"{name}_mask2")
+    mask2 = reg(m, _thermometer(sh1, _SAT - 1, 64), f"{name}_mask2")
     sh2 = reg(m, sh1, f"{name}_sh2")
     s2 = reg(m, _second_stage(ctl.fn, f1, a1.as_signed(), b1.as_signed(), lt1, eq1),
              f"{name}_s2")
