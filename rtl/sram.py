@@ -13,8 +13,9 @@ program spent on port conflicts: the price of block RAMs, a figure of the protot
 of the chip (an ASIC would build the ports the architecture names).
 
 Read data of a request served before the cycle's last clock is kept in a register until
-the cycle ends; data served in the last clock comes straight from the RAM's output in
-the next clock and is kept from then on, so a unit sees the same row for a whole cycle
+the cycle ends (unless no later read shares its port: then it stays at the RAM output
+that long); data served in the last clock comes straight from the RAM's output in the
+next clock and is kept from then on, so a unit sees the same row for a whole cycle
 however many clocks it takes.
 
 A read and a write of the same row in one cycle (a race between units, or a vector
@@ -44,6 +45,11 @@ WRITES = 2  # compute; load
 # one clock a memory: MATMUL's old sum (c) and its write (ACC), a vector op's a and b.
 CHANNEL_PORT = (0, 1, 0, 1, 1, 0)
 _REQUESTS = READS + WRITES
+# Read channels no later read shares a port with: served last of the reads on their port
+# (reads rank in channel order), so nothing moves their row off the RAM output before the
+# cycle ends, and they need no register for a row served early.
+_LAST_READERS = {c for c in range(READS)
+                 if all(CHANNEL_PORT[k] != CHANNEL_PORT[c] for k in range(c + 1, READS))}
 _RANK_BITS = _REQUESTS.bit_length()
 
 
@@ -163,19 +169,32 @@ class SramArbiter(wiring.Component):
         for c, ch in enumerate(self.rd):
             sel_mem = Signal(name=f"rd{c}_sel_mem")
             fresh = Signal(name=f"rd{c}_fresh")  # this cycle's row is at the RAM output now
-            pend = Signal(name=f"rd{c}_pend")  # next cycle's row is at the RAM output now
-            got = Signal(name=f"rd{c}_got")  # next cycle's row is in `nxt`
             cur = Signal(width, name=f"rd{c}_cur")
-            nxt = Signal(width, name=f"rd{c}_nxt")
             port = CHANNEL_PORT[c]
             at_ram = Mux(sel_mem, outs[Mem.ACC][port], outs[Mem.SP][port])
             m.d.comb += ch.data.eq(Mux(fresh, at_ram, cur))
             with m.If(fresh):
                 m.d.sync += cur.eq(at_ram)
-            with m.If(pend):
-                m.d.sync += [nxt.eq(at_ram), got.eq(1)]
             with m.If(served[c]):
                 m.d.sync += sel_mem.eq(ch.mem)
+            if c in _LAST_READERS:
+                # No read after this one uses its port in a cycle: a row served early stays
+                # at the RAM output until the cycle's last clock, and is kept from there.
+                early = Signal(name=f"rd{c}_early")
+                with m.If(final):
+                    m.d.sync += [fresh.eq(served[c]), early.eq(0)]
+                    with m.If(early):
+                        m.d.sync += cur.eq(at_ram)
+                with m.Else():
+                    m.d.sync += fresh.eq(0)
+                    with m.If(served[c]):
+                        m.d.sync += early.eq(1)
+                continue
+            pend = Signal(name=f"rd{c}_pend")  # next cycle's row is at the RAM output now
+            got = Signal(name=f"rd{c}_got")  # next cycle's row is in `nxt`
+            nxt = Signal(width, name=f"rd{c}_nxt")
+            with m.If(pend):
+                m.d.sync += [nxt.eq(at_ram), got.eq(1)]
             with m.If(final):
                 m.d.sync += [fresh.eq(served[c]), pend.eq(0), got.eq(0)]
                 with m.If(~served[c] & pend):
