@@ -318,6 +318,9 @@ def synthesize_design(design: Elaboratable, target: str, workdir: Path | None = 
     if not place:
         return SynthReport(target=target, fmax_mhz=None, **cells,
                            device_luts=spec["lut_sites"], workdir=work)
+    if cells["luts"] > spec["lut_sites"]:  # nextpnr would fail, after long, with no counts
+        raise SynthError(f"the design needs {cells['luts']:,} LUT sites and the {target} device "
+                         f"has {spec['lut_sites']:,}; --no-pnr prints every count")
     _run([_tool(spec["pnr"]), *spec["device"], "--json", "top.json", "--report", "report.json",
           "--freq", str(freq_mhz), "--timing-allow-fail",
           *([] if seed is None else ["--seed", str(seed)])], work, "nextpnr", timeout)

@@ -54,6 +54,15 @@ def test_yosys_only_counts_cells_against_the_device(capsys):
     assert 0 < figures["luts"] < figures["device_luts"] == 83_640 and figures["fits"] is True
 
 
+def test_a_design_past_the_device_stops_before_place_and_route(tmp_path, monkeypatch):
+    from rtl import synth
+
+    monkeypatch.setitem(synth.TARGETS["ice40"], "lut_sites", 3)
+    with pytest.raises(SynthError, match=r"needs \d+ LUT sites and the ice40 device has 3"):
+        synthesize_design(MacCounter(), "ice40", tmp_path)
+    assert not (tmp_path / "nextpnr.log").exists()
+
+
 def test_report_parsing():
     stat = {"design": {"num_cells_by_type": {"LUT4": 120, "TRELLIS_FF": 64, "DP16KD": 2,
                                              "MULT18X18D": 3, "CCU2C": 9}}}
