@@ -70,19 +70,26 @@ def _row(local):
     return local[0:16]
 
 
+def _latency_constant(cfg: ChipConfig, op: Op, items: str, per_item: int = 1,
+                      **values: int) -> int:
+    """The table's latency of `op` less `per_item` clocks for each of `items` (a field),
+    checked to be a constant: what a pipeline's depth is read back from."""
+    d = _F[int(op)]
+    found = set()
+    for count in (1, 7):
+        fields = {f.name: 0 for f in d.fields} | values | {items: count}
+        found.add(d.cycles(fields, cfg) - per_item * count)
+    if len(found) != 1:
+        raise ValueError(f"{d.mnemonic}'s latency is not {per_item} x {items} + a constant")
+    return found.pop()
+
+
 def table_depths(cfg: ChipConfig) -> tuple[int, int, int, int]:
     """Register stages from a row's arrival to its write, read off the ISA table's formulas
     (a streaming op on `count` rows takes count + depth + 1 clocks): the vector lanes,
     MATMUL (n + rows + depth + 1), REDUCE over lanes and REDUCE over rows."""
     def depth(op: Op, items: str, extra: int = 0, **values: int) -> int:
-        d = _F[int(op)]
-        found = set()
-        for count in (1, 7):
-            fields = {f.name: 0 for f in d.fields} | values | {items: count}
-            found.add(d.cycles(fields, cfg) - count - extra - 1)
-        if len(found) != 1:
-            raise ValueError(f"{d.mnemonic}'s latency is not {items} + a constant")
-        return found.pop()
+        return _latency_constant(cfg, op, items, **values) - extra - 1
 
     vector = {depth(Op.UNARY, "count"), depth(Op.BINARY, "count", fn=int(BinaryFn.ADD)),
               depth(Op.TERNARY, "count"), depth(Op.REQUANT, "count")}
@@ -114,14 +121,7 @@ TRANSPOSE_STAGES = 5
 
 def transpose_stages(cfg: ChipConfig) -> int:
     """The table's TRANSPOSE latency less count*n + n (the streaming and the drain)."""
-    d = _F[int(Op.MOVE)]
-    found = set()
-    for count in (1, 5):
-        fields = {f.name: 0 for f in d.fields} | {"count": count, "fn": int(MoveFn.TRANSPOSE)}
-        found.add(d.cycles(fields, cfg) - count * cfg.n - cfg.n)
-    if len(found) != 1:
-        raise ValueError("TRANSPOSE's latency is not count*n + n + a constant")
-    return found.pop()
+    return _latency_constant(cfg, Op.MOVE, "count", cfg.n, fn=int(MoveFn.TRANSPOSE)) - cfg.n
 
 
 def _rotate(lanes: list[Value], by: Value) -> list[Value]:

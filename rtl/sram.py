@@ -133,11 +133,10 @@ class SramArbiter(wiring.Component):
             outs[mem_id] = []
             ports = []  # per RAM port: (addr, read enable, write enable, write data, read data)
             for j in range(PORTS):
-                ports.append((Signal(range(depth), name=f"{mem_id.name.lower()}{j}_addr"),
-                              Signal(name=f"{mem_id.name.lower()}{j}_ren"),
-                              Signal(name=f"{mem_id.name.lower()}{j}_wen"),
-                              Signal(width, name=f"{mem_id.name.lower()}{j}_wdata"),
-                              Signal(width, name=f"{mem_id.name.lower()}{j}_rdata")))
+                tag = f"{mem_id.name.lower()}{j}"
+                ports.append((Signal(range(depth), name=f"{tag}_addr"), Signal(name=f"{tag}_ren"),
+                              Signal(name=f"{tag}_wen"), Signal(width, name=f"{tag}_wdata"),
+                              Signal(width, name=f"{tag}_rdata")))
             lo = 0
             for mem in slices:
                 hi = lo + Shape.cast(mem.shape).width
