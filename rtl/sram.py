@@ -21,8 +21,11 @@ however many clocks it takes.
 A read and a write of the same row in one cycle (a race between units, or a vector
 instruction whose source overlaps its destination other than in place) reads either row:
 old data when the read is served in an earlier clock, new data in the same clock (the
-ports of a block RAM are transparent to each other's writes). Race-free programs never
-do it; the simulator's `--check-races` finds the programs that do.
+ports are modelled transparent to each other's writes). Race-free programs never do it;
+the simulator's `--check-races` finds the programs that do. So the memories carry
+`COLLISIONS_UNDEFINED`, and synthesis (`rtl.synth`) lets a same-clock read of a row the
+other port writes return anything, as an ECP5 block RAM's ports do: that saves the
+bypass logic that would make them transparent (a LUT and a flip-flop a bit a port).
 """
 
 from __future__ import annotations
@@ -51,6 +54,9 @@ _REQUESTS = READS + WRITES
 _LAST_READERS = {c for c in range(READS)
                  if all(CHANNEL_PORT[k] != CHANNEL_PORT[c] for k in range(c + 1, READS))}
 _RANK_BITS = _REQUESTS.bit_length()
+# Memory attribute: a read in the clock another port writes the same row may return
+# anything on the device (race-free programs never do it); simulation stays transparent.
+COLLISIONS_UNDEFINED = "dozen_collisions_undefined"
 
 
 def slice_bits(rows: int, width: int, shapes: tuple[tuple[int, int], ...]) -> int:
@@ -94,7 +100,8 @@ class SramArbiter(wiring.Component):
         for mem_id, rows in ((Mem.SP, cfg.sp_rows), (Mem.ACC, cfg.acc_rows)):
             bits = self.slices.get(mem_id, width)
             name = mem_id.name.lower()
-            parts = [Memory(shape=min(bits, width - lo), depth=rows, init=[])
+            parts = [Memory(shape=min(bits, width - lo), depth=rows, init=[],
+                            attrs={COLLISIONS_UNDEFINED: 1})
                      for lo in range(0, width, bits)]
             for k, part in enumerate(parts):
                 m.submodules[name if len(parts) == 1 else f"{name}{k}"] = part

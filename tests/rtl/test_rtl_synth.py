@@ -143,3 +143,55 @@ def test_paths_of_a_config_maps_its_core_first(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "slowest endpoints" in out and "core.logic" in out
     assert (tmp_path / "w" / "top.json").is_file()
+
+
+class TwoPortRam(wiring.Component):
+    """Two read/write ports, each transparent to the other's writes (as `SramArbiter`
+    builds SP and ACC), the memory optionally marked `COLLISIONS_UNDEFINED`."""
+
+    def __init__(self, marked: bool):
+        self.marked = marked
+        super().__init__({"addr": In(8).array(2), "wen": In(1).array(2), "wdata": In(18).array(2),
+                          "rdata": Out(18).array(2)})
+
+    def elaborate(self, platform):
+        from amaranth.lib.memory import Memory
+
+        from rtl.sram import COLLISIONS_UNDEFINED
+
+        m = Module()
+        attrs = {COLLISIONS_UNDEFINED: 1} if self.marked else {}
+        m.submodules.ram = ram = Memory(shape=18, depth=256, init=[], attrs=attrs)
+        writes = [ram.write_port() for _ in range(2)]
+        for j, wp in enumerate(writes):
+            rp = ram.read_port(transparent_for=[w for w in writes if w is not wp])
+            m.d.comb += [wp.addr.eq(self.addr[j]), rp.addr.eq(self.addr[j]),
+                         wp.en.eq(self.wen[j]), wp.data.eq(self.wdata[j]),
+                         self.rdata[j].eq(rp.data)]
+        return m
+
+
+def test_memories_with_undefined_collisions_synthesise_without_bypass_logic(tmp_path):
+    """The RTLIL rewrite touches only the marked memory's read ports, and yosys then
+    builds its ports with no transparency logic: fewer LUTs and flip-flops."""
+    from amaranth.back import rtlil
+
+    from rtl.synth import undefined_collisions
+
+    def masks(text):
+        return [line.split()[-1] for line in text.splitlines() if "_MASK " in line
+                and ("TRANSPARENCY" in line or "COLLISION_X" in line)]
+
+    plain = rtlil.convert(TwoPortRam(marked=False), name="top", emit_src=False)
+    assert undefined_collisions(plain) == plain
+    marked = undefined_collisions(rtlil.convert(TwoPortRam(marked=True), name="top",
+                                                emit_src=False))
+    assert sorted(masks(marked)) == ["2'00", "2'00", "2'11", "2'11"]
+
+    counts = {}
+    for flag in (False, True):
+        report = synthesize_design(TwoPortRam(marked=flag), "ecp5", tmp_path / str(flag),
+                                   place=False)
+        counts[flag] = (report.luts, report.ffs, report.brams)
+    assert counts[True][2] == counts[False][2] >= 1
+    assert counts[True][0] < counts[False][0] and counts[True][1] < counts[False][1]
