@@ -124,6 +124,16 @@ def transpose_stages(cfg: ChipConfig) -> int:
     return _latency_constant(cfg, Op.MOVE, "count", cfg.n, fn=int(MoveFn.TRANSPOSE)) - cfg.n
 
 
+def _last_stage(m: Module, lanes: list[Signal], pad: int, name: str, keep: Value) -> Value:
+    """A datapath's lanes (each a register) after `pad` clocks of delay, as a row whose
+    last register holds zeros unless `keep` (its row is written the clock after): rows
+    that are zero when not written can be ORed onto the write port."""
+    last = [L.delay(m, x, pad, f"{name}{i}") for i, x in enumerate(lanes)]
+    with m.If(~keep):
+        m.d.sync += [x.eq(0) for x in last]
+    return L.join(last)
+
+
 def _rotate(lanes: list[Value], by: Value) -> list[Value]:
     """out[b] = lanes[(b - by) mod n], n a power of two: a level of 2:1 muxes per bit of
     `by`, a LUT a bit each."""
@@ -409,7 +419,13 @@ class ComputeUnit(wiring.Component):
                 for i, (x, y, slot) in enumerate(zip(a1, b1, slots, strict=True))]
         vec = [L.vector_lane(m, ctl, x, y, z, f"vl{i}", d)
                for i, (x, y, z, d) in enumerate(zip(a1, b1, c1, dsps, strict=True))]
-        vec_row = L.delay(m, L.join(vec), self._pad(dv, 1 + L.VECTOR_STAGES, "vector"), "vec")
+        # Each datapath's last register holds zeros unless its row is written the clock
+        # after, so the write port takes the OR of them all (a flip-flop's reset, free,
+        # where a choice among six rows took about four LUTs a bit).
+        vector_next = (~cls["matmul"] & ~cls["reduce_lanes"] & ~cls["reduce_rows"]
+                       & emit[dv - 1])
+        vec_row = _last_stage(m, vec, self._pad(dv, 1 + L.VECTOR_STAGES, "vector"), "vec",
+                              vector_next)
         given: list[dict[int, Value]] = [{} for _ in range(n)]
         for i, slot in enumerate(slots):
             for d, (j, k) in enumerate(slot):
@@ -418,10 +434,12 @@ class ComputeUnit(wiring.Component):
         cols = [L.dot_column(m, b1, [wl[k][j] for k in range(n)], c1[j], acc, f"dot{j}",
                              lut_products=n - own[j] - lent[j], given=given[j])
                 for j in range(n)]
-        mm_row = L.delay(m, L.join(cols), self._pad(dm, 1 + L.DOT_STAGES, "matmul"), "mm")
+        mm_row = _last_stage(m, cols, self._pad(dm, 1 + L.DOT_STAGES, "matmul"), "mm",
+                             cls["matmul"] & emit[dm - 1])
         # REDUCE over the lanes, straight from the SRAM row.
         tree = L.lane_tree(m, red_fn, a, c, acc, "rt")
-        rl_row = L.delay(m, L.join(tree), self._pad(drl, L.lane_tree_stages(n), "reduce"), "rl")
+        rl_row = _last_stage(m, tree, self._pad(drl, L.lane_tree_stages(n), "reduce"), "rl",
+                             cls["reduce_lanes"] & emit[drl - 1])
         # REDUCE over rows folds each operand row into one register, written after the last.
         red_acc = Signal(width)
         self._pad(drr, 2, "reduce over rows")
@@ -438,8 +456,8 @@ class ComputeUnit(wiring.Component):
         s_write = ((cls["matmul"] & emit[dm]) | (cls["reduce_lanes"] & emit[drl])
                    | (cls["reduce_rows"] & emit[drr])
                    | (~cls["matmul"] & ~cls["reduce_lanes"] & ~cls["reduce_rows"] & emit[dv]))
-        s_data = Mux(cls["matmul"], mm_row, Mux(cls["reduce_lanes"], rl_row,
-                                                  Mux(cls["reduce_rows"], red_acc, vec_row)))
+        rr_write = cls["reduce_rows"] & emit[drr]
+        s_data = mm_row | rl_row | vec_row | (red_acc & rr_write.replicate(width))
         with m.If(self.go):
             m.d.sync += w_row.eq(base["w"][0])
         with m.Elif(s_write):
@@ -448,13 +466,13 @@ class ComputeUnit(wiring.Component):
         t_write, t_wrow, t_wmem, t_data, t_busy, t_reads = self._transposer(
             m, self.go & is_transpose, mv, held, L.join(a1))
         d_write, d_row, d_mem, d_data, d_busy, d_reads = self._divider(
-            m, self.go & is_div, bi, held)
+            m, self.go & is_div, bi, held, a1, b1)
 
         m.d.comb += [self.wr.en.eq(s_write | t_write | d_write),
                      self.wr.row.eq(Mux(t_write, t_wrow[0:ROW_BITS],
                                         Mux(d_write, d_row[0:ROW_BITS], w_row[0:ROW_BITS]))),
                      self.wr.mem.eq(Mux(t_write, t_wmem, Mux(d_write, d_mem, w_mem))),
-                     self.wr.data.eq(Mux(t_write, t_data, Mux(d_write, d_data, s_data)))]
+                     self.wr.data.eq(t_data | d_data | s_data)]
         # Rows in flight up to their write (a row's flag moves on past its tap, harmlessly).
         pending = Mux(cls["matmul"], emit[0:dm + 1].any(),
                       Mux(cls["reduce_lanes"], emit[0:drl + 1].any(),
@@ -564,18 +582,21 @@ class ComputeUnit(wiring.Component):
             m.d.sync += [out_row.eq(w_base + s4_j), out_data.eq(L.join(line))]
             with m.If(s4_j == n - 1):
                 m.d.sync += w_base.eq(w_base + hm["dstride"])
+        with m.Else():
+            m.d.sync += out_data.eq(0)  # zeros unless written (the write port ORs the rows)
         busy = running | s1["valid"] | s2["valid"] | s3_valid | s4_valid | out_valid
         return out_valid, out_row, _mem(hm["dst"]), out_data, busy, later
 
-    def _divider(self, m: Module, start, bi: dict, held):
+    def _divider(self, m: Module, start, bi: dict, held, a1: list[Value], b1: list[Value]):
         """int32 BINARY DIV: one restoring divider per lane, one quotient bit per clock.
 
-        Three registers per lane: operands (|a|, |b|, signs) fetched while the previous row
-        divides, the divider itself (its first step taken straight from the operands as it
-        loads them) and the signed result, written the clock after. A row every DIV_STEPS
-        clocks: `count * DIV_STEPS + 4` (read, operands, the steps, sign, write), the table's
-        formula. n fully pipelined dividers would meet `count + 2` but cost n * DIV_STEPS
-        stages of ~100 flip-flops and a 33-bit subtractor each (rtl/README.md, Timing).
+        Three registers per lane: operands (the vector lanes' operand registers, fetched
+        while the previous row divides), the divider itself (loading |a| and |b| and taking
+        its first step straight from them) and the signed result, written the clock after.
+        A row every DIV_STEPS clocks: `count * DIV_STEPS + 4` (read, operands, the steps,
+        sign, write), the table's formula. n fully pipelined dividers would meet
+        `count + 2` but cost n * DIV_STEPS stages of ~100 flip-flops and a 33-bit
+        subtractor each (rtl/README.md, Timing).
         """
         n = self.cfg.n
         hb = _fields(held, Op.BINARY)
@@ -590,23 +611,17 @@ class ComputeUnit(wiring.Component):
         f = Mux(start, Cat(bi["step1"], bi["step2"], bi["imm_mode"]),
                 Cat(hb["step1"], hb["step2"], hb["imm_mode"]))
 
-        # Operand registers, loaded the clock after a fetch.
+        # The operands are the vector lanes' operand registers (`a1`, `b1`: BINARY's
+        # immediate already chosen into b1), loaded the clock after a fetch and left alone
+        # until the next fetch's rows arrive, which is after the dividers take them.
         arriving = Signal(name="div_arriving")
         opd_full = Signal(name="div_opd_full")
-        opd_q = [Signal(32, name=f"div_oq{i}") for i in range(n)]
-        opd_d = [Signal(32, name=f"div_od{i}") for i in range(n)]
-        opd_neg = [Signal(name=f"div_oneg{i}") for i in range(n)]
-        opd_zero = [Signal(name=f"div_ozero{i}") for i in range(n)]
         m.d.sync += arriving.eq(fetch)
-        a_lanes = L.split(self.rd_a.data, n)
-        b_lanes = [Mux(hb["imm_mode"], hb["imm"].as_signed(), y)
-                   for y in L.split(self.rd_b.data, n)]
-        with m.If(arriving):
-            for i in range(n):
-                a, b = a_lanes[i], b_lanes[i]
-                m.d.sync += [opd_q[i].eq(Mux(a < 0, -a, a)[0:32]),
-                             opd_d[i].eq(Mux(b < 0, -b, b)[0:32]),
-                             opd_neg[i].eq((a < 0) ^ (b < 0)), opd_zero[i].eq(b == 0)]
+        a1, b1 = ([x[0:32].as_signed() for x in xs] for xs in (a1, b1))
+        opd_q = [Mux(a < 0, -a, a)[0:32] for a in a1]
+        opd_d = [Mux(b < 0, -b, b)[0:32] for b in b1]
+        opd_neg = [(a < 0) ^ (b < 0) for a, b in zip(a1, b1, strict=True)]
+        opd_zero = [b == 0 for b in b1]
 
         # The dividers: `steps` quotient bits done; DIV_STEPS means a result is waiting.
         steps = Signal(range(DIV_STEPS + 1), name="div_steps")
@@ -666,6 +681,8 @@ class ComputeUnit(wiring.Component):
         with m.If(finished):
             lanes = [Mux(zero[i], 0, Mux(neg[i], -quo[i], quo[i])) for i in range(n)]
             m.d.sync += [out_data.eq(L.join(lanes)), out_row.eq(out_row + 1)]
+        with m.Else():
+            m.d.sync += out_data.eq(0)  # zeros unless written (the write port ORs the rows)
         # Registered state only: `fetch` follows `start`, which the core derives from `idle`.
         busy = arriving | opd_full | dividing | out_valid | (left != 0)
         return out_valid, out_row, _mem(hb["dst"]), out_data, busy, later

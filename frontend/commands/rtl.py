@@ -51,8 +51,9 @@ def register(subparsers: argparse._SubParsersAction, common: argparse.ArgumentPa
     synth.add_argument("--seed", type=int, metavar="N",
                        help="nextpnr's placement seed (the Fmax of one design varies with it)")
     synth.add_argument("--no-pnr", dest="place", action="store_false",
-                       help="yosys only: the cell counts against the device's LUTs, no Fmax "
-                            "(minutes, where place and route takes the better part of an hour)")
+                       help="yosys and nextpnr's packing only: the cell counts against the "
+                            "device's, no Fmax (minutes, where place and route takes the "
+                            "better part of an hour)")
     synth.add_argument("--workdir", type=Path,
                        help="keep the tool files here (nextpnr.log holds the critical path)")
     synth.add_argument("--unit", metavar="NAME",

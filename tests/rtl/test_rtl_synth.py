@@ -54,13 +54,43 @@ def test_yosys_only_counts_cells_against_the_device(capsys):
     assert 0 < figures["luts"] < figures["device_luts"] == 83_640 and figures["fits"] is True
 
 
-def test_a_design_past_the_device_stops_before_place_and_route(tmp_path, monkeypatch):
-    from rtl import synth
+class XorBank(wiring.Component):
+    """Registers of a ^ b ^ c, wide enough to need more logic cells than an iCE40 UP5K has."""
 
-    monkeypatch.setitem(synth.TARGETS["ice40"], "lut_sites", 3)
-    with pytest.raises(SynthError, match=r"needs \d+ LUT sites and the ice40 device has 3"):
-        synthesize_design(MacCounter(), "ice40", tmp_path)
-    assert not (tmp_path / "nextpnr.log").exists()
+    def __init__(self, words: int):
+        self.words = words
+        super().__init__({"a": In(8), "y": Out(8)})
+
+    def elaborate(self, platform):
+        m = Module()
+        regs = [Signal(32, name=f"r{i}") for i in range(self.words)]
+        for i, r in enumerate(regs):
+            m.d.sync += r.eq(regs[i - 1] ^ regs[i - 2].rotate_left(3) ^ regs[i - 3] ^ self.a)
+        m.d.comb += self.y.eq(regs[-1][0:8])
+        return m
+
+
+def test_a_design_past_the_device_stops_before_place_and_route(tmp_path):
+    """Packing tells the design needs more logic cells than the device has: one clear
+    error, with the counts, and no placement attempted."""
+    with pytest.raises(SynthError, match=r"needs [\d,]+ logic cells and the ice40 device "
+                                         r"has 5,280; --no-pnr"):
+        synthesize_design(XorBank(200), "ice40", tmp_path)
+    assert (tmp_path / "pack.log").exists() and not (tmp_path / "nextpnr.log").exists()
+
+
+def test_packed_logic_cells_count_what_carry_chains_cost(tmp_path):
+    """nextpnr packs a carry chain into more logic cells than yosys's LUT sites: the
+    report's `luts` are the packed cells, which is what must fit."""
+    from rtl.synth import packed_logic
+
+    report = synthesize_design(MacCounter(), "ecp5", tmp_path, place=False)
+    pack = json.loads((tmp_path / "pack.json").read_text())
+    assert packed_logic(pack, "ecp5") == (report.luts, report.device_luts)
+    stat = count_cells(json.loads((tmp_path / "stat.json").read_text()), "ecp5")
+    assert report.luts > stat["luts"] > 0 and report.device_luts == 83_640
+    with pytest.raises(SynthError, match="no TRELLIS_COMB"):
+        packed_logic({"utilization": {}}, "ecp5")
 
 
 def test_report_parsing():
