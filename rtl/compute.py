@@ -380,13 +380,17 @@ class ComputeUnit(wiring.Component):
                           Mux(is_[Op.TERNARY], lane_code(te["fn"], L.TERNARY_LANE_FN),
                               int(L.LaneFn.PASS))))
         is_mulacc = is_[Op.TERNARY] & (te["fn"] == TernaryFn.MULACC)
+        shift = decoded("ctl_shift",
+                        is_[Op.BINARY] & Cat(*[bi["fn"] == fn for fn in L.SHIFT_FNS]).any())
+        shift_left = decoded("ctl_shift_left", bi["fn"] == BinaryFn.SHL)
         ctl = L.LaneControl(
             fn=decoded("ctl_fn", lane_fn, L.LANE_FN_BITS),
             product=decoded("ctl_product", (is_[Op.BINARY] & (bi["fn"] == BinaryFn.MUL))
                             | is_mulacc),
             mulacc=decoded("ctl_mulacc", is_mulacc),
             requant=decoded("ctl_requant", is_[Op.REQUANT]),
-            zp=h[Op.REQUANT]["zp"], lo=h[Op.REQUANT]["lo"], hi=h[Op.REQUANT]["hi"])
+            zp=h[Op.REQUANT]["zp"], lo=h[Op.REQUANT]["lo"], hi=h[Op.REQUANT]["hi"],
+            shift=shift)
         bcast = decoded("ctl_bcast", is_[Op.MOVE] & (mv["fn"] == MoveFn.BCAST))
         fill = decoded("ctl_fill", is_[Op.MOVE] & (mv["fn"] == MoveFn.FILL))
         imm_b = decoded("ctl_imm_b", is_[Op.BINARY] & bi["imm_mode"])
@@ -400,8 +404,13 @@ class ComputeUnit(wiring.Component):
         # Operand registers: BCAST's chosen lane, FILL's and BINARY's immediate put in here.
         chosen = Array(a)[imm[0:max(1, self.cfg.log2_n)]]
         a1 = [L.reg(m, Mux(bcast, chosen, Mux(fill, imm, x)), f"a1_{i}") for i, x in enumerate(a)]
-        b1 = [L.reg(m, Mux(imm_b, imm, y), f"b1_{i}") for i, y in enumerate(b)]
-        c1 = [L.reg(m, z, f"c1_{i}") for i, z in enumerate(c)]
+        # SHL and SHR: b the multiplier and c the window's start (`L.shift_operands`).
+        b_in = [Mux(imm_b, imm, y) for y in b]
+        shifts = [L.shift_operands(shift_left, x) for x in b_in]
+        b1 = [L.reg(m, Mux(shift, mult, x), f"b1_{i}")
+              for i, (x, (mult, _)) in enumerate(zip(b_in, shifts, strict=True))]
+        c1 = [L.reg(m, Mux(shift, Cat(start, z[6:]), z), f"c1_{i}")
+              for i, (z, (_, start)) in enumerate(zip(c, shifts, strict=True))]
         v1 = L.reg(m, p1_valid, "v1")
         first1 = L.reg(m, p1_first, "first1")
 

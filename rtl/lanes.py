@@ -9,7 +9,7 @@ operands that arrive in one clock and giving its result a fixed number of clocks
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import IntEnum
 
 from amaranth.hdl import Cat, Const, Module, Mux, Signal, Value
@@ -169,8 +169,6 @@ class LaneFn(IntEnum):
     AND = 7
     OR = 8
     XOR = 9
-    SHL = 10
-    SHR = 11
     WHERE = 12
     MAX = 16
     MIN = 17
@@ -184,8 +182,9 @@ UNARY_LANE_FN = {UnaryFn.NEG: LaneFn.NEG, UnaryFn.ABS: LaneFn.ABS, UnaryFn.RELU:
 BINARY_LANE_FN = {BinaryFn.ADD: LaneFn.ADD, BinaryFn.SUB: LaneFn.SUB, BinaryFn.MAX: LaneFn.MAX,
                   BinaryFn.MIN: LaneFn.MIN, BinaryFn.CMPLT: LaneFn.CMPLT,
                   BinaryFn.CMPEQ: LaneFn.CMPEQ, BinaryFn.AND: LaneFn.AND,
-                  BinaryFn.OR: LaneFn.OR, BinaryFn.XOR: LaneFn.XOR, BinaryFn.SHL: LaneFn.SHL,
-                  BinaryFn.SHR: LaneFn.SHR}
+                  BinaryFn.OR: LaneFn.OR, BinaryFn.XOR: LaneFn.XOR}
+# SHL and SHR take the product and REQUANT's shift window (`shift_operands`), not a LaneFn.
+SHIFT_FNS = (BinaryFn.SHL, BinaryFn.SHR)
 TERNARY_LANE_FN = {TernaryFn.WHERE: LaneFn.WHERE}
 
 
@@ -201,6 +200,19 @@ class LaneControl:
     zp: Value
     lo: Value
     hi: Value
+    shift: Value = field(default_factory=lambda: Const(0))  # SHL/SHR: see `shift_operands`
+
+
+def shift_operands(left: Value, amount: Value) -> tuple[Value, Value]:
+    """The b and c a vector lane takes for SHL (`left`) or SHR of a by `amount` (its low
+    five bits): b the multiplier, c where REQUANT's shift window starts. SHL is the
+    window of a * 2^30 at 31 - s, SHR the window of a at s + 1 (the window reads the
+    product with a zero below it, REQUANT's rounding bit). Constants in b, so the DSPs'
+    operand path gains no logic; the window replaces a 32-bit barrel shifter a lane."""
+    s = amount[0:5]
+    mult = Mux(left, Const(1 << 30, LANE), Const(1, LANE))
+    start = Mux(left, Const(31, 6) - s, s + 1)[0:6]
+    return mult, start
 
 
 VECTOR_STAGES = 4  # after the operand registers: products, 64-bit sum, shift window, clamp
@@ -221,19 +233,16 @@ def _first_stage_controls(fn: Value) -> dict[str, Value]:
         "zero": fn[4],  # the compare codes: the second stage fills them in
         "sub": code[LaneFn.SUB], "add_sub": code[LaneFn.ADD] | code[LaneFn.SUB],
         "logic0": code[LaneFn.OR] | code[LaneFn.NOT], "logic1": code[LaneFn.XOR] | code[LaneFn.NOT],
-        "left": code[LaneFn.SHL],
-        "group0": (code[LaneFn.AND] | code[LaneFn.OR] | code[LaneFn.XOR] | code[LaneFn.NOT]
-                   | code[LaneFn.WHERE]),
-        "group1": code[LaneFn.SHL] | code[LaneFn.SHR] | code[LaneFn.WHERE],
+        "logic": code[LaneFn.AND] | code[LaneFn.OR] | code[LaneFn.XOR] | code[LaneFn.NOT],
+        "where": code[LaneFn.WHERE],
     }
 
 
 def _first_stage(k: dict[str, Value], a: Value, b: Value, c: Value) -> Value:
-    """LaneFn codes below 16 (the compare-free functions), from four shared circuits: one
+    """LaneFn codes below 16 (the compare-free functions), from three shared circuits: one
     adder (PASS, NEG, ABS, RELU, ADD, SUB; zero for the compare codes, which the second
-    stage fills in), one bitwise LUT per bit (AND, OR, XOR, NOT), one right shifter that
-    shifts left on the bit-reversed operand, and WHERE's choice. `k`: the decoded controls
-    (`_first_stage_controls`)."""
+    stage fills in), one bitwise LUT per bit (AND, OR, XOR, NOT) and WHERE's choice. `k`:
+    the decoded controls (`_first_stage_controls`)."""
     negative = a[31]
     # Adder: X + Y + cin, with X = a or 0 and Y = 0, ~a, b or ~b.
     negate = k["neg"] | (k["abs"] & negative)
@@ -242,14 +251,8 @@ def _first_stage(k: dict[str, Value], a: Value, b: Value, c: Value) -> Value:
     total = (x + y + (negate | k["sub"]))[0:LANE]
     # Bitwise: one LUT per bit of (a, b, two code bits).
     logic = select(Cat(k["logic0"], k["logic1"]), {0: a & b, 1: a | b, 2: a ^ b, 3: ~a}, a)
-    # Shifts: SHL(a, s) = reverse(reverse(a) >> s) with zeros shifted in; SHR fills a's sign.
-    left = k["left"]
-    shiftee = Cat(Mux(left, _reverse(a[0:LANE]), a[0:LANE]), negative & ~left).as_signed()
-    right = (shiftee >> b[0:5])[0:LANE]
-    shifted = Mux(left, _reverse(right), right)
     where = Mux(a.any(), b, c)
-    return select(Cat(k["group0"], k["group1"]),
-                  {0: total, 1: logic, 2: shifted, 3: where}, total)[0:LANE]
+    return Mux(k["where"], where, Mux(k["logic"], logic, total))[0:LANE]
 
 
 def _second_stage(fn: Value, first: Value, a: Value, b: Value, lt: Value, eq: Value) -> Value:
@@ -340,7 +343,8 @@ def vector_lane(m: Module, ctl: LaneControl, a: Value, b: Value, c: Value,
        kept carry chains (carry-save levels over 64 bits took 95 more LUTs a lane, at
        the same Fmax); MAX, MIN, CMPLT, CMPEQ from the compare
     3. REQUANT: bits s-1 .. s+11 of the product (the rounding bit and p >> s) and whether
-       p >> s leaves 12 bits; MUL, MULACC: the low 32 bits (+ c)
+       p >> s leaves 12 bits, from a 32-bit window of the product that also gives SHL and
+       SHR (`shift_operands`); MUL, MULACC: the low 32 bits (+ c)
     4. REQUANT: + rounding bit + zero point, clamped to lo..hi; the op's result
     """
     a, b, c = a.as_signed(), b.as_signed(), c.as_signed()
@@ -376,18 +380,18 @@ def vector_lane(m: Module, ctl: LaneControl, a: Value, b: Value, c: Value,
     # Stage 3: (p<<1) >> s gives the rounding bit (bit s-1 of p; 0 when s = 0) and p >> s;
     # p >> s is below -2^11 or at least 2^11 exactly when p's bits from s + 11 up are not all
     # its sign.
-    window = shift_window(Cat(Const(0, 1), p2).as_signed(), sh2, _SAT + 1)
+    window = shift_window(Cat(Const(0, 1), p2).as_signed(), sh2, LANE)
     win3 = reg(m, window, f"{name}_win3")
     big3 = reg(m, ~p2[63] & (p2 & mask2).any(), f"{name}_big3")
     small3 = reg(m, p2[63] & ~(p2 | ~mask2).all(), f"{name}_small3")
     low = (p2[0:32] + Mux(ctl.mulacc, c2, 0))[0:32]
     other3 = reg(m, Mux(ctl.product, low, s2), f"{name}_other3")
     # Stage 4: y = min(max(q + zp, lo), hi) with q = v + r; q < lo - zp is v < k_lo - r.
-    v, r = win3[1:].as_signed(), win3[0]
+    v, r = win3[1:_SAT + 1].as_signed(), win3[0]
     below = small3 | Mux(r, v < k_lo1, v < k_lo)
     above = big3 | lo_above_hi | (~small3 & Mux(r, v >= k_hi, v > k_hi))
     y = Mux(above, hi, Mux(below, lo, v + r + zp))
-    return reg(m, Mux(ctl.requant, y, other3)[0:LANE], f"{name}_y")
+    return reg(m, Mux(ctl.requant, y, Mux(ctl.shift, win3, other3))[0:LANE], f"{name}_y")
 
 
 LANE_DSPS = 3  # 18x18 multipliers a vector lane takes (ll, hh and the Karatsuba middle)

@@ -53,7 +53,7 @@ class UnitPins(wiring.Component):
 
 def _control(**given) -> L.LaneControl:
     fields = {"fn": L.LANE_FN_BITS, "product": 1, "mulacc": 1, "requant": 1, "zp": 9, "lo": 9,
-              "hi": 9}
+              "hi": 9, "shift": 1}
     values = {}
     for name, bits in fields.items():
         values[name] = given.get(name, Signal(bits, name=f"ctl_{name}"))
@@ -73,7 +73,7 @@ class RequantLane(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         ctl = _control(fn=Const(0, L.LANE_FN_BITS), product=Const(0), mulacc=Const(0),
-                       requant=Const(1), zp=self.zp, lo=self.lo, hi=self.hi)
+                       requant=Const(1), zp=self.zp, lo=self.lo, hi=self.hi, shift=Const(0))
         m.d.comb += self.y.eq(L.vector_lane(m, ctl, self.x, self.mult, self.shift))
         return m
 
@@ -85,12 +85,12 @@ class VectorLane(wiring.Component):
     def __init__(self, cfg: ChipConfig):
         super().__init__({"fn": In(L.LANE_FN_BITS), "product": In(1), "mulacc": In(1),
                           "requant": In(1), "zp": In(9), "lo": In(9), "hi": In(9),
-                          "a": In(32), "b": In(32), "c": In(32), "y": Out(32)})
+                          "shift": In(1), "a": In(32), "b": In(32), "c": In(32), "y": Out(32)})
 
     def elaborate(self, platform):
         m = Module()
         ctl = _control(**{name: getattr(self, name) for name in (
-            "fn", "product", "mulacc", "requant", "zp", "lo", "hi")})
+            "fn", "product", "mulacc", "requant", "zp", "lo", "hi", "shift")})
         m.d.comb += self.y.eq(L.vector_lane(m, ctl, self.a, self.b, self.c))
         return m
 

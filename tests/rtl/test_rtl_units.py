@@ -9,7 +9,7 @@ functions).
 from __future__ import annotations
 
 import numpy as np
-from amaranth.hdl import Module, Signal
+from amaranth.hdl import Cat, Module, Mux, Signal
 from amaranth.sim import Simulator
 
 from isa.config import PRESETS
@@ -174,30 +174,40 @@ def _lane_reference(code: L.LaneFn, a, b, c):
 
 def test_pipelined_vector_lane_matches_numpy():
     """`vector_lane` with a new operand triple every clock, for every lane function, the
-    product paths and REQUANT (c the shift): each result appears VECTOR_STAGES clocks
-    after its operands."""
+    product paths, REQUANT (c the shift) and SHL/SHR (b the amount, turned into the lane's
+    operands by `shift_operands`, as the compute unit does): each result appears
+    VECTOR_STAGES clocks after its operands."""
     m = Module()
     a, b, c, y = Signal(32), Signal(32), Signal(32), Signal(32)
     fn, product, mulacc, rq = Signal(L.LANE_FN_BITS), Signal(), Signal(), Signal()
+    shift, left = Signal(), Signal()
     zp, lo, hi = (Signal(range(-256, 256)) for _ in range(3))
-    ctl = L.LaneControl(fn=fn, product=product, mulacc=mulacc, requant=rq, zp=zp, lo=lo, hi=hi)
-    m.d.comb += y.eq(L.vector_lane(m, ctl, a, b, c))
-    modes = ([(code, 0, 0, 0) for code in L.LaneFn]
-             + [(L.LaneFn.PASS, 1, 0, 0), (L.LaneFn.PASS, 1, 1, 0)]
-             + [(L.LaneFn.PASS, 0, 0, 1)] * 8)
+    ctl = L.LaneControl(fn=fn, product=product, mulacc=mulacc, requant=rq, zp=zp, lo=lo, hi=hi,
+                        shift=shift)
+    mult, start = L.shift_operands(left, b)
+    m.d.comb += y.eq(L.vector_lane(m, ctl, a, Mux(shift, mult, b),
+                                   Mux(shift, Cat(start, c[6:]), c)))
+    modes = ([(code, 0, 0, 0, None) for code in L.LaneFn]
+             + [(L.LaneFn.PASS, 1, 0, 0, None), (L.LaneFn.PASS, 1, 1, 0, None)]
+             + [(L.LaneFn.PASS, 0, 0, 1, None)] * 8
+             + [(L.LaneFn.PASS, 0, 0, 0, fn) for fn in L.SHIFT_FNS] * 2)
 
     async def bench(ctx):
-        for code, prod, acc, requant in modes:
+        for code, prod, acc, requant, shift_fn in modes:
             lov = int(RNG.integers(-256, 1))
             zpv, hiv = int(RNG.integers(-256, 256)), int(RNG.integers(lov, 256))
             for sig, v in ((fn, int(code)), (product, prod), (mulacc, acc), (rq, requant),
-                           (zp, zpv), (lo, lov), (hi, hiv)):
+                           (zp, zpv), (lo, lov), (hi, hiv), (shift, shift_fn is not None),
+                           (left, shift_fn == BinaryFn.SHL)):
                 ctx.set(sig, v)
             await ctx.tick()  # the lane's controls are set a clock before its operands
             pool = np.concatenate([EDGE, RNG.integers(-2**31, 2**31, 60)])
             xs = [RNG.choice(pool, 80).astype(np.int32) for _ in range(3)]
             with np.errstate(all="ignore"):
-                if requant:
+                if shift_fn is not None:  # every amount 0..31, and more bits above them
+                    xs[1] = (np.arange(80) % 32 + (RNG.integers(0, 2, 80) << 7)).astype(np.int32)
+                    want = S._BINARY_I[shift_fn](xs[0], xs[1]).astype(np.int32)
+                elif requant:
                     xs[2] = RNG.choice(SHIFTS, 80).astype(np.int32)
                     want = np.array([_requant_reference(int(x), int(w), int(sv), zpv, lov, hiv)
                                      for x, w, sv in zip(*xs, strict=True)])
@@ -212,7 +222,7 @@ def test_pipelined_vector_lane_matches_numpy():
                 done = i + 1 - L.VECTOR_STAGES
                 if 0 <= done < len(want):
                     assert ctx.get(y) == int(want[done]) & 0xFFFFFFFF, \
-                        (code.name, prod, acc, requant, [int(x[done]) for x in xs])
+                        (code.name, prod, acc, requant, shift_fn, [int(x[done]) for x in xs])
 
     sim = Simulator(m)
     sim.add_clock(1e-8)
