@@ -147,6 +147,18 @@ def kept(m: Module, value: Value, name: str) -> Signal:
     return sig
 
 
+def pick(m: Module, choices: list[tuple[Value, Value]], name: str, width: int = LANE) -> Value:
+    """The value whose select is set (at most one is), as an OR of ANDs: the selects are
+    worked out once, as kept wires, so each bit's LUT4 takes two (value, select) pairs; a
+    multiplexer tree making the same choice puts every control signal in every bit's LUTs
+    (REDUCE's last stage: about four LUTs a bit, not two)."""
+    out = Const(0, width)
+    for k, (value, sel) in enumerate(choices):
+        bit = kept(m, sel, f"{name}_sel{k}")
+        out = out | (_extend(value, width) & bit.replicate(width))
+    return out
+
+
 def delay(m: Module, value: Value, clocks: int, name: str) -> Value:
     for i in range(clocks):
         value = reg(m, value, f"{name}_d{i}")
@@ -255,14 +267,15 @@ def _first_stage(k: dict[str, Value], a: Value, b: Value, c: Value) -> Value:
     return Mux(k["where"], where, Mux(k["logic"], logic, total))[0:LANE]
 
 
-def _second_stage(fn: Value, first: Value, a: Value, b: Value, lt: Value, eq: Value) -> Value:
+def _second_stage(m: Module, fn: Value, first: Value, a: Value, b: Value, lt: Value,
+                  eq: Value, name: str) -> Value:
     """LaneFn codes from 16 up, from the registered compare; `first` otherwise."""
-    return Mux(fn[4], select(fn[0:2], {
-        LaneFn.MAX - 16: Mux(lt, b, a),
-        LaneFn.MIN - 16: Mux(lt | eq, a, b),
-        LaneFn.CMPLT - 16: lt,
-        LaneFn.CMPEQ - 16: eq,
-    }, a), first)[0:LANE]
+    code = {f: fn[4] & (fn[0:2] == f - 16) for f in (LaneFn.MAX, LaneFn.MIN, LaneFn.CMPLT,
+                                                      LaneFn.CMPEQ)}
+    take_b = (code[LaneFn.MAX] & lt) | (code[LaneFn.MIN] & ~(lt | eq))
+    take_a = (code[LaneFn.MAX] & ~lt) | (code[LaneFn.MIN] & (lt | eq))
+    flag = (code[LaneFn.CMPLT] & lt) | (code[LaneFn.CMPEQ] & eq)
+    return pick(m, [(first, ~fn[4]), (a, take_a), (b, take_b), (Const(1, 1), flag)], name)
 
 
 def _extend(v: Value, width: int) -> Value:
@@ -374,8 +387,8 @@ def vector_lane(m: Module, ctl: LaneControl, a: Value, b: Value, c: Value,
     p2 = reg(m, p, f"{name}_p2")
     mask2 = reg(m, _thermometer(sh1, _SAT - 1, 64), f"{name}_mask2")
     sh2 = reg(m, sh1, f"{name}_sh2")
-    s2 = reg(m, _second_stage(ctl.fn, f1, a1.as_signed(), b1.as_signed(), lt1, eq1),
-             f"{name}_s2")
+    s2 = reg(m, _second_stage(m, ctl.fn, f1, a1.as_signed(), b1.as_signed(), lt1, eq1,
+                              f"{name}_ss"), f"{name}_s2")
     c2 = reg(m, c1, f"{name}_c2")
     # Stage 3: (p<<1) >> s gives the rounding bit (bit s-1 of p; 0 when s = 0) and p >> s;
     # p >> s is below -2^11 or at least 2^11 exactly when p's bits from s + 11 up are not all
@@ -506,7 +519,11 @@ def lane_tree(m: Module, fn: Value, lanes: list[Value], old: list[Value], acc: V
         lt = reg(m, kept(m, o < total, f"{name}_olt{j}"), f"{name}_lt{j}")
         add = reg(m, kept(m, (o + total)[0:LANE], f"{name}_osum{j}"), f"{name}_sum{j}")
         o2 = reg(m, o, f"{name}_o{j}")
-        both = select(fn, {ReduceFn.SUM: add, ReduceFn.MAX: Mux(lt, total2, o2),
-                           ReduceFn.MIN: Mux(lt, o2, total2)}, o2)
-        out.append(reg(m, Mux(acc, both, total2)[0:LANE], f"{name}_y{j}"))
+        # combine(fn, old, total) when accumulating, else the total.
+        is_max, is_min = fn == ReduceFn.MAX, fn == ReduceFn.MIN
+        take_total = ~acc | (is_max & lt) | (is_min & ~lt)
+        take_sum = acc & (fn == ReduceFn.SUM)
+        take_old = acc & ~take_sum & ~(is_max & lt) & ~(is_min & ~lt)
+        out.append(reg(m, pick(m, [(add, take_sum), (total2, take_total), (o2, take_old)],
+                               f"{name}_pick{j}"), f"{name}_y{j}"))
     return out

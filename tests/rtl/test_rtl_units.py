@@ -271,6 +271,51 @@ def test_dot_columns_of_dsp_and_lut_products_match_numpy():
     sim.run()
 
 
+def test_lane_tree_matches_numpy():
+    """REDUCE over the lanes (`lane_tree`): a row every clock, its lanes combined and then,
+    when accumulating, combined with each lane of the old row; lane_tree_stages(n) clocks
+    after its operands, for every function, with and without accumulation."""
+    n = 8
+    m = Module()
+    fn, acc = Signal(2), Signal()
+    row, old = Signal(32 * n), Signal(32 * n)
+    out = L.join(L.lane_tree(m, fn, L.split(row, n), L.split(old, n), acc))
+    depth = L.lane_tree_stages(n)
+
+    async def bench(ctx):
+        for f in ReduceFn:
+            for a in (0, 1):
+                ctx.set(fn, int(f))
+                ctx.set(acc, a)
+                pool = np.concatenate([EDGE, RNG.integers(-2**31, 2**31, 40)])
+                cases = [tuple(RNG.choice(pool, n).astype(np.int32) for _ in range(2))
+                         for _ in range(30)]
+                for i in range(len(cases) + depth):
+                    if i < len(cases):
+                        ctx.set(row, sum((int(x) & 0xFFFFFFFF) << (32 * k)
+                                         for k, x in enumerate(cases[i][0])))
+                        ctx.set(old, sum((int(x) & 0xFFFFFFFF) << (32 * k)
+                                         for k, x in enumerate(cases[i][1])))
+                    await ctx.tick()
+                    done = i + 1 - depth
+                    if 0 <= done < len(cases):
+                        xs, olds = cases[done]
+                        with np.errstate(all="ignore"):
+                            total = xs[0]
+                            for x in xs[1:]:
+                                total = S._combine(total, x, f, False)
+                            want = [S._combine(o, total, f, False) if a else total
+                                    for o in olds]
+                        got = ctx.get(out)
+                        assert [(got >> (32 * k)) & 0xFFFFFFFF for k in range(n)] == \
+                            [int(w) & 0xFFFFFFFF for w in want], (f.name, a, done)
+
+    sim = Simulator(m)
+    sim.add_clock(1e-8)
+    sim.add_testbench(bench)
+    sim.run()
+
+
 def test_queue_is_first_in_first_out_and_accepts_while_full_and_popping():
     q = InstructionQueue(16, 3)
 
