@@ -90,7 +90,16 @@ HOLDING_UNITS = (Unit.LOAD, Unit.STORE)
 _LOOP = BY_OPCODE[Op.LOOP]
 # LOOP's d_X field moves every field whose role is X.
 ROLE_DELTAS = {role: f"d_{role}" for role in ROLES}
-_OFF_BITS = 50
+
+
+def _offset_bits(role: str) -> int:
+    """Bits of a role's LOOP offset, signed: the role's delta times LOOP's count, summed over
+    every level (34 for the SRAM rows' 16-bit deltas, 50 for DRAM's 32-bit one)."""
+    bits = {f.name: f.bits for f in _LOOP.fields}
+    return bits["count"] + bits[ROLE_DELTAS[role]] + (LOOP_MAX_DEPTH - 1).bit_length()
+
+
+_OFF_BITS = max(_offset_bits(role) for role in ROLES)
 
 
 def _channel(src: Unit, dst: Unit) -> tuple[int, int]:
@@ -317,11 +326,14 @@ class Core(wiring.Component):
         # loop levels 0..i move it by together (a prefix sum), `back` what the active levels
         # do: registers, changed when a loop starts, jumps back or ends, so dispatch neither
         # sums the levels nor adds to check a range.
-        lp_pre = {role: Array(Signal(signed(_OFF_BITS), name=f"lp_pre_{role}{i}")
+        lp_pre = {role: Array(Signal(signed(_offset_bits(role)), name=f"lp_pre_{role}{i}")
                               for i in range(LOOP_MAX_DEPTH)) for role in ROLE_DELTAS}
         lp_delta = {role: Array(Signal(signed(32), name=f"lp_d_{role}{i}")
                                 for i in range(LOOP_MAX_DEPTH)) for role in ROLE_DELTAS}
-        back = {role: Signal(signed(_OFF_BITS), name=f"back_{role}") for role in ROLE_DELTAS}
+        back = {role: Signal(signed(_offset_bits(role)), name=f"back_{role}")
+                for role in ROLE_DELTAS}
+        wide = {role: Signal(signed(_OFF_BITS), name=f"back_{role}_wide") for role in ROLE_DELTAS}
+        m.d.comb += [wide[role].eq(back[role]) for role in ROLE_DELTAS]  # sign-extended
 
         m.d.comb += imem_r.addr.eq(pc_next)
         word = imem_r.data[0:INSN_BITS]
@@ -354,7 +366,7 @@ class Core(wiring.Component):
         dram_bad = Const(0)
         for i in range(SPAN_SLOTS):
             versus = Signal(signed(_OFF_BITS), name=f"span{i}_back")
-            m.d.comb += versus.eq(_any([back[role] & stored.span_role[i][r].replicate(_OFF_BITS)
+            m.d.comb += versus.eq(_any([wide[role] & stored.span_role[i][r].replicate(_OFF_BITS)
                                         for r, role in enumerate(ROLES)]))
             inside = (stored.span_low[i].as_signed() >= versus) & \
                 (stored.span_high[i].as_signed() <= versus)
