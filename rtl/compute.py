@@ -48,6 +48,7 @@ from isa.table import (
     Mem,
     MoveFn,
     Op,
+    ReduceFn,
     TernaryFn,
 )
 from rtl import lanes as L
@@ -450,16 +451,23 @@ class ComputeUnit(wiring.Component):
         rl_row = _last_stage(m, tree, self._pad(drl, L.lane_tree_stages(n), "reduce"), "rl",
                              cls["reduce_lanes"] & emit[drl - 1])
         # REDUCE over rows folds each operand row into one register, written after the last.
-        red_acc = Signal(width)
         self._pad(drr, 2, "reduce over rows")
-        prev = L.split(red_acc, n)
-        # One combine per lane: with the old row (acc=1) on the first row, the running row
-        # after it; the first row alone when not accumulating.
-        folded = [L.combine(red_fn, Mux(first1, old, p), x, m, f"rr{i}")
-                  for i, (old, p, x) in enumerate(zip(c1, prev, a1, strict=True))]
-        with m.If(v1 & cls["reduce_rows"]):
-            m.d.sync += red_acc.eq(L.join([Mux(first1 & ~acc, x, f)
-                                           for x, f in zip(a1, folded, strict=True)]))
+        red_lanes = [Signal(L.LANE, name=f"red_acc{i}") for i in range(n)]
+        red_acc = Cat(*red_lanes)
+        is_sum, is_min = red_fn == ReduceFn.SUM, red_fn == ReduceFn.MIN
+        start = first1 & ~acc  # the first row alone, when not accumulating
+        for i, (old, x) in enumerate(zip(c1, a1, strict=True)):
+            # One combine a lane: with the old row (acc=1) on the first row, the running row
+            # after it. Keeping the running row is the register's enable, not a choice.
+            run = Mux(first1, old, red_lanes[i].as_signed())
+            lt = L.kept(m, run < x, f"rr{i}_lt")
+            total = L.kept(m, (run + x)[0:L.LANE], f"rr{i}_sum")
+            take_x = start | (~is_sum & (lt ^ is_min))
+            take_sum = ~start & is_sum
+            take_old = ~take_x & ~is_sum & first1
+            with m.If(v1 & cls["reduce_rows"] & (take_x | take_sum | first1)):
+                m.d.sync += red_lanes[i].eq(L.pick(m, [(x, take_x), (total, take_sum),
+                                                       (old, take_old)], f"rr{i}_pick"))
 
         # The write: each datapath's row after its depth, to the next destination row.
         s_write = ((cls["matmul"] & emit[dm]) | (cls["reduce_lanes"] & emit[drl])

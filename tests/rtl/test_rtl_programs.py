@@ -279,3 +279,37 @@ def test_division_edge_cases_match_simulator():
     rtl = run_programs([program])[0]
     compare(program, rtl, reference(program))
     assert rtl.counters["hold_cycles"] == 0  # the dividers meet the table's DIV formula
+
+
+def test_reductions_match_simulator():
+    """REDUCE over rows and over lanes, every function, with and without the old row
+    (acc), on values that wrap: the fold's and the tree's choices, one instruction each."""
+    from isa.container import Segment
+    from isa.encoding import make
+    from isa.table import Axis, ReduceFn
+
+    rng = np.random.default_rng(5)
+    count = 4
+    edge = [0, 1, -1, 2**31 - 1, -2**31, 7, -7]
+    data = rng.choice(np.concatenate([edge, rng.integers(-2**31, 2**31, 40)]),
+                      (count + 30) * TINY.n).astype(np.int32)
+    code = [make("load", sram=0, dram=0, stride=16, rows=count + 30, cols=4, fmt=2,
+                 flags=("push_next",))]
+    dst = count
+    first = True
+    for axis in Axis:
+        for fn in ReduceFn:
+            for acc in (0, 1):
+                rows = count if axis == Axis.LANES else 1
+                code.append(make("reduce", dst=dst, src1=0, count=count, fn=int(fn),
+                                 axis=int(axis), dtype=0, acc=acc,
+                                 flags=("pop_prev",) if first else ()))
+                first = False
+                dst += rows
+    code[-1] = make("reduce", **{**code[-1].values, "flags": ("push_next",)})
+    code += [make("store", sram=count, dram=1024, stride=16, rows=dst - count, cols=4, fmt=2,
+                  flags=("pop_prev",)),
+             make("halt")]
+    program = Program(TINY, code, [Segment(0, data.tobytes())])
+    rtl = run_programs([program])[0]
+    compare(program, rtl, reference(program))
