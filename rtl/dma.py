@@ -15,6 +15,7 @@ from amaranth.lib.wiring import In, Out
 from isa.config import ChipConfig
 from isa.table import INSN_BITS, Fmt, Op, esize
 from rtl.fields import field_values
+from rtl.lanes import pick
 from rtl.ports import ROW_BITS, DramPort, ReadChannel, WriteChannel, len_bits
 
 _LOAD = Op.LOAD.value
@@ -83,13 +84,19 @@ class LoadUnit(wiring.Component):
         m.d.sync += [p1_row.eq(f["sram"][0:16] + cur_k), p1_mem.eq(f["sram"][16])]
         hf = dma_fields(held, _LOAD)
         data = self.dram.rd_data
+        wide, signed_ = hf["fmt"] == Fmt.X32, hf["fmt"] == Fmt.I8
         lanes = []
         for c in range(cfg.n):
+            # Zeros but in a row being written: the SRAM clear's zero rows go out through
+            # this unit's port (`SramArbiter`), and each bit is an OR of ANDs with
+            # selects made once a lane (`lanes.pick`).
+            on = p1_valid & (c < hf["cols"])
             byte = data[8 * c:8 * c + 8]
             word32 = data[32 * c:32 * c + 32]
-            value = Mux(hf["fmt"] == Fmt.X32, word32,
-                        Mux(hf["fmt"] == Fmt.I8, byte.as_signed(), byte))
-            lanes.append(Mux(c < hf["cols"], value, 0)[0:32])
+            low = pick(m, [(word32[0:8], on & wide), (byte, on & ~wide)], f"ld{c}_lo", 8)
+            high = pick(m, [(word32[8:32], on & wide), (byte[7].replicate(24), on & signed_)],
+                        f"ld{c}_hi", 24)
+            lanes.append(Cat(low, high))
         m.d.comb += [self.wr.en.eq(p1_valid), self.wr.row.eq(p1_row), self.wr.mem.eq(p1_mem),
                      self.wr.data.eq(Cat(*lanes))]
         m.d.comb += self.idle.eq(~seq.running & ~p1_valid)

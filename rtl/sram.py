@@ -74,8 +74,10 @@ class SramArbiter(wiring.Component):
     Each request has a fixed RAM port (`CHANNEL_PORT`); a port serves its requests of a
     cycle one per clock, reads first, so a cycle takes as many clocks as its busiest port
     has requests. `clear_en`/`clear_row` write a zero row into both SRAMs (the run's first
-    clocks, when no unit asks for anything). `ce` is the core's clock enable;
-    `stall_clocks` counts clocks with `ce` low while `count` is high.
+    clocks, when no unit asks for anything) through the last writer's port, whose data
+    must be zero while it does not write (the load unit's is), so no mask is needed.
+    `ce` is the core's clock enable; `stall_clocks` counts clocks with `ce` low while
+    `count` is high.
     """
 
     def __init__(self, cfg: ChipConfig, counter_bits: int = 48,
@@ -157,15 +159,14 @@ class SramArbiter(wiring.Component):
                                  rdata[lo:hi].eq(rd.data)]
                 lo = hi
             for j, (addr, ren, wen, wdata, rdata) in enumerate(ports):
-                clear = self.clear_en if j == CHANNEL_PORT[READS + WRITES - 1] else Const(0)
                 for i, (_en, mem_bit, row) in enumerate(reqs):
                     if CHANNEL_PORT[i] != j:
                         continue
                     with m.If(served[i] & (mem_bit == mem_id)):
                         m.d.comb += addr.eq(row)
                         m.d.comb += (ren if i < READS else wen).eq(1)
-                    if i >= READS:  # this port's one writer (zeros while clearing)
-                        m.d.comb += wdata.eq(self.wr[i - READS].data & ~clear.replicate(width))
+                    if i >= READS:  # this port's one writer (zeros while clearing: see above)
+                        m.d.comb += wdata.eq(self.wr[i - READS].data)
                 if j == CHANNEL_PORT[READS + WRITES - 1]:
                     with m.If(self.clear_en):
                         m.d.comb += [addr.eq(self.clear_row), wen.eq(self.clear_row < depth)]

@@ -316,6 +316,54 @@ def test_lane_tree_matches_numpy():
     sim.run()
 
 
+def test_load_unit_writes_zeros_but_in_the_rows_it_writes():
+    """The SRAM clear's zero rows go out through the load unit's port (`SramArbiter`), so
+    its write data is zero whenever it does not write, whatever DRAM returns; in a row it
+    writes, each format's lanes (up to `cols`) and zeros past them."""
+    from isa.encoding import make
+    from isa.table import Fmt
+    from rtl.dma import LoadUnit
+
+    unit = LoadUnit(TINY)
+    width = len(unit.dram.rd_data)
+
+    def lanes(raw: int, fmt: Fmt, cols: int) -> list[int]:
+        out = []
+        for c in range(TINY.n):
+            word, byte = (raw >> (32 * c)) & 0xFFFFFFFF, (raw >> (8 * c)) & 0xFF
+            value = word if fmt == Fmt.X32 else (byte - 256 * (byte >> 7) if fmt == Fmt.I8
+                                                 else byte)
+            out.append(value & 0xFFFFFFFF if c < cols else 0)
+        return out
+
+    async def bench(ctx):
+        for _ in range(5):  # idle: zeros
+            ctx.set(unit.dram.rd_data, int(RNG.integers(0, 2**63)) << (width - 63))
+            await ctx.tick()
+            assert ctx.get(unit.wr.en) == 0 and ctx.get(unit.wr.data) == 0
+        for fmt in Fmt:
+            for cols in (1, TINY.n - 1, TINY.n):
+                insn = make("load", sram=2, dram=0, stride=16, rows=2, cols=cols, fmt=int(fmt))
+                ctx.set(unit.insn, int.from_bytes(insn.encode(), "little"))
+                ctx.set(unit.go, 1)
+                for k in range(4):
+                    raw = sum(int(RNG.integers(0, 2**32)) << (32 * c) for c in range(TINY.n))
+                    ctx.set(unit.dram.rd_data, raw)
+                    await ctx.tick()
+                    ctx.set(unit.go, 0)
+                    got = ctx.get(unit.wr.data)
+                    if ctx.get(unit.wr.en):
+                        assert [(got >> (32 * c)) & 0xFFFFFFFF for c in range(TINY.n)] == \
+                            lanes(raw, fmt, cols), (fmt, cols, k)
+                    else:
+                        assert got == 0, (fmt, cols, k)
+
+    sim = Simulator(unit)
+    sim.add_clock(1e-8)
+    sim.add_testbench(bench)
+    sim.run()
+
+
 def test_queue_is_first_in_first_out_and_accepts_while_full_and_popping():
     q = InstructionQueue(16, 3)
 
