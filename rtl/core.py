@@ -67,6 +67,7 @@ from rtl.dma import LoadUnit, StoreUnit, store_go_reads
 from rtl.fields import (
     LATENCY_BITS,
     PREDECODED,
+    QUEUED_UNITS,
     ROLES,
     SPAN_SLOTS,
     Predecoder,
@@ -79,7 +80,7 @@ from rtl.sram import SramArbiter
 
 PC_BITS = 16
 COUNTER_BITS = 48
-UNITS = (Unit.LOAD, Unit.COMPUTE, Unit.STORE)
+UNITS = QUEUED_UNITS
 PERF_COUNTERS = ("cycles", "hold_cycles", "stall_clocks", "dispatched", "dispatch_stall",
                  "load_busy", "compute_busy", "store_busy",
                  "load_token_stall", "compute_token_stall", "store_token_stall", "overruns")
@@ -374,22 +375,11 @@ class Core(wiring.Component):
             sram_bad = sram_bad | (out & ~stored.span_dram[i])
             dram_bad = dram_bad | (out & stored.span_dram[i])
 
-        illegal = Signal()
+        # What the word is, predecoded (an unknown opcode is never legal).
+        illegal = ~stored.legal
         latency = stored.latency
-        target = Signal(2)  # Unit of a unit instruction
-        is_unit_insn = Signal()
-        with m.Switch(opcode):
-            for op in BY_OPCODE.values():
-                with m.Case(op.opcode):
-                    raw = fv[op.opcode]
-                    m.d.comb += is_unit_insn.eq(op.unit is not Unit.DISPATCH)
-                    if op.opcode == Op.SYNC:
-                        m.d.comb += target.eq(raw["unit"])
-                    elif op.unit is not Unit.DISPATCH:
-                        m.d.comb += target.eq(int(op.unit))
-                    m.d.comb += illegal.eq(~stored.legal)
-            with m.Default():
-                m.d.comb += illegal.eq(1)
+        target = {u: stored.unit[QUEUED_UNITS.index(u)] for u in UNITS}  # one-hot
+        is_unit_insn = stored.unit.any()
 
         # Next pc after a unit instruction at `pc`: loop back edges, innermost first.
         chain = Const(1)
@@ -436,7 +426,8 @@ class Core(wiring.Component):
         loop_bad = ((depth == LOOP_MAX_DEPTH) | (loop_end >= self.code_len) |
                     ((depth != 0) & (loop_end > top_end)))
         # Room in the target's queue, its occupancy counted after this cycle's starts.
-        room = Array((queues[u].level != cfg.queue_depth) | start[u] for u in UNITS)[target]
+        room = Cat(*[target[u] & ((queues[u].level != cfg.queue_depth) | start[u])
+                     for u in UNITS]).any()
         dispatch_stall = Signal()
         dispatched = Signal()
 
@@ -446,9 +437,9 @@ class Core(wiring.Component):
         with m.If(tick & ~halted):
             with m.If(pc >= self.code_len):
                 pass
-            with m.Elif(opcode == Op.HALT):
+            with m.Elif(stored.halt):
                 m.d.sync += halted.eq(1)
-            with m.Elif(opcode == Op.LOOP):
+            with m.Elif(stored.loop):
                 slot = depth[0:level_bits]
                 m.d.sync += [lp_start[slot].eq(pc + 1), lp_end[slot].eq(loop_end),
                              lp_count[slot].eq(lv["count"]), lp_iter[slot].eq(0),
@@ -469,7 +460,7 @@ class Core(wiring.Component):
             # The raw word's reads: LOOP offsets move rows, never a memory bit or a count.
             reads = reads_at_go[u](word) if u in reads_at_go else Cat()
             m.d.comb += [queues[u].w_data.eq(Cat(entry, reads)),
-                         queues[u].w_en.eq(dispatched & (target == int(u)))]
+                         queues[u].w_en.eq(dispatched & target[u])]
 
         # Faults ------------------------------------------------------------------------
         dispatching = tick & ~halted

@@ -276,8 +276,14 @@ SPAN_SLOTS = max(len(spans(op, field_values(Signal(INSN_BITS), op), ChipConfig()
 # Field roles, as LOOP's d_X fields name them (each moves the fields of role X).
 ROLES = tuple(f.name[2:] for f in BY_OPCODE[Op.LOOP].fields if f.name.startswith("d_"))
 # What the predecoder decides about a word, as the instruction memory keeps it beside it.
+# The units that take instructions, the bits of `unit` below.
+QUEUED_UNITS = (Unit.LOAD, Unit.COMPUTE, Unit.STORE)
 PREDECODED = data.StructLayout({
     "latency": LATENCY_BITS, "legal": 1, "sram_ok": 1, "span_on": SPAN_SLOTS,
+    # The unit whose queue the word goes to, one-hot (none: LOOP, HALT, an unknown opcode),
+    # and whether it is LOOP or HALT: what dispatch decides from, straight from flip-flops
+    # of the instruction memory, not from a decode of the opcode.
+    "unit": len(QUEUED_UNITS), "loop": 1, "halt": 1,
     # Each span's role, one-hot, and whether it is a DRAM range: dispatch picks its LOOP
     # offset and its fault without decoding the opcode again.
     "span_role": data.ArrayLayout(len(ROLES), SPAN_SLOTS), "span_dram": SPAN_SLOTS,
@@ -444,7 +450,11 @@ class Predecoder(wiring.Component):
         legal = legal & fn_dtype_legal(op, raw, supported)
         if op.unit is Unit.DISPATCH:
             legal = legal & (word[4:8] == 0)
+            sets += [out.loop.eq(op.opcode == Op.LOOP), out.halt.eq(op.opcode == Op.HALT)]
         else:
+            unit = [raw["unit"] == int(u) if op.opcode == Op.SYNC else Const(int(u == op.unit))
+                    for u in QUEUED_UNITS]
+            sets.append(out.unit.eq(Cat(*unit)))
             sets.append(out.latency.eq(latency_value(op, raw, self.cfg, mul)))
             if op.opcode == Op.SYNC:
                 for u in (Unit.LOAD, Unit.COMPUTE, Unit.STORE):
