@@ -74,6 +74,7 @@ from rtl.fields import (
     field_values,
     flag_bit,
 )
+from rtl.lanes import kept
 from rtl.ports import DramPort
 from rtl.queue import InstructionQueue
 from rtl.sram import SramArbiter
@@ -369,8 +370,12 @@ class Core(wiring.Component):
             versus = Signal(signed(_OFF_BITS), name=f"span{i}_back")
             m.d.comb += versus.eq(_any([wide[role] & stored.span_role[i][r].replicate(_OFF_BITS)
                                         for r, role in enumerate(ROLES)]))
-            inside = (stored.span_low[i].as_signed() >= versus) & \
-                (stored.span_high[i].as_signed() <= versus)
+            # Each side a kept subtraction whose sign is the compare: a carry chain, where
+            # ABC had built the high bits (an SRAM role's offset sign-extended) as a chain
+            # of LUTs behind the instruction memory.
+            below = kept(m, stored.span_low[i].as_signed() - versus, f"span{i}_below")
+            above = kept(m, versus - stored.span_high[i].as_signed(), f"span{i}_above")
+            inside = ~below[-1] & ~above[-1]
             out = stored.span_on[i] & ~inside
             sram_bad = sram_bad | (out & ~stored.span_dram[i])
             dram_bad = dram_bad | (out & stored.span_dram[i])
