@@ -313,7 +313,6 @@ class Core(wiring.Component):
         # Dispatcher ------------------------------------------------------------------------
         pc = Signal(PC_BITS)
         pc_next = Signal(PC_BITS)
-        m.d.comb += pc_next.eq(pc)
         m.d.sync += pc.eq(pc_next)
         halted = Signal()
         depth = Signal(range(LOOP_MAX_DEPTH + 1))
@@ -323,6 +322,7 @@ class Core(wiring.Component):
         lp_iter = Array(Signal(16, name=f"lp_iter{i}") for i in range(LOOP_MAX_DEPTH))
         # lp_iter[i] + 1 < lp_count[i], kept up to date as a flip-flop.
         lp_more = Array(Signal(name=f"lp_more{i}") for i in range(LOOP_MAX_DEPTH))
+        lp_more2 = Array(Signal(name=f"lp_more2_{i}") for i in range(LOOP_MAX_DEPTH))  # + 2 <
         # LOOP offsets per field role, negated (`back`: what a field of that role is moved
         # by, subtracted, the side of each range compare that changes). lp_pre[i] is what
         # loop levels 0..i move it by together (a prefix sum), `back` what the active levels
@@ -337,9 +337,20 @@ class Core(wiring.Component):
         wide = {role: Signal(signed(_OFF_BITS), name=f"back_{role}_wide") for role in ROLE_DELTAS}
         m.d.comb += [wide[role].eq(back[role]) for role in ROLE_DELTAS]  # sign-extended
 
-        m.d.comb += imem_r.addr.eq(pc_next)
-        word = imem_r.data[0:INSN_BITS]
-        stored = PREDECODED(imem_r.data[INSN_BITS:])
+        # The fetch runs a word ahead: `cur` holds the word at pc (flip-flops, so dispatch
+        # starts from them, not from the block RAM's slow output) and the read port the
+        # word at `after`, the pc the next dispatch moves to (a unit instruction's loop
+        # back edges taken). A dispatch copies the read port into `cur` and addresses the
+        # word after `after`, worked out from the loop registers as they will be.
+        cur = Signal(INSN_BITS + PREDECODED.size, name="cur_word")
+        after = Signal(PC_BITS, init=1, name="pc_after")
+        after_next = Signal(PC_BITS)
+        prime = Signal(2)  # 0: read word 0; 1: it arrives in `cur`; 2: fetching
+        with m.If(prime != 2):
+            m.d.sync += prime.eq(prime + 1)
+        m.d.comb += imem_r.addr.eq(Mux(prime == 0, 0, after_next))
+        word = cur[0:INSN_BITS]
+        stored = PREDECODED(cur[INSN_BITS:])
         opcode = word[0:4]
         fv = {op.opcode: field_values(word, op) for op in BY_OPCODE.values()}
 
@@ -386,37 +397,42 @@ class Core(wiring.Component):
         target = {u: stored.unit[QUEUED_UNITS.index(u)] for u in UNITS}  # one-hot
         is_unit_insn = stored.unit.any()
 
-        # Next pc after a unit instruction at `pc`: loop back edges, innermost first.
-        chain = Const(1)
-        jump_to = Signal(PC_BITS)
-        jumping = Signal()
-        jump_level = {}
-        pop_level = {}
-        for level in reversed(range(LOOP_MAX_DEPTH)):
-            active = depth > level
-            at_end = chain & active & (lp_end[level] == pc)
-            more = lp_more[level]
-            jump_level[level] = at_end & more
-            pop_level[level] = at_end & ~more
-            chain = chain & (~active | pop_level[level])
+        # What a unit instruction at pc does to the loops (back edges, innermost first), and
+        # the pc after the one the next dispatch moves to, for each kind of dispatch: the
+        # loop registers as they will be, from flip-flops, so the decision only chooses.
+        jump_level, pop_level, ended_to = _loop_exit(pc, depth, lp_end, lp_more)
         new_depth = Signal.like(depth)
-        m.d.comb += new_depth.eq(depth)
-        for level in reversed(range(LOOP_MAX_DEPTH)):
-            with m.If(pop_level[level]):
-                m.d.comb += new_depth.eq(level)
-        for level in range(LOOP_MAX_DEPTH):
-            with m.If(jump_level[level]):
-                m.d.comb += [jumping.eq(1), jump_to.eq(lp_start[level])]
+        m.d.comb += new_depth.eq(ended_to)
+        jumping = _any([jump_level[lv_] for lv_ in range(LOOP_MAX_DEPTH)])
+        more_after = [Mux(jump_level[lv_], lp_more2[lv_], lp_more[lv_])
+                      for lv_ in range(LOOP_MAX_DEPTH)]
+        after_unit = _after(after, new_depth, lp_end, more_after, lp_start)
+        lv = fv[Op.LOOP]
+        loop_end = pc + lv["body"]
+        opening = [depth == lv_ for lv_ in range(LOOP_MAX_DEPTH)]
+        after_loop = _after(
+            after, depth + 1,
+            [Mux(opening[k], loop_end, lp_end[k]) for k in range(LOOP_MAX_DEPTH)],
+            [Mux(opening[k], lv["count"] > 1, lp_more[k]) for k in range(LOOP_MAX_DEPTH)],
+            [Mux(opening[k], pc + 1, lp_start[k]) for k in range(LOOP_MAX_DEPTH)])
+        adv = Signal()  # the dispatcher moves on to `after`
+        adv_loop = Signal()  # ... having opened a loop
+        m.d.comb += [pc_next.eq(Mux(adv, after, pc)),
+                     after_next.eq(Mux(adv_loop, after_loop, Mux(adv, after_unit, after)))]
+        m.d.sync += after.eq(after_next)
+        with m.If(adv | (prime == 1)):
+            m.d.sync += cur.eq(imem_r.data)
 
         level_bits = max(1, (LOOP_MAX_DEPTH - 1).bit_length())
 
         def advance():
-            m.d.comb += pc_next.eq(Mux(jumping, jump_to, pc + 1))
+            m.d.comb += adv.eq(1)
             m.d.sync += depth.eq(new_depth)
             for level in range(LOOP_MAX_DEPTH):
                 with m.If(jump_level[level]):
                     m.d.sync += [lp_iter[level].eq(lp_iter[level] + 1),
-                                 lp_more[level].eq(lp_iter[level] + 2 < lp_count[level])]
+                                 lp_more[level].eq(lp_more2[level]),
+                                 lp_more2[level].eq(lp_iter[level] + 3 < lp_count[level])]
                     for role in ROLE_DELTAS:
                         bumped = lp_pre[role][level] - lp_delta[role][level]
                         m.d.sync += [lp_pre[role][level].eq(bumped), back[role].eq(bumped)]
@@ -425,8 +441,6 @@ class Core(wiring.Component):
                     outer = lp_pre[role][(new_depth - 1)[0:level_bits]]
                     m.d.sync += back[role].eq(Mux(new_depth == 0, 0, outer))
 
-        lv = fv[Op.LOOP]
-        loop_end = pc + lv["body"]
         top_end = lp_end[(depth - 1)[0:level_bits]]
         loop_bad = ((depth == LOOP_MAX_DEPTH) | (loop_end >= self.code_len) |
                     ((depth != 0) & (loop_end > top_end)))
@@ -449,8 +463,9 @@ class Core(wiring.Component):
                 m.d.sync += [lp_start[slot].eq(pc + 1), lp_end[slot].eq(loop_end),
                              lp_count[slot].eq(lv["count"]), lp_iter[slot].eq(0),
                              lp_more[slot].eq(lv["count"] > 1),
+                             lp_more2[slot].eq(lv["count"] > 2),
                              depth.eq(depth + 1)]
-                m.d.comb += pc_next.eq(pc + 1)
+                m.d.comb += [adv.eq(1), adv_loop.eq(1)]
                 for role, dname in ROLE_DELTAS.items():
                     m.d.sync += [lp_pre[role][slot].eq(back[role]),
                                  lp_delta[role][slot].eq(lv[dname])]
@@ -525,6 +540,32 @@ def _any(values: list):
         values = [values[i] | values[i + 1] if i + 1 < len(values) else values[i]
                   for i in range(0, len(values), 2)]
     return values[0]
+
+
+def _loop_exit(p, depth, ends, mores):
+    """A unit instruction at `p`, loops open to `depth` ending at `ends`, `mores` whether
+    each has iterations left: the level it jumps back at and those it ends (one flag
+    each), and the depth after it."""
+    chain = Const(1)
+    jump, pop = {}, {}
+    for level in reversed(range(LOOP_MAX_DEPTH)):
+        active = depth > level
+        at_end = chain & active & (ends[level] == p)
+        jump[level] = at_end & mores[level]
+        pop[level] = at_end & ~mores[level]
+        chain = chain & (~active | pop[level])
+    new_depth = depth
+    for level in reversed(range(LOOP_MAX_DEPTH)):  # the outermost level ended wins
+        new_depth = Mux(pop[level], level, new_depth)
+    return jump, pop, new_depth
+
+
+def _after(p, depth, ends, mores, starts):
+    """The pc after a unit instruction at `p` (see `_loop_exit`; `starts` the bodies')."""
+    jump, _, _ = _loop_exit(p, depth, ends, mores)
+    levels = range(LOOP_MAX_DEPTH)
+    return Mux(_any([jump[k] for k in levels]),
+               _any([starts[k] & jump[k].replicate(PC_BITS) for k in levels]), p + 1)
 
 
 def _select(opcode, adjusted: dict[int, object]):
