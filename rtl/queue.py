@@ -1,5 +1,9 @@
 """A unit's instruction queue: a first-in first-out buffer whose head is readable at once.
 
+The head comes from flip-flops: the memory is read a clock ahead, at the slot the head
+moves to (a write to that slot in the same clock passes through), so the units' start
+decisions and first SRAM requests begin at a register, not at a LUT RAM's output.
+
 Unlike `amaranth.lib.fifo.SyncFIFO`, a full queue accepts a write in the cycle its head
 leaves, as the ISA's dispatch rule wants (occupancy is counted after starts).
 """
@@ -25,17 +29,18 @@ class InstructionQueue(wiring.Component):
         m = Module()
         depth = self.depth
         m.submodules.mem = mem = Memory(shape=self.width, depth=depth, init=[])
-        rd = mem.read_port(domain="comb")
         wr = mem.write_port()
+        rd = mem.read_port(transparent_for=(wr,))
         head = Signal(range(depth))
         tail = Signal(range(depth))
+        head_next = Signal.like(head)
 
-        m.d.comb += [rd.addr.eq(head), self.r_data.eq(rd.data),
+        m.d.comb += [head_next.eq(Mux(self.r_en, _wrap(head, depth), head)),
+                     rd.addr.eq(head_next), self.r_data.eq(rd.data),
                      wr.addr.eq(tail), wr.data.eq(self.w_data), wr.en.eq(self.w_en)]
         with m.If(self.w_en):
             m.d.sync += tail.eq(_wrap(tail, depth))
-        with m.If(self.r_en):
-            m.d.sync += head.eq(_wrap(head, depth))
+        m.d.sync += head.eq(head_next)
         m.d.sync += self.level.eq(self.level + self.w_en - self.r_en)
         return m
 
