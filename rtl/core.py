@@ -400,19 +400,27 @@ class Core(wiring.Component):
         # What a unit instruction at pc does to the loops (back edges, innermost first), and
         # the pc after the one the next dispatch moves to, for each kind of dispatch: the
         # loop registers as they will be, from flip-flops, so the decision only chooses.
-        jump_level, pop_level, ended_to = _loop_exit(pc, depth, lp_end, lp_more)
+        # `ends_here[k]`: loop k's body ends at pc, a flip-flop (set as pc moves on); its
+        # D input compares the loop ends with `after`, from flip-flops, beside the decision.
+        ends_here = Signal(LOOP_MAX_DEPTH)
+        ends_after = Signal(LOOP_MAX_DEPTH)
+        m.d.comb += ends_after.eq(Cat(*[lp_end[k] == after for k in range(LOOP_MAX_DEPTH)]))
+        jump_level, pop_level, ended_to = _loop_exit(ends_here, depth, lp_more)
         new_depth = Signal.like(depth)
         m.d.comb += new_depth.eq(ended_to)
         jumping = _any([jump_level[lv_] for lv_ in range(LOOP_MAX_DEPTH)])
         more_after = [Mux(jump_level[lv_], lp_more2[lv_], lp_more[lv_])
                       for lv_ in range(LOOP_MAX_DEPTH)]
-        after_unit = _after(after, new_depth, lp_end, more_after, lp_start)
+        after_unit = _after(after, ends_after, new_depth, more_after, lp_start)
         lv = fv[Op.LOOP]
         loop_end = pc + lv["body"]
-        opening = [depth == lv_ for lv_ in range(LOOP_MAX_DEPTH)]
+        opening = Cat(*[depth == k for k in range(LOOP_MAX_DEPTH)])
+        # The loop a LOOP opens ends at `after` (pc + 1) when its body is one instruction.
+        ends_after_loop = Signal(LOOP_MAX_DEPTH)
+        m.d.comb += ends_after_loop.eq((ends_after & ~opening) |
+                                       (opening & (lv["body"] == 1).replicate(LOOP_MAX_DEPTH)))
         after_loop = _after(
-            after, depth + 1,
-            [Mux(opening[k], loop_end, lp_end[k]) for k in range(LOOP_MAX_DEPTH)],
+            after, ends_after_loop, depth + 1,
             [Mux(opening[k], lv["count"] > 1, lp_more[k]) for k in range(LOOP_MAX_DEPTH)],
             [Mux(opening[k], pc + 1, lp_start[k]) for k in range(LOOP_MAX_DEPTH)])
         adv = Signal()  # the dispatcher moves on to `after`
@@ -420,6 +428,8 @@ class Core(wiring.Component):
         m.d.comb += [pc_next.eq(Mux(adv, after, pc)),
                      after_next.eq(Mux(adv_loop, after_loop, Mux(adv, after_unit, after)))]
         m.d.sync += after.eq(after_next)
+        with m.If(adv):
+            m.d.sync += ends_here.eq(Mux(adv_loop, ends_after_loop, ends_after))
         with m.If(adv | (prime == 1)):
             m.d.sync += cur.eq(imem_r.data)
 
@@ -542,15 +552,15 @@ def _any(values: list):
     return values[0]
 
 
-def _loop_exit(p, depth, ends, mores):
-    """A unit instruction at `p`, loops open to `depth` ending at `ends`, `mores` whether
-    each has iterations left: the level it jumps back at and those it ends (one flag
-    each), and the depth after it."""
+def _loop_exit(ends_here, depth, mores):
+    """A unit instruction at the pc where each loop level ends or not (`ends_here`, a bit
+    a level), loops open to `depth`, `mores` whether each has iterations left: the level
+    it jumps back at and those it ends (one flag each), and the depth after it."""
     chain = Const(1)
     jump, pop = {}, {}
     for level in reversed(range(LOOP_MAX_DEPTH)):
         active = depth > level
-        at_end = chain & active & (ends[level] == p)
+        at_end = chain & active & ends_here[level]
         jump[level] = at_end & mores[level]
         pop[level] = at_end & ~mores[level]
         chain = chain & (~active | pop[level])
@@ -560,9 +570,9 @@ def _loop_exit(p, depth, ends, mores):
     return jump, pop, new_depth
 
 
-def _after(p, depth, ends, mores, starts):
+def _after(p, ends_here, depth, mores, starts):
     """The pc after a unit instruction at `p` (see `_loop_exit`; `starts` the bodies')."""
-    jump, _, _ = _loop_exit(p, depth, ends, mores)
+    jump, _, _ = _loop_exit(ends_here, depth, mores)
     levels = range(LOOP_MAX_DEPTH)
     return Mux(_any([jump[k] for k in levels]),
                _any([starts[k] & jump[k].replicate(PC_BITS) for k in levels]), p + 1)
