@@ -33,6 +33,8 @@ CODE section, little-endian); `code_len` gives the number of instructions. Raisi
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from amaranth.hdl import (
     Array,
     Cat,
@@ -42,6 +44,7 @@ from amaranth.hdl import (
     Mux,
     ResetInserter,
     Signal,
+    Value,
     signed,
 )
 from amaranth.lib import wiring
@@ -128,8 +131,13 @@ class Core(wiring.Component):
     and ACC out for a target's block RAMs (`SramArbiter`)."""
 
     def __init__(self, cfg: ChipConfig, imem_depth: int = 1024, array_dsps: int | None = None,
-                 sram_slices: dict[Mem, int] | None = None):
+                 sram_slices: dict[Mem, int] | None = None,
+                 global_net: Callable[[Module, str, Value], Value] | None = None):
+        """`global_net(m, name, signal)` returns `signal` through a device's global buffer:
+        the clock enable and the reset reach every register of the core, tens of thousands
+        of loads that general routing spreads over the whole chip."""
         self.cfg = cfg
+        self.global_net = global_net
         self.imem_depth = imem_depth
         self.array_dsps = array_dsps
         self.sram_slices = sram_slices
@@ -156,11 +164,14 @@ class Core(wiring.Component):
         # The SRAMs are two-port block RAMs: an architectural cycle with more requests
         # than ports takes extra clocks, with every other register held (see rtl/sram.py).
         self._sram = SramArbiter(self.cfg, COUNTER_BITS, self.sram_slices)
-        m.submodules.sram = ResetInserter({"sync": ~running})(self._sram)
+        reset, enable = ~running, self._sram.ce
+        if self.global_net is not None:
+            reset = self.global_net(m, "reset", reset)
+            enable = self.global_net(m, "enable", enable)
+        m.submodules.sram = ResetInserter({"sync": reset})(self._sram)
         logic = Module()
         self._build(logic)
-        m.submodules.logic = ResetInserter({"sync": ~running})(
-            EnableInserter({"sync": self._sram.ce})(logic))
+        m.submodules.logic = ResetInserter({"sync": reset})(EnableInserter({"sync": enable})(logic))
         return m
 
     # --------------------------------------------------------------------------------

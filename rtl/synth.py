@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from amaranth.back import rtlil
-from amaranth.hdl import Cat, Elaboratable, Module, Signal, Value
+from amaranth.hdl import Cat, Const, Elaboratable, Instance, Module, Signal, Value
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
@@ -112,10 +112,23 @@ def array_dsp_budget(cfg: ChipConfig, target: str) -> int | None:
     return max(0, sites - LANE_DSPS * cfg.n - Predecoder(cfg).multipliers())
 
 
+def _ecp5_global(m: Module, name: str, signal: Value) -> Value:
+    """`signal` through a DCCA onto one of the ECP5's global networks (nextpnr promotes
+    only clocks by itself); its timing counts the global's wires."""
+    out = Signal(name=f"{name}_global")
+    m.submodules[f"{name}_dcca"] = Instance("DCCA", i_CLKI=signal, i_CE=Const(1), o_CLKO=out)
+    return out
+
+
+# Per target, how a core's high-fanout nets reach a global network (nextpnr-ice40 promotes
+# them by itself).
+GLOBAL_BUFFERS = {"ecp5": _ecp5_global}
+
+
 def wrapped_core(cfg: ChipConfig, imem_depth: int, target: str = "ecp5") -> PinWrapper:
     slices = sram_layout(cfg, target)[0] if target in TWO_PORT_BRAMS else {}
     core = Core(cfg, imem_depth=imem_depth, array_dsps=array_dsp_budget(cfg, target),
-                sram_slices=slices)
+                sram_slices=slices, global_net=GLOBAL_BUFFERS.get(target))
     width = row_width(cfg)
     in_bits = max(width, 128 + 16)
 
