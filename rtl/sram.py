@@ -30,7 +30,7 @@ bypass logic that would make them transparent (a LUT and a flip-flop a bit a por
 
 from __future__ import annotations
 
-from amaranth.hdl import Const, Module, Mux, Shape, Signal
+from amaranth.hdl import Cat, Const, Module, Mux, Shape, Signal
 from amaranth.lib import wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
@@ -123,11 +123,12 @@ class SramArbiter(wiring.Component):
             r = Signal(_RANK_BITS, name=f"rank{i}")
             m.d.comb += r.eq(before)
             rank.append(r)
-        # The cycle's last clock: the busiest port's last request.
-        last = Const(0, _RANK_BITS)
-        for i, (en, _, _) in enumerate(reqs):
-            last = Mux(en & (rank[i] > last), rank[i], last)
-        final = phase == last
+        # The cycle's last clock: no request ranks after it. (The requests hold still for
+        # the cycle, so `phase` never passes the busiest port's last; one compare a
+        # request in parallel, not a running maximum through all of them.)
+        final = Signal()
+        m.d.comb += final.eq(Cat(*[~en | (r <= phase)
+                                   for (en, _, _), r in zip(reqs, rank, strict=True)]).all())
         m.d.comb += self.ce.eq(final)
         m.d.sync += phase.eq(Mux(final, 0, phase + 1))
         stalls = Signal.like(self.stall_clocks)
