@@ -303,7 +303,11 @@ class ComputeUnit(wiring.Component):
         c_row, c_mem, c_step = chan("c")
         w_row, w_mem, w_step = chan("w")
 
-        weights_now = mm_held & (k < n)
+        # mm_held & (k < n), kept as a flip-flop: its D input is the same of the next k and
+        # mm_held, so the read requests (and the arbiter's clock enable) start at a register.
+        weights_now = Signal()
+        k_next = Mux(active, cur_k + 1, k)
+        m.d.sync += weights_now.eq(Mux(self.go, is_[Op.MATMUL], mm_held) & (k_next < n))
         in_weights = Mux(self.go, is_[Op.MATMUL], weights_now)  # (a start's step is 0 < n)
         regs = {"a": (a_row, a_mem, a_step), "b": (b_row, b_mem, b_step),
                 "c": (c_row, c_mem, c_step), "w": (w_row, w_mem, w_step)}
