@@ -652,7 +652,8 @@ class ComputeUnit(wiring.Component):
         div = [Signal(32, name=f"div_d{i}") for i in range(n)]
         neg = [Signal(name=f"div_neg{i}") for i in range(n)]
         zero = [Signal(name=f"div_zero{i}") for i in range(n)]
-        finished = dividing & (steps == DIV_STEPS)
+        # dividing & (steps == DIV_STEPS), a flip-flop: `take` asks for the next rows from it.
+        finished = Signal(name="div_finished")
         take = opd_full & (~dividing | finished)
         for i in range(n):
             # A step from the divider's own registers: one carry chain, whose borrow is the
@@ -672,12 +673,12 @@ class ComputeUnit(wiring.Component):
                 m.d.sync += [rem[i].eq(Mux(fits, diff[0:33], shifted)),
                              quo[i].eq(Cat(fits, quo[i][0:31]))]
         with m.If(take):
-            m.d.sync += [dividing.eq(1), steps.eq(1)]
+            m.d.sync += [dividing.eq(1), steps.eq(1), finished.eq(DIV_STEPS == 1)]
             m.d.comb += fetch.eq(left != 0)
         with m.Elif(finished):
-            m.d.sync += dividing.eq(0)
+            m.d.sync += [dividing.eq(0), finished.eq(0)]
         with m.Elif(dividing):
-            m.d.sync += steps.eq(steps + 1)
+            m.d.sync += [steps.eq(steps + 1), finished.eq(steps + 1 == DIV_STEPS)]
         with m.If(arriving):
             m.d.sync += opd_full.eq(1)
         with m.Elif(take):
