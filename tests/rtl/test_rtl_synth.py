@@ -225,3 +225,50 @@ def test_memories_with_undefined_collisions_synthesise_without_bypass_logic(tmp_
         counts[flag] = (report.luts, report.ffs, report.brams)
     assert counts[True][2] == counts[False][2] >= 1
     assert counts[True][0] < counts[False][0] and counts[True][1] < counts[False][1]
+
+
+class EnabledBank(wiring.Component):
+    """Registers held by one clock enable, as the core's are by the SRAM arbiter's, sent
+    through a target's global buffer (`GLOBAL_BUFFERS`)."""
+
+    def __init__(self, target: str):
+        self.target = target
+        super().__init__({"en_a": In(1), "en_b": In(1), "d": In(8), "q": Out(8)})
+
+    def elaborate(self, platform):
+        from amaranth.hdl import EnableInserter
+
+        from rtl.synth import GLOBAL_BUFFERS
+
+        m = Module()
+        enable = GLOBAL_BUFFERS[self.target](m, "enable", self.en_a ^ self.en_b)
+        bank = Module()
+        regs = [Signal(8, name=f"r{i}") for i in range(16)]
+        bank.d.sync += [regs[0].eq(self.d)] + [regs[i].eq(regs[i - 1] + i)
+                                               for i in range(1, 16)]
+        bank.d.comb += self.q.eq(regs[-1])
+        m.submodules.bank = EnableInserter({"sync": enable})(bank)
+        return m
+
+
+def test_a_clock_enable_reaches_its_registers_through_a_global_buffer(tmp_path):
+    report = synthesize_design(EnabledBank("ecp5"), "ecp5", tmp_path, freq_mhz=50.0, seed=1)
+    log = (tmp_path / "nextpnr.log").read_text()
+    assert "routing clock net enable_global using global" in log
+    assert report.fmax_mhz is not None and report.ffs >= 128
+
+
+def test_the_synthesised_core_sends_its_reset_and_enable_to_global_nets():
+    from amaranth.hdl import Fragment
+
+    from isa.config import PRESETS
+    from rtl.core import Core
+
+    asked = []
+
+    def record(m, name, signal):
+        asked.append(name)
+        return signal
+
+    Fragment.get(Core(PRESETS["tiny"], imem_depth=16, global_net=record), None)
+    assert sorted(asked) == ["enable", "reset"]
