@@ -303,11 +303,12 @@ class ComputeUnit(wiring.Component):
         c_row, c_mem, c_step = chan("c")
         w_row, w_mem, w_step = chan("w")
 
-        # mm_held & (k < n), kept as a flip-flop: its D input is the same of the next k and
-        # mm_held, so the read requests (and the arbiter's clock enable) start at a register.
+        # mm_held & (k < n), kept as a flip-flop (its D input that of the next k and
+        # mm_held), so the read requests and the arbiter's clock enable start at a register.
         weights_now = Signal()
         k_next = Mux(active, cur_k + 1, k)
-        m.d.sync += weights_now.eq(Mux(self.go, is_[Op.MATMUL], mm_held) & (k_next < n))
+        m.d.sync += [k.eq(k_next),
+                     weights_now.eq(Mux(self.go, is_[Op.MATMUL], mm_held) & (k_next < n))]
         in_weights = Mux(self.go, is_[Op.MATMUL], weights_now)  # (a start's step is 0 < n)
         regs = {"a": (a_row, a_mem, a_step), "b": (b_row, b_mem, b_step),
                 "c": (c_row, c_mem, c_step), "w": (w_row, w_mem, w_step)}
@@ -320,7 +321,7 @@ class ComputeUnit(wiring.Component):
         # MATMUL streams weights on channel a, then inputs on b with the old sums on c.
         mm_advance_bc = ~in_weights
         with m.If(active):
-            m.d.sync += [k.eq(cur_k + 1), running.eq(Mux(self.go, d.many, k + 1 < steps))]
+            m.d.sync += running.eq(Mux(self.go, d.many, k + 1 < steps))
             m.d.sync += a_row.eq(cur["a"][0] + cur["a"][2])
             with m.If(mm_advance_bc):
                 m.d.sync += [b_row.eq(cur["b"][0] + cur["b"][2]),

@@ -186,8 +186,7 @@ class Core(wiring.Component):
         m.submodules.imem = imem = Memory(
             shape=INSN_BITS + PREDECODED.size, depth=self.imem_depth, init=[])
         imem_w = imem.write_port()
-        # Read a clock ahead: addressed by the pc the dispatcher moves to, so the word is in
-        # the read port's register when that pc is current (dispatch starts from flip-flops).
+        # Read a word ahead of the dispatcher (see `cur` and `after` below).
         imem_r = imem.read_port()
         m.d.comb += [imem_w.en.eq(pre.wr_en), imem_w.addr.eq(pre.wr_addr),
                      imem_w.data.eq(Cat(pre.wr_word, pre.out.as_value()))]
@@ -333,7 +332,8 @@ class Core(wiring.Component):
         lp_iter = Array(Signal(16, name=f"lp_iter{i}") for i in range(LOOP_MAX_DEPTH))
         # lp_iter[i] + 1 < lp_count[i], kept up to date as a flip-flop.
         lp_more = Array(Signal(name=f"lp_more{i}") for i in range(LOOP_MAX_DEPTH))
-        lp_more2 = Array(Signal(name=f"lp_more2_{i}") for i in range(LOOP_MAX_DEPTH))  # + 2 <
+        # lp_iter[i] + 2 < lp_count[i]: what lp_more becomes at the level's next jump.
+        lp_more2 = Array(Signal(name=f"lp_more2_{i}") for i in range(LOOP_MAX_DEPTH))
         # LOOP offsets per field role, negated (`back`: what a field of that role is moved
         # by, subtracted, the side of each range compare that changes). lp_pre[i] is what
         # loop levels 0..i move it by together (a prefix sum), `back` what the active levels
@@ -425,6 +425,7 @@ class Core(wiring.Component):
         after_unit = _after(after, ends_after, new_depth, more_after, lp_start)
         lv = fv[Op.LOOP]
         loop_end = pc + lv["body"]
+        loop_repeats = lv["count"] > 1  # the loop a LOOP opens jumps back at its end
         opening = Cat(*[depth == k for k in range(LOOP_MAX_DEPTH)])
         # The loop a LOOP opens ends at `after` (pc + 1) when its body is one instruction.
         ends_after_loop = Signal(LOOP_MAX_DEPTH)
@@ -432,7 +433,7 @@ class Core(wiring.Component):
                                        (opening & (lv["body"] == 1).replicate(LOOP_MAX_DEPTH)))
         after_loop = _after(
             after, ends_after_loop, depth + 1,
-            [Mux(opening[k], lv["count"] > 1, lp_more[k]) for k in range(LOOP_MAX_DEPTH)],
+            [Mux(opening[k], loop_repeats, lp_more[k]) for k in range(LOOP_MAX_DEPTH)],
             [Mux(opening[k], pc + 1, lp_start[k]) for k in range(LOOP_MAX_DEPTH)])
         adv = Signal()  # the dispatcher moves on to `after`
         adv_loop = Signal()  # ... having opened a loop
@@ -483,7 +484,7 @@ class Core(wiring.Component):
                 slot = depth[0:level_bits]
                 m.d.sync += [lp_start[slot].eq(pc + 1), lp_end[slot].eq(loop_end),
                              lp_count[slot].eq(lv["count"]), lp_iter[slot].eq(0),
-                             lp_more[slot].eq(lv["count"] > 1),
+                             lp_more[slot].eq(loop_repeats),
                              lp_more2[slot].eq(lv["count"] > 2),
                              depth.eq(depth + 1)]
                 m.d.comb += [adv.eq(1), adv_loop.eq(1)]
