@@ -17,7 +17,10 @@ it is built, and `overruns` counts the completions that would have held (always 
 The control is laid out for the clock: what the units start from is in flip-flops
 (completion flags, the queue heads' words with the SRAM reads their start makes,
 worked out at dispatch), so a start, its first SRAM requests and the arbiter's clock
-enable follow each other by a few gates.
+enable follow each other by a few gates: the arbiter works out its schedule for each
+combination of the units' starts beforehand, and the starts only choose. A loop's jump
+back writes the innermost offsets (`back`) and its counter, not a bank of per-level
+offset registers.
 
 SP and ACC are two-port block RAMs behind `rtl.sram.SramArbiter`: a cycle whose SRAM
 requests outnumber the ports takes more clocks, with every other register of the core
@@ -218,13 +221,9 @@ class Core(wiring.Component):
                 m.d.sync += clearing.eq(0)
 
         # The order of the channels is the arbiter's priority (rtl/sram.py).
-        for chan, port in zip((compute.rd_a, compute.rd_b, compute.rd_c, store.rd), sram.rd,
-                              strict=True):
-            m.d.comb += [port.en.eq(chan.en), port.mem.eq(chan.mem), port.row.eq(chan.row),
-                         chan.data.eq(port.data)]
-        for chan, port in zip((compute.wr, load.wr), sram.wr, strict=True):
-            m.d.comb += [port.en.eq(chan.en), port.mem.eq(chan.mem), port.row.eq(chan.row),
-                         port.data.eq(chan.data)]
+        for chan, port in zip((compute.rd_a, compute.rd_b, compute.rd_c, store.rd,
+                               compute.wr, load.wr), (*sram.rd, *sram.wr), strict=True):
+            wiring.connect(m, chan, port)
         m.d.comb += [sram.clear_en.eq(clearing), sram.clear_row.eq(clr)]
 
         # Run state ----------------------------------------------------------------------
@@ -334,13 +333,16 @@ class Core(wiring.Component):
         lp_more = Array(Signal(name=f"lp_more{i}") for i in range(LOOP_MAX_DEPTH))
         # lp_iter[i] + 2 < lp_count[i]: what lp_more becomes at the level's next jump.
         lp_more2 = Array(Signal(name=f"lp_more2_{i}") for i in range(LOOP_MAX_DEPTH))
-        # LOOP offsets per field role, negated (`back`: what a field of that role is moved
-        # by, subtracted, the side of each range compare that changes). lp_pre[i] is what
-        # loop levels 0..i move it by together (a prefix sum), `back` what the active levels
-        # do: registers, changed when a loop starts, jumps back or ends, so dispatch neither
-        # sums the levels nor adds to check a range.
+        # LOOP offsets per field role, negated (`back`: what the open levels move a field
+        # of that role by together, subtracted, the side of each range compare that
+        # changes): registers, so dispatch neither sums the levels nor adds to check a range.
+        # `back` is the innermost open level's prefix sum; lp_pre[i] (what levels 0..i move
+        # it by) is kept only for a level below the innermost, written as a loop opens above
+        # it and read when the levels above end or it jumps back. Below the innermost a
+        # level stands still, so a jump writes `back` alone, not a bank of prefix registers
+        # behind the dispatch decision.
         lp_pre = {role: Array(Signal(signed(_offset_bits(role)), name=f"lp_pre_{role}{i}")
-                              for i in range(LOOP_MAX_DEPTH)) for role in ROLE_DELTAS}
+                              for i in range(LOOP_MAX_DEPTH - 1)) for role in ROLE_DELTAS}
         lp_delta = {role: Array(Signal(signed(32), name=f"lp_d_{role}{i}")
                                 for i in range(LOOP_MAX_DEPTH)) for role in ROLE_DELTAS}
         back = {role: Signal(signed(_offset_bits(role)), name=f"back_{role}")
@@ -455,11 +457,19 @@ class Core(wiring.Component):
                     m.d.sync += [lp_iter[level].eq(lp_iter[level] + 1),
                                  lp_more[level].eq(lp_more2[level]),
                                  lp_more2[level].eq(lp_iter[level] + 3 < lp_count[level])]
-                    for role in ROLE_DELTAS:
-                        bumped = lp_pre[role][level] - lp_delta[role][level]
-                        m.d.sync += [lp_pre[role][level].eq(bumped), back[role].eq(bumped)]
-            with m.If(~jumping & (new_depth != depth)):  # loops ended: the outer levels' sum
-                for role in ROLE_DELTAS:
+            # The level that jumps back moves on by its delta from its prefix: `back` when
+            # it is the innermost, its lp_pre when the levels above it end with the jump.
+            below = [jump_level[lv_] & (depth != lv_ + 1) for lv_ in range(LOOP_MAX_DEPTH - 1)]
+            top = (depth - 1)[0:level_bits]
+            for role in ROLE_DELTAS:
+                bits = _offset_bits(role)
+                from_top = back[role] - lp_delta[role][top]
+                from_below = _any([(lp_pre[role][lv_] - lp_delta[role][lv_])[0:bits]
+                                   & below[lv_].replicate(bits)
+                                   for lv_ in range(LOOP_MAX_DEPTH - 1)])
+                with m.If(jumping):
+                    m.d.sync += back[role].eq(Mux(_any(below), from_below, from_top))
+                with m.Elif(new_depth != depth):  # loops ended: the outer levels' sum
                     outer = lp_pre[role][(new_depth - 1)[0:level_bits]]
                     m.d.sync += back[role].eq(Mux(new_depth == 0, 0, outer))
 
@@ -489,8 +499,9 @@ class Core(wiring.Component):
                              depth.eq(depth + 1)]
                 m.d.comb += [adv.eq(1), adv_loop.eq(1)]
                 for role, dname in ROLE_DELTAS.items():
-                    m.d.sync += [lp_pre[role][slot].eq(back[role]),
-                                 lp_delta[role][slot].eq(lv[dname])]
+                    m.d.sync += lp_delta[role][slot].eq(lv[dname])
+                    with m.If(depth != 0):  # the level below stops being the innermost
+                        m.d.sync += lp_pre[role][(depth - 1)[0:level_bits]].eq(back[role])
             with m.Elif(room):
                 m.d.comb += dispatched.eq(1)
                 advance()
