@@ -501,14 +501,16 @@ class ComputeUnit(wiring.Component):
                           Mux(cls["reduce_rows"], emit[0:drr + 1].any(), emit[0:dv + 1].any())))
         m.d.comb += self.idle.eq(~running & ~p1_valid & ~v1 & ~pending & ~t_busy & ~d_busy)
         # Each read's request: in the start cycle ready-made from the queue entry
-        # (`go_reads`), afterwards from whichever datapath runs (its flip-flops alone).
+        # (`go_reads`), afterwards from whichever datapath runs (its flip-flops alone); the
+        # arbiter chooses between them by `go` (rtl.ports.ReadChannel).
         for i, (x, port) in enumerate(zip(READ_CHANNELS, self._reads(), strict=True)):
             en, mem = stream_en[x], regs[x][1]
             for reads in (t_reads, d_reads):
                 if x in reads:
                     en, mem = en | reads[x][0], Mux(reads[x][0], reads[x][1], mem)
-            m.d.comb += [port.en.eq(Mux(self.go, self.go_reads[2 * i], en)),
-                         port.mem.eq(Mux(self.go, self.go_reads[2 * i + 1], mem))]
+            m.d.comb += [port.en.eq(en), port.mem.eq(mem), port.go.eq(self.go),
+                         port.go_en.eq(self.go_reads[2 * i]),
+                         port.go_mem.eq(self.go_reads[2 * i + 1])]
         return m
 
     def _reads(self):

@@ -118,16 +118,19 @@ class StoreUnit(wiring.Component):
         cfg = self.cfg
         seq = _RowSequencer(m, self.go, self.insn, _STORE)
         f, active, cur_addr, held = seq.f, seq.active, seq.cur_addr, seq.held
-        # In the start cycle, the request comes ready-made from the queue entry.
-        m.d.comb += [self.rd.en.eq(Mux(self.go, self.go_reads[0], seq.running)),
-                     self.rd.mem.eq(Mux(self.go, self.go_reads[1], f["sram"][16])),
+        hf = dma_fields(held, _STORE)
+        # In the start cycle, the request comes ready-made from the queue entry (the
+        # arbiter chooses it by `go`, rtl.ports.ReadChannel).
+        m.d.comb += [self.rd.en.eq(seq.running),
+                     self.rd.mem.eq(hf["sram"][16]),
+                     self.rd.go.eq(self.go), self.rd.go_en.eq(self.go_reads[0]),
+                     self.rd.go_mem.eq(self.go_reads[1]),
                      self.rd.row.eq(f["sram"][0:16] + seq.cur_k)]
 
         # Stage 1: the SRAM row arrives; pack its lanes into bytes and write DRAM.
         p1_valid = Signal()
         p1_addr = Signal(32)
         m.d.sync += [p1_valid.eq(active), p1_addr.eq(cur_addr)]
-        hf = dma_fields(held, _STORE)
         row = self.rd.data
         narrow = Cat(*[row[32 * c:32 * c + 8] for c in range(cfg.n)])
         wide_fmt = hf["fmt"] == Fmt.X32

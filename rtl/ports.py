@@ -28,10 +28,16 @@ def row_width(cfg: ChipConfig) -> int:
 
 
 class ReadChannel(wiring.Signature):
-    """A unit's request for one SRAM row; `mem` selects SP (0) or ACC (1)."""
+    """A unit's request for one SRAM row; `mem` selects SP (0) or ACC (1).
+
+    In a cycle the unit starts an instruction (`go`) the request is `go_en`, `go_mem` in
+    place of `en`, `mem`: both are ready before the start is decided, so the SRAM arbiter
+    works out its schedule for either and the start decision only chooses (rtl/sram.py).
+    """
 
     def __init__(self, cfg: ChipConfig):
         super().__init__({"en": Out(1), "mem": Out(1), "row": Out(ROW_BITS),
+                          "go": Out(1), "go_en": Out(1), "go_mem": Out(1),
                           "data": In(row_width(cfg))})
 
 

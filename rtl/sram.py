@@ -6,6 +6,10 @@ Block RAMs (an ECP5 DP16KD, a Xilinx RAMB36) have two ports. So each *architectu
 cycle takes one or more *clocks*: the arbiter ranks the cycle's requests per memory
 (reads first), serves two per memory per clock, and raises `ce` (the clock enable of
 every other register in the core) only in the clock that serves the last of them.
+The schedule (each request's clock, and which clock is the cycle's last) is worked out
+for each combination of the units' starts from registers, and the start decisions, the
+end of the core's longest control chain, choose among them last (`rtl.ports.ReadChannel`:
+a channel's request if its unit starts and if it does not).
 Nothing architectural can tell:
 the units see every read's row in the cycle after they asked, as the channel contract
 (`rtl.ports`) says, and cycle counts stay the ISA's. `stall_clocks` counts the clocks a
@@ -30,13 +34,16 @@ bypass logic that would make them transparent (a LUT and a flip-flop a bit a por
 
 from __future__ import annotations
 
-from amaranth.hdl import Cat, Const, Module, Mux, Shape, Signal
+import itertools
+
+from amaranth.hdl import Cat, Const, Module, Mux, Shape, Signal, Value
 from amaranth.lib import wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from isa.config import ChipConfig
 from isa.table import Mem
+from rtl.lanes import kept
 from rtl.ports import ROW_BITS, ReadChannel, WriteChannel, row_width
 
 PORTS = 2  # ports of one block RAM, each a read or a write in a clock
@@ -54,9 +61,37 @@ _REQUESTS = READS + WRITES
 _LAST_READERS = {c for c in range(READS)
                  if all(CHANNEL_PORT[k] != CHANNEL_PORT[c] for k in range(c + 1, READS))}
 _RANK_BITS = _REQUESTS.bit_length()
+# The unit each read channel belongs to (compute: a, b, c; store): its channels switch to
+# their start requests together, on the unit's `go`.
+READ_UNIT = (0, 0, 0, 1)
 # Memory attribute: a read in the clock another port writes the same row may return
 # anything on the device (race-free programs never do it); simulation stays transparent.
 COLLISIONS_UNDEFINED = "dozen_collisions_undefined"
+
+
+def _schedule(m: Module, reqs: list, phase: Value, tag: str):
+    """For requests (en, mem) in priority order: whether this clock is the cycle's last (a
+    kept wire) and, per request and memory, whether it is served in this clock."""
+    # Rank of each request among the earlier ones to its memory and port: its clock.
+    rank = []
+    for i, (_en, mem) in enumerate(reqs):
+        before = Const(0, _RANK_BITS)
+        for k, (en2, mem2) in enumerate(reqs[:i]):
+            if CHANNEL_PORT[k] == CHANNEL_PORT[i]:
+                before = before + (en2 & (mem2 == mem))
+        r = Signal(_RANK_BITS, name=f"rank{i}_{tag}")
+        m.d.comb += r.eq(before)
+        rank.append(r)
+    # The cycle's last clock: no request ranks after it. (The requests hold still for the
+    # cycle, so `phase` never passes the busiest port's last; one compare a request in
+    # parallel, not a running maximum through all of them.)
+    final = kept(m, Cat(*[~en | (r <= phase)
+                          for (en, _), r in zip(reqs, rank, strict=True)]).all(), f"final_{tag}")
+    served = [{mem_id: kept(m, en & (mem == mem_id) & (r == phase),
+                            f"served{i}_{mem_id.name.lower()}_{tag}")
+               for mem_id in (Mem.SP, Mem.ACC)}
+              for i, ((en, mem), r) in enumerate(zip(reqs, rank, strict=True))]
+    return final, served
 
 
 def slice_bits(rows: int, width: int, shapes: tuple[tuple[int, int], ...]) -> int:
@@ -109,34 +144,45 @@ class SramArbiter(wiring.Component):
                 m.submodules[name if len(parts) == 1 else f"{name}{k}"] = part
             mems[mem_id] = (rows, parts)
 
-        # Requests in priority order: reads first, then writes.
-        reqs = [(ch.en, ch.mem, ch.row) for ch in self.rd] + \
-               [(ch.en, ch.mem, ch.row) for ch in self.wr]
+        # Requests in priority order: reads first, then writes. A read channel asks for
+        # (go_en, go_mem) in a cycle its unit starts (rtl.ports.ReadChannel): the schedule
+        # is worked out for each combination of the units' starts, from flip-flops alone,
+        # and the starts (the end of the core's longest control chain) choose last.
+        units = sorted(set(READ_UNIT))
+        go = [self.rd[READ_UNIT.index(u)].go for u in units]
         phase = Signal(_RANK_BITS)
-        # Rank of each request among the earlier ones to its memory and port: its clock.
-        rank = []
-        for i, (_en, mem, _row) in enumerate(reqs):
-            before = Const(0, _RANK_BITS)
-            for k, (en2, mem2, _) in enumerate(reqs[:i]):
-                if CHANNEL_PORT[k] == CHANNEL_PORT[i]:
-                    before = before + (en2 & (mem2 == mem))
-            r = Signal(_RANK_BITS, name=f"rank{i}")
-            m.d.comb += r.eq(before)
-            rank.append(r)
-        # The cycle's last clock: no request ranks after it. (The requests hold still for
-        # the cycle, so `phase` never passes the busiest port's last; one compare a
-        # request in parallel, not a running maximum through all of them.)
+        finals, serves = [], []
+        for case in itertools.product((0, 1), repeat=len(units)):
+            tag = "".join(map(str, case))
+            reqs = [(ch.go_en, ch.go_mem) if case[units.index(READ_UNIT[c])] else (ch.en, ch.mem)
+                    for c, ch in enumerate(self.rd)] + [(ch.en, ch.mem) for ch in self.wr]
+            final, served = _schedule(m, reqs, phase, tag)
+            finals.append(final)
+            serves.append(served)
+
+        def choose(values):
+            """The value of the units' starts this cycle, `values` in `case` order."""
+            for g in reversed(go):
+                values = [Mux(g, hi, lo) for lo, hi in zip(values[0::2], values[1::2],
+                                                           strict=True)]
+            return values[0]
+
         final = Signal()
-        m.d.comb += final.eq(Cat(*[~en | (r <= phase)
-                                   for (en, _, _), r in zip(reqs, rank, strict=True)]).all())
+        m.d.comb += final.eq(choose(finals))
         m.d.comb += self.ce.eq(final)
         m.d.sync += phase.eq(Mux(final, 0, phase + 1))
         stalls = Signal.like(self.stall_clocks)
         with m.If(self.count & ~final):
             m.d.sync += stalls.eq(stalls + 1)
         m.d.comb += self.stall_clocks.eq(stalls)
-
-        served = [en & (r == phase) for (en, _, _), r in zip(reqs, rank, strict=True)]
+        # served_in[i][mem]: request i is served from memory `mem` in this clock.
+        served_in = [{mem_id: Signal(name=f"served{i}_{mem_id.name.lower()}")
+                      for mem_id in (Mem.SP, Mem.ACC)} for i in range(_REQUESTS)]
+        for i, by_mem in enumerate(served_in):
+            for mem_id, sig in by_mem.items():
+                m.d.comb += sig.eq(choose([served[i][mem_id] for served in serves]))
+        served = [by_mem[Mem.SP] | by_mem[Mem.ACC] for by_mem in served_in]
+        rows = [ch.row for ch in self.rd] + [ch.row for ch in self.wr]
 
         outs = {}
         for mem_id, (depth, slices) in mems.items():
@@ -160,10 +206,10 @@ class SramArbiter(wiring.Component):
                                  rdata[lo:hi].eq(rd.data)]
                 lo = hi
             for j, (addr, ren, wen, wdata, rdata) in enumerate(ports):
-                for i, (_en, mem_bit, row) in enumerate(reqs):
+                for i, row in enumerate(rows):
                     if CHANNEL_PORT[i] != j:
                         continue
-                    with m.If(served[i] & (mem_bit == mem_id)):
+                    with m.If(served_in[i][mem_id]):
                         m.d.comb += addr.eq(row)
                         m.d.comb += (ren if i < READS else wen).eq(1)
                     if i >= READS:  # this port's one writer (zeros while clearing: see above)
@@ -184,7 +230,7 @@ class SramArbiter(wiring.Component):
             with m.If(fresh):
                 m.d.sync += cur.eq(at_ram)
             with m.If(served[c]):
-                m.d.sync += sel_mem.eq(ch.mem)
+                m.d.sync += sel_mem.eq(served_in[c][Mem.ACC])
             if c in _LAST_READERS:
                 # No read after this one uses its port in a cycle: a row served early stays
                 # at the RAM output until the cycle's last clock, and is kept from there.
