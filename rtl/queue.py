@@ -1,8 +1,12 @@
 """A unit's instruction queue: a first-in first-out buffer whose head is readable at once.
 
-The head comes from flip-flops: the memory is read a clock ahead, at the slot the head
-moves to (a write to that slot in the same clock passes through), so the units' start
-decisions and first SRAM requests begin at a register, not at a LUT RAM's output.
+The head is a register, loaded as the queue moves: with the entry after it (read from
+the memory at an address from registers) when the head leaves, with the entry written
+this clock when the queue is empty or holds only the leaving head. So the units' start
+decisions and first SRAM requests begin at a register, and the start (`r_en`) only
+chooses what the head register loads; the dispatch decision (`w_en`) does not reach it
+(the head loads `w_data` whether it is written or not: with nothing written, the queue
+is empty then and its head unused).
 
 Unlike `amaranth.lib.fifo.SyncFIFO`, a full queue accepts a write in the cycle its head
 leaves, as the ISA's dispatch rule wants (occupancy is counted after starts).
@@ -30,17 +34,18 @@ class InstructionQueue(wiring.Component):
         depth = self.depth
         m.submodules.mem = mem = Memory(shape=self.width, depth=depth, init=[])
         wr = mem.write_port()
-        rd = mem.read_port(transparent_for=(wr,))
+        second = mem.read_port(domain="comb")  # the entry after the head
         head = Signal(range(depth))
         tail = Signal(range(depth))
-        head_next = Signal.like(head)
-
-        m.d.comb += [head_next.eq(Mux(self.r_en, _wrap(head, depth), head)),
-                     rd.addr.eq(head_next), self.r_data.eq(rd.data),
+        m.d.comb += [second.addr.eq(_wrap(head, depth)),
                      wr.addr.eq(tail), wr.data.eq(self.w_data), wr.en.eq(self.w_en)]
+        with m.If(self.r_en):
+            m.d.sync += [head.eq(_wrap(head, depth)),
+                         self.r_data.eq(Mux(self.level > 1, second.data, self.w_data))]
+        with m.Elif(self.level == 0):
+            m.d.sync += self.r_data.eq(self.w_data)
         with m.If(self.w_en):
             m.d.sync += tail.eq(_wrap(tail, depth))
-        m.d.sync += head.eq(head_next)
         m.d.sync += self.level.eq(self.level + self.w_en - self.r_en)
         return m
 
