@@ -560,13 +560,18 @@ class ComputeUnit(wiring.Component):
         active = start | running
         reading = active & (cur_blk < count)
         # After the start (in it, the streaming path already asks for row src1 on a).
-        later = {"a": (running & (blk < hm["count"]), _mem(hm["src1"]))}
+        # blk < count, a flip-flop (its D input from blk's), so the read request after the
+        # start comes from registers.
+        more = Signal(name="tr_more")
+        later = {"a": (running & more, _mem(hm["src1"]))}
         with m.If(later["a"][0]):
             m.d.comb += self.rd_a.row.eq((src + j)[0:ROW_BITS])
+        blk_next = Mux(active, Mux(cur_j == n - 1, cur_blk + 1, cur_blk), blk)[0:len(blk)]
+        m.d.sync += more.eq(blk_next < count)
         with m.If(active):
-            m.d.sync += [j.eq(cur_j + 1), blk.eq(cur_blk), src.eq(cur_src)]
+            m.d.sync += [j.eq(cur_j + 1), blk.eq(blk_next), src.eq(cur_src)]
             with m.If(cur_j == n - 1):
-                m.d.sync += [blk.eq(cur_blk + 1), src.eq(cur_src + sstride)]
+                m.d.sync += src.eq(cur_src + sstride)
             m.d.sync += running.eq(~((cur_blk == count) & (cur_j == n - 1)))
 
         # The read's clock, delayed to the memories' write: row j of block k (k < count) is
@@ -626,6 +631,7 @@ class ComputeUnit(wiring.Component):
         hb = _fields(held, Op.BINARY)
         # Reads: row r at the start and whenever the divider takes the previous row.
         left = Signal(17, name="div_left")  # rows still to read
+        more = Signal(name="div_more")  # left != 0, a flip-flop (its D input from left's)
         a_row, b_row = (Signal(_ROW, name=f"div_{x}_row") for x in "ab")
         fetch = Signal(name="div_fetch")
         m.d.comb += fetch.eq(start)
@@ -677,7 +683,7 @@ class ComputeUnit(wiring.Component):
                              quo[i].eq(Cat(fits, quo[i][0:31]))]
         with m.If(take):
             m.d.sync += [dividing.eq(1), steps.eq(1), finished.eq(DIV_STEPS == 1)]
-            m.d.comb += fetch.eq(left != 0)
+            m.d.comb += fetch.eq(more)
         with m.Elif(finished):
             m.d.sync += [dividing.eq(0), finished.eq(0)]
         with m.Elif(dividing):
@@ -687,11 +693,12 @@ class ComputeUnit(wiring.Component):
         with m.Elif(take):
             m.d.sync += opd_full.eq(0)
 
+        left_next = Mux(fetch, cur_left - 1, left)[0:len(left)]
+        m.d.sync += more.eq(left_next != 0)
         with m.If(fetch):
-            m.d.sync += [a_row.eq(cur_a + f[0]), b_row.eq(cur_b + f[1]),
-                         left.eq(cur_left - 1)]
+            m.d.sync += [a_row.eq(cur_a + f[0]), b_row.eq(cur_b + f[1]), left.eq(left_next)]
         # After the start (in it, the streaming path already asks for src1 and src2's rows).
-        fetch_later = take & (left != 0)
+        fetch_later = take & more
         later = {"a": (fetch_later, _mem(hb["src1"])), "b": (fetch_later, _mem(hb["src2"]))}
         with m.If(fetch_later):
             m.d.comb += [self.rd_a.row.eq(a_row[0:ROW_BITS]), self.rd_b.row.eq(b_row[0:ROW_BITS])]
@@ -709,5 +716,5 @@ class ComputeUnit(wiring.Component):
         with m.Else():
             m.d.sync += out_data.eq(0)  # zeros unless written (the write port ORs the rows)
         # Registered state only: `fetch` follows `start`, which the core derives from `idle`.
-        busy = arriving | opd_full | dividing | out_valid | (left != 0)
+        busy = arriving | opd_full | dividing | out_valid | more
         return out_valid, out_row, _mem(hb["dst"]), out_data, busy, later
