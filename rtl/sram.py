@@ -69,29 +69,42 @@ READ_UNIT = (0, 0, 0, 1)
 COLLISIONS_UNDEFINED = "dozen_collisions_undefined"
 
 
-def _schedule(m: Module, reqs: list, phase: Value, tag: str):
-    """For requests (en, mem) in priority order: whether this clock is the cycle's last (a
-    kept wire) and, per request and memory, whether it is served in this clock."""
-    # Rank of each request among the earlier ones to its memory and port: its clock.
+def _first_clock(m: Module, reqs: list, tag: str):
+    """For requests (en, mem) in priority order, the schedule's first clock: whether every
+    request is served in it (no two share a memory and port), and per request and memory
+    whether it is served in it (no earlier one shares its memory and port). Pairwise
+    compares, kept wires: a few gates from the requests, where ranking them takes an
+    adder each."""
+    shares = [_any([en2 & (mem2 == mem) for k, (en2, mem2) in enumerate(reqs[:i])
+                    if CHANNEL_PORT[k] == CHANNEL_PORT[i]])
+              for i, (_en, mem) in enumerate(reqs)]
+    alone = kept(m, Cat(*[~(en & sh) for (en, _), sh in zip(reqs, shares, strict=True)]).all(),
+                 f"alone_{tag}")
+    first = [{mem_id: kept(m, en & (mem == mem_id) & ~sh,
+                           f"first{i}_{mem_id.name.lower()}_{tag}")
+              for mem_id in (Mem.SP, Mem.ACC)}
+             for i, ((en, mem), sh) in enumerate(zip(reqs, shares, strict=True))]
+    return alone, first
+
+
+def _ranks(reqs: list) -> list[Value]:
+    """Each request's clock in the schedule: its rank among the earlier ones to its memory
+    and port."""
     rank = []
     for i, (_en, mem) in enumerate(reqs):
         before = Const(0, _RANK_BITS)
         for k, (en2, mem2) in enumerate(reqs[:i]):
             if CHANNEL_PORT[k] == CHANNEL_PORT[i]:
                 before = before + (en2 & (mem2 == mem))
-        r = Signal(_RANK_BITS, name=f"rank{i}_{tag}")
-        m.d.comb += r.eq(before)
-        rank.append(r)
-    # The cycle's last clock: no request ranks after it. (The requests hold still for the
-    # cycle, so `phase` never passes the busiest port's last; one compare a request in
-    # parallel, not a running maximum through all of them.)
-    final = kept(m, Cat(*[~en | (r <= phase)
-                          for (en, _), r in zip(reqs, rank, strict=True)]).all(), f"final_{tag}")
-    served = [{mem_id: kept(m, en & (mem == mem_id) & (r == phase),
-                            f"served{i}_{mem_id.name.lower()}_{tag}")
-               for mem_id in (Mem.SP, Mem.ACC)}
-              for i, ((en, mem), r) in enumerate(zip(reqs, rank, strict=True))]
-    return final, served
+        rank.append(before)
+    return rank
+
+
+def _any(values: list) -> Value:
+    out = Const(0)
+    for v in values:
+        out = out | v
+    return out
 
 
 def slice_bits(rows: int, width: int, shapes: tuple[tuple[int, int], ...]) -> int:
@@ -150,15 +163,21 @@ class SramArbiter(wiring.Component):
         # and the starts (the end of the core's longest control chain) choose last.
         units = sorted(set(READ_UNIT))
         go = [self.rd[READ_UNIT.index(u)].go for u in units]
+        # A cycle's first clock is decided from the requests (`_first_clock`); its later
+        # clocks, which only a cycle with two requests on one memory port has, from the
+        # requests' ranks registered in the clock before (the requests hold still for the
+        # cycle: every register behind them waits for `ce`).
         phase = Signal(_RANK_BITS)
-        finals, serves = [], []
+        at_first = Signal(init=1)  # phase == 0
+        alones, firsts, cases = [], [], []
         for case in itertools.product((0, 1), repeat=len(units)):
             tag = "".join(map(str, case))
             reqs = [(ch.go_en, ch.go_mem) if case[units.index(READ_UNIT[c])] else (ch.en, ch.mem)
                     for c, ch in enumerate(self.rd)] + [(ch.en, ch.mem) for ch in self.wr]
-            final, served = _schedule(m, reqs, phase, tag)
-            finals.append(final)
-            serves.append(served)
+            alone, first = _first_clock(m, reqs, tag)
+            alones.append(alone)
+            firsts.append(first)
+            cases.append(reqs)
 
         def choose(values):
             """The value of the units' starts this cycle, `values` in `case` order."""
@@ -167,10 +186,20 @@ class SramArbiter(wiring.Component):
                                                            strict=True)]
             return values[0]
 
+        # The cycle's requests and ranks, registered for its later clocks.
+        reqs = [(choose([c[i][0] for c in cases]), choose([c[i][1] for c in cases]))
+                for i in range(_REQUESTS)]
+        held = [(Signal(name=f"req{i}_en"), Signal(name=f"req{i}_mem"),
+                 Signal(_RANK_BITS, name=f"req{i}_rank")) for i in range(_REQUESTS)]
+        for (en, mem), r, (h_en, h_mem, h_rank) in zip(reqs, _ranks(reqs), held, strict=True):
+            m.d.sync += [h_en.eq(en), h_mem.eq(mem), h_rank.eq(r)]
+        # The cycle's last clock: no request ranks after it (the requests hold still, so
+        # `phase` never passes the busiest port's last).
+        later_final = Cat(*[~en | (r <= phase) for en, _, r in held]).all()
         final = Signal()
-        m.d.comb += final.eq(choose(finals))
+        m.d.comb += final.eq(Mux(at_first, choose(alones), later_final))
         m.d.comb += self.ce.eq(final)
-        m.d.sync += phase.eq(Mux(final, 0, phase + 1))
+        m.d.sync += [phase.eq(Mux(final, 0, phase + 1)), at_first.eq(final)]
         stalls = Signal.like(self.stall_clocks)
         with m.If(self.count & ~final):
             m.d.sync += stalls.eq(stalls + 1)
@@ -179,8 +208,10 @@ class SramArbiter(wiring.Component):
         served_in = [{mem_id: Signal(name=f"served{i}_{mem_id.name.lower()}")
                       for mem_id in (Mem.SP, Mem.ACC)} for i in range(_REQUESTS)]
         for i, by_mem in enumerate(served_in):
+            h_en, h_mem, h_rank = held[i]
             for mem_id, sig in by_mem.items():
-                m.d.comb += sig.eq(choose([served[i][mem_id] for served in serves]))
+                m.d.comb += sig.eq(Mux(at_first, choose([f[i][mem_id] for f in firsts]),
+                                       h_en & (h_mem == mem_id) & (h_rank == phase)))
         served = [by_mem[Mem.SP] | by_mem[Mem.ACC] for by_mem in served_in]
         rows = [ch.row for ch in self.rd] + [ch.row for ch in self.wr]
 

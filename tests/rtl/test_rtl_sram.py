@@ -2,7 +2,8 @@
 """The two-port SRAM arbiter against a model of the architecture's many-port SRAMs.
 
 Random race-free cycles of up to four reads and two writes over both memories (no row is
-read and written in one cycle): every read must return the row as the cycles before left
+read and written in one cycle), each read given by its unit as a start's request or as a
+running one: every read must return the row as the cycles before left
 it and hold it for the whole next cycle however many clocks that takes; `ce` must rise
 exactly in each cycle's last clock, after as many clocks as the busiest RAM port (each
 request has a fixed one) has requests.
@@ -14,7 +15,7 @@ import numpy as np
 from amaranth.sim import Simulator
 
 from isa.config import PRESETS
-from rtl.sram import CHANNEL_PORT, PORTS, READS, WRITES, SramArbiter
+from rtl.sram import CHANNEL_PORT, PORTS, READ_UNIT, READS, WRITES, SramArbiter
 
 TINY = PRESETS["tiny"]
 
@@ -29,7 +30,13 @@ def _random_cycle(rng: np.random.Generator, rows: dict[int, int], width: int) ->
         en = bool(rng.random() < 0.6) and (mem, row) not in taken
         taken.add((mem, row))
         writes.append((en, mem, row, int.from_bytes(rng.bytes(width // 8), "little")))
-    return {"reads": reads, "writes": writes}
+    # Whether each read channel's unit starts this cycle (the channels of a unit together):
+    # the request then comes on go_en/go_mem, and a decoy on en/mem (the other way round
+    # when it does not start), so the arbiter must follow `go` to serve the right one.
+    go = [bool(rng.random() < 0.4) for _ in range(max(READ_UNIT) + 1)]
+    decoys = [(bool(rng.random() < 0.5), int(rng.integers(2))) for _ in range(READS)]
+    return {"reads": reads, "writes": writes, "go": [go[u] for u in READ_UNIT],
+            "decoys": decoys}
 
 
 def test_arbiter_matches_a_many_port_memory():
@@ -47,8 +54,12 @@ def test_arbiter_matches_a_many_port_memory():
         expected: list[int | None] = [None] * READS  # what each channel must show now
         for cyc in cycles:
             for c, (en, mem, row) in enumerate(cyc["reads"]):
-                ctx.set(arb.rd[c].en, en)
-                ctx.set(arb.rd[c].mem, mem)
+                go, (decoy_en, decoy_mem) = cyc["go"][c], cyc["decoys"][c]
+                ctx.set(arb.rd[c].go, go)
+                ctx.set(arb.rd[c].go_en, en if go else decoy_en)
+                ctx.set(arb.rd[c].go_mem, mem if go else decoy_mem)
+                ctx.set(arb.rd[c].en, decoy_en if go else en)
+                ctx.set(arb.rd[c].mem, decoy_mem if go else mem)
                 ctx.set(arb.rd[c].row, row)
             for w, (en, mem, row, data) in enumerate(cyc["writes"]):
                 ctx.set(arb.wr[w].en, en)
