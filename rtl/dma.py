@@ -39,7 +39,8 @@ class _RowSequencer:
 
     In the start cycle (`go`) it reads the queue head directly, so the first row's request
     goes out at once; afterwards it works from its copy. `cur_k` is the row being
-    requested, `cur_addr` its DRAM address, `active` whether a row is requested this cycle.
+    requested, `cur_addr` its DRAM address, `active` whether a row is requested this cycle,
+    `row` the SRAM row (the start chooses it last, after the add: it addresses the SRAM).
     """
 
     def __init__(self, m: Module, go, insn, opcode: int):
@@ -52,6 +53,8 @@ class _RowSequencer:
         self.active = (go & (word[0:4] == opcode)) | self.running
         self.cur_k = Mux(go, 0, k)
         self.cur_addr = Mux(go, self.f["dram"], addr)
+        self.row = Mux(go, dma_fields(insn, opcode)["sram"][0:16],
+                       (dma_fields(self.held, opcode)["sram"][0:16] + k)[0:16])
         with m.If(go):
             m.d.sync += self.held.eq(insn)
         with m.If(self.active):
@@ -73,7 +76,7 @@ class LoadUnit(wiring.Component):
         m = Module()
         cfg = self.cfg
         seq = _RowSequencer(m, self.go, self.insn, _LOAD)
-        f, active, cur_k, held = seq.f, seq.active, seq.cur_k, seq.held
+        f, active, held = seq.f, seq.active, seq.held
         m.d.comb += [self.dram.rd_en.eq(active), self.dram.rd_addr.eq(seq.cur_addr)]
 
         # Stage 1: the DRAM bytes arrive; unpack them into lanes and write the row.
@@ -81,7 +84,7 @@ class LoadUnit(wiring.Component):
         p1_row = Signal(ROW_BITS)
         p1_mem = Signal()
         m.d.sync += p1_valid.eq(active)
-        m.d.sync += [p1_row.eq(f["sram"][0:16] + cur_k), p1_mem.eq(f["sram"][16])]
+        m.d.sync += [p1_row.eq(seq.row), p1_mem.eq(f["sram"][16])]
         hf = dma_fields(held, _LOAD)
         data = self.dram.rd_data
         wide, signed_ = hf["fmt"] == Fmt.X32, hf["fmt"] == Fmt.I8
@@ -117,7 +120,7 @@ class StoreUnit(wiring.Component):
         m = Module()
         cfg = self.cfg
         seq = _RowSequencer(m, self.go, self.insn, _STORE)
-        f, active, cur_addr, held = seq.f, seq.active, seq.cur_addr, seq.held
+        active, cur_addr, held = seq.active, seq.cur_addr, seq.held
         hf = dma_fields(held, _STORE)
         # In the start cycle, the request comes ready-made from the queue entry (the
         # arbiter chooses it by `go`, rtl.ports.ReadChannel).
@@ -125,7 +128,7 @@ class StoreUnit(wiring.Component):
                      self.rd.mem.eq(hf["sram"][16]),
                      self.rd.go.eq(self.go), self.rd.go_en.eq(self.go_reads[0]),
                      self.rd.go_mem.eq(self.go_reads[1]),
-                     self.rd.row.eq(f["sram"][0:16] + seq.cur_k)]
+                     self.rd.row.eq(seq.row)]
 
         # Stage 1: the SRAM row arrives; pack its lanes into bytes and write DRAM.
         p1_valid = Signal()
