@@ -461,6 +461,7 @@ class Core(wiring.Component):
             # it is the innermost, its lp_pre when the levels above it end with the jump.
             below = [jump_level[lv_] & (depth != lv_ + 1) for lv_ in range(LOOP_MAX_DEPTH - 1)]
             top = (depth - 1)[0:level_bits]
+            from_lp_pre = _any(below)
             for role in ROLE_DELTAS:
                 bits = _offset_bits(role)
                 from_top = back[role] - lp_delta[role][top]
@@ -468,7 +469,7 @@ class Core(wiring.Component):
                                    & below[lv_].replicate(bits)
                                    for lv_ in range(LOOP_MAX_DEPTH - 1)])
                 with m.If(jumping):
-                    m.d.sync += back[role].eq(Mux(_any(below), from_below, from_top))
+                    m.d.sync += back[role].eq(Mux(from_lp_pre, from_below, from_top))
                 with m.Elif(new_depth != depth):  # loops ended: the outer levels' sum
                     outer = lp_pre[role][(new_depth - 1)[0:level_bits]]
                     m.d.sync += back[role].eq(Mux(new_depth == 0, 0, outer))

@@ -53,8 +53,9 @@ class _RowSequencer:
         self.active = (go & (word[0:4] == opcode)) | self.running
         self.cur_k = Mux(go, 0, k)
         self.cur_addr = Mux(go, self.f["dram"], addr)
+        self.held_f = dma_fields(self.held, opcode)  # the running instruction's fields
         self.row = Mux(go, dma_fields(insn, opcode)["sram"][0:16],
-                       (dma_fields(self.held, opcode)["sram"][0:16] + k)[0:16])
+                       (self.held_f["sram"][0:16] + k)[0:16])
         with m.If(go):
             m.d.sync += self.held.eq(insn)
         with m.If(self.active):
@@ -76,7 +77,7 @@ class LoadUnit(wiring.Component):
         m = Module()
         cfg = self.cfg
         seq = _RowSequencer(m, self.go, self.insn, _LOAD)
-        f, active, held = seq.f, seq.active, seq.held
+        f, active, hf = seq.f, seq.active, seq.held_f
         m.d.comb += [self.dram.rd_en.eq(active), self.dram.rd_addr.eq(seq.cur_addr)]
 
         # Stage 1: the DRAM bytes arrive; unpack them into lanes and write the row.
@@ -85,7 +86,6 @@ class LoadUnit(wiring.Component):
         p1_mem = Signal()
         m.d.sync += p1_valid.eq(active)
         m.d.sync += [p1_row.eq(seq.row), p1_mem.eq(f["sram"][16])]
-        hf = dma_fields(held, _LOAD)
         data = self.dram.rd_data
         wide, signed_ = hf["fmt"] == Fmt.X32, hf["fmt"] == Fmt.I8
         lanes = []
@@ -120,8 +120,7 @@ class StoreUnit(wiring.Component):
         m = Module()
         cfg = self.cfg
         seq = _RowSequencer(m, self.go, self.insn, _STORE)
-        active, cur_addr, held = seq.active, seq.cur_addr, seq.held
-        hf = dma_fields(held, _STORE)
+        active, cur_addr, hf = seq.active, seq.cur_addr, seq.held_f
         # In the start cycle, the request comes ready-made from the queue entry (the
         # arbiter chooses it by `go`, rtl.ports.ReadChannel).
         m.d.comb += [self.rd.en.eq(seq.running),

@@ -75,8 +75,8 @@ def _first_clock(m: Module, reqs: list, tag: str):
     whether it is served in it (no earlier one shares its memory and port). Pairwise
     compares, kept wires: a few gates from the requests, where ranking them takes an
     adder each."""
-    shares = [_any([en2 & (mem2 == mem) for k, (en2, mem2) in enumerate(reqs[:i])
-                    if CHANNEL_PORT[k] == CHANNEL_PORT[i]])
+    shares = [Cat(*[en2 & (mem2 == mem) for k, (en2, mem2) in enumerate(reqs[:i])
+                    if CHANNEL_PORT[k] == CHANNEL_PORT[i]]).any()
               for i, (_en, mem) in enumerate(reqs)]
     alone = kept(m, Cat(*[~(en & sh) for (en, _), sh in zip(reqs, shares, strict=True)]).all(),
                  f"alone_{tag}")
@@ -98,13 +98,6 @@ def _ranks(reqs: list) -> list[Value]:
                 before = before + (en2 & (mem2 == mem))
         rank.append(before)
     return rank
-
-
-def _any(values: list) -> Value:
-    out = Const(0)
-    for v in values:
-        out = out | v
-    return out
 
 
 def slice_bits(rows: int, width: int, shapes: tuple[tuple[int, int], ...]) -> int:
@@ -169,7 +162,7 @@ class SramArbiter(wiring.Component):
         # cycle: every register behind them waits for `ce`).
         phase = Signal(_RANK_BITS)
         at_first = Signal(init=1)  # phase == 0
-        alones, firsts, cases = [], [], []
+        alones, firsts = [], []
         for case in itertools.product((0, 1), repeat=len(units)):
             tag = "".join(map(str, case))
             reqs = [(ch.go_en, ch.go_mem) if case[units.index(READ_UNIT[c])] else (ch.en, ch.mem)
@@ -177,7 +170,6 @@ class SramArbiter(wiring.Component):
             alone, first = _first_clock(m, reqs, tag)
             alones.append(alone)
             firsts.append(first)
-            cases.append(reqs)
 
         def choose(values):
             """The value of the units' starts this cycle, `values` in `case` order."""
@@ -187,8 +179,10 @@ class SramArbiter(wiring.Component):
             return values[0]
 
         # The cycle's requests and ranks, registered for its later clocks.
-        reqs = [(choose([c[i][0] for c in cases]), choose([c[i][1] for c in cases]))
-                for i in range(_REQUESTS)]
+        unit_go = [go[units.index(u)] for u in READ_UNIT]
+        reqs = [(Mux(g, ch.go_en, ch.en), Mux(g, ch.go_mem, ch.mem))
+                for g, ch in zip(unit_go, self.rd, strict=True)] + \
+               [(ch.en, ch.mem) for ch in self.wr]
         held = [(Signal(name=f"req{i}_en"), Signal(name=f"req{i}_mem"),
                  Signal(_RANK_BITS, name=f"req{i}_rank")) for i in range(_REQUESTS)]
         for (en, mem), r, (h_en, h_mem, h_rank) in zip(reqs, _ranks(reqs), held, strict=True):
