@@ -400,7 +400,9 @@ class ComputeUnit(wiring.Component):
         bcast = decoded("ctl_bcast", is_[Op.MOVE] & (mv["fn"] == MoveFn.BCAST))
         fill = decoded("ctl_fill", is_[Op.MOVE] & (mv["fn"] == MoveFn.FILL))
         imm_b = decoded("ctl_imm_b", is_[Op.BINARY] & bi["imm_mode"])
-        imm = decoded("ctl_imm", Mux(is_[Op.MOVE], mv["imm"], bi["imm"]), 32)
+        # Signed, as the lanes are: an unsigned immediate beside a signed lane would widen the
+        # operand by a bit and compare 0xFFFFFFFF as 2^32 - 1, not -1.
+        imm = decoded("ctl_imm", Mux(is_[Op.MOVE], mv["imm"], bi["imm"]), signed(32))
         cls = {name: decoded(f"ctl_{name}", value) for name, value in (
             ("matmul", is_[Op.MATMUL]), ("reduce_lanes", is_[Op.REDUCE] & ~reduce_rows),
             ("reduce_rows", reduce_rows))}

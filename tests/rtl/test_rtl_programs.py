@@ -313,3 +313,32 @@ def test_reductions_match_simulator():
     program = Program(TINY, code, [Segment(0, data.tobytes())])
     rtl = run_programs([program])[0]
     compare(program, rtl, reference(program))
+
+
+def test_binary_immediates_of_both_signs_match_simulator():
+    """Every integer BINARY function with an immediate second operand, negative and
+    positive, on values that straddle it: a negative immediate is a signed 32-bit value,
+    so CMPLT(0, -1) is 0 and MAX(x, -1) keeps -1 over INT_MIN (a random program found an
+    RTL that compared 0xFFFFFFFF as 2^32 - 1)."""
+    from isa.container import Segment
+    from isa.encoding import make
+    from isa.table import BinaryFn
+
+    edge = np.array([0, 1, -1, -2, 2**31 - 1, -2**31, 7, -7], np.int32)
+    rows = len(edge) // TINY.n
+    code = [make("load", sram=0, dram=0, stride=16, rows=rows, cols=4, fmt=2,
+                 flags=("push_next",))]
+    dst = rows
+    for imm in (-1, -7, 5, -2**31):
+        for fn in BinaryFn:
+            code.append(make("binary", dst=dst, src1=0, count=rows, fn=int(fn), dtype=0,
+                             step1=1, imm_mode=1, imm=imm & 0xFFFFFFFF,
+                             flags=("pop_prev",) if dst == rows else ()))
+            dst += rows
+    code[-1] = make("binary", **{**code[-1].values, "flags": ("push_next",)})
+    code += [make("store", sram=rows, dram=256, stride=16, rows=dst - rows, cols=4, fmt=2,
+                  flags=("pop_prev",)),
+             make("halt")]
+    program = Program(TINY, code, [Segment(0, edge.tobytes())])
+    rtl = run_programs([program])[0]
+    compare(program, rtl, reference(program))
