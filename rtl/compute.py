@@ -481,7 +481,7 @@ class ComputeUnit(wiring.Component):
                    | (cls["reduce_rows"] & emit[drr])
                    | (~cls["matmul"] & ~cls["reduce_lanes"] & ~cls["reduce_rows"] & emit[dv]))
         rr_write = cls["reduce_rows"] & emit[drr]
-        s_data = mm_row | rl_row | vec_row | (red_acc & rr_write.replicate(width))
+        s_data = mm_row | rl_row | vec_row | Mux(rr_write, red_acc, 0)
         with m.If(self.go):
             m.d.sync += w_row.eq(base["w"][0])
         with m.Elif(s_write):

@@ -80,7 +80,7 @@ from rtl.fields import (
     field_values,
     flag_bit,
 )
-from rtl.lanes import kept
+from rtl.lanes import kept, wire
 from rtl.ports import DramPort
 from rtl.queue import InstructionQueue
 from rtl.sram import SramArbiter
@@ -392,7 +392,7 @@ class Core(wiring.Component):
         dram_bad = Const(0)
         for i in range(SPAN_SLOTS):
             versus = Signal(signed(_OFF_BITS), name=f"span{i}_back")
-            m.d.comb += versus.eq(_any([wide[role] & stored.span_role[i][r].replicate(_OFF_BITS)
+            m.d.comb += versus.eq(_any([Mux(stored.span_role[i][r], wide[role], 0)
                                         for r, role in enumerate(ROLES)]))
             # Each side a kept subtraction whose sign is the compare: a carry chain, where
             # ABC had built the high bits (an SRAM role's offset sign-extended) as a chain
@@ -418,13 +418,13 @@ class Core(wiring.Component):
         ends_here = Signal(LOOP_MAX_DEPTH)
         ends_after = Signal(LOOP_MAX_DEPTH)
         m.d.comb += ends_after.eq(Cat(*[lp_end[k] == after for k in range(LOOP_MAX_DEPTH)]))
-        jump_level, pop_level, ended_to = _loop_exit(ends_here, depth, lp_more)
+        jump_level, pop_level, ended_to = _loop_exit(m, ends_here, depth, lp_more, "exit")
         new_depth = Signal.like(depth)
         m.d.comb += new_depth.eq(ended_to)
         jumping = _any([jump_level[lv_] for lv_ in range(LOOP_MAX_DEPTH)])
         more_after = [Mux(jump_level[lv_], lp_more2[lv_], lp_more[lv_])
                       for lv_ in range(LOOP_MAX_DEPTH)]
-        after_unit = _after(after, ends_after, new_depth, more_after, lp_start)
+        after_unit = _after(m, after, ends_after, new_depth, more_after, lp_start, "after_unit")
         lv = fv[Op.LOOP]
         loop_end = pc + lv["body"]
         loop_repeats = lv["count"] > 1  # the loop a LOOP opens jumps back at its end
@@ -432,11 +432,11 @@ class Core(wiring.Component):
         # The loop a LOOP opens ends at `after` (pc + 1) when its body is one instruction.
         ends_after_loop = Signal(LOOP_MAX_DEPTH)
         m.d.comb += ends_after_loop.eq((ends_after & ~opening) |
-                                       (opening & (lv["body"] == 1).replicate(LOOP_MAX_DEPTH)))
+                                       Mux(lv["body"] == 1, opening, 0))
         after_loop = _after(
-            after, ends_after_loop, depth + 1,
+            m, after, ends_after_loop, wire(m, depth + 1, "depth_opened"),
             [Mux(opening[k], loop_repeats, lp_more[k]) for k in range(LOOP_MAX_DEPTH)],
-            [Mux(opening[k], pc + 1, lp_start[k]) for k in range(LOOP_MAX_DEPTH)])
+            [Mux(opening[k], pc + 1, lp_start[k]) for k in range(LOOP_MAX_DEPTH)], "after_loop")
         adv = Signal()  # the dispatcher moves on to `after`
         adv_loop = Signal()  # ... having opened a loop
         m.d.comb += [pc_next.eq(Mux(adv, after, pc)),
@@ -465,9 +465,9 @@ class Core(wiring.Component):
             for role in ROLE_DELTAS:
                 bits = _offset_bits(role)
                 from_top = back[role] - lp_delta[role][top]
-                from_below = _any([(lp_pre[role][lv_] - lp_delta[role][lv_])[0:bits]
-                                   & below[lv_].replicate(bits)
-                                   for lv_ in range(LOOP_MAX_DEPTH - 1)])
+                moved = [(lp_pre[role][lv_] - lp_delta[role][lv_])[0:bits]
+                         for lv_ in range(LOOP_MAX_DEPTH - 1)]
+                from_below = _any([Mux(below[lv_], x, 0) for lv_, x in enumerate(moved)])
                 with m.If(jumping):
                     m.d.sync += back[role].eq(Mux(from_lp_pre, from_below, from_top))
                 with m.Elif(new_depth != depth):  # loops ended: the outer levels' sum
@@ -576,30 +576,30 @@ def _any(values: list):
     return values[0]
 
 
-def _loop_exit(ends_here, depth, mores):
+def _loop_exit(m, ends_here, depth, mores, name):
     """A unit instruction at the pc where each loop level ends or not (`ends_here`, a bit
     a level), loops open to `depth`, `mores` whether each has iterations left: the level
-    it jumps back at and those it ends (one flag each), and the depth after it."""
+    it jumps back at and those it ends (one flag each, wires), and the depth after it."""
     chain = Const(1)
     jump, pop = {}, {}
     for level in reversed(range(LOOP_MAX_DEPTH)):
         active = depth > level
-        at_end = chain & active & ends_here[level]
-        jump[level] = at_end & mores[level]
-        pop[level] = at_end & ~mores[level]
-        chain = chain & (~active | pop[level])
+        at_end = wire(m, chain & active & ends_here[level], f"{name}_end{level}")
+        jump[level] = wire(m, at_end & mores[level], f"{name}_jump{level}")
+        pop[level] = wire(m, at_end & ~mores[level], f"{name}_pop{level}")
+        chain = wire(m, chain & (~active | pop[level]), f"{name}_chain{level}")
     new_depth = depth
     for level in reversed(range(LOOP_MAX_DEPTH)):  # the outermost level ended wins
         new_depth = Mux(pop[level], level, new_depth)
     return jump, pop, new_depth
 
 
-def _after(p, ends_here, depth, mores, starts):
+def _after(m, p, ends_here, depth, mores, starts, name):
     """The pc after a unit instruction at `p` (see `_loop_exit`; `starts` the bodies')."""
-    jump, _, _ = _loop_exit(ends_here, depth, mores)
+    jump, _, _ = _loop_exit(m, ends_here, depth, mores, name)
     levels = range(LOOP_MAX_DEPTH)
     return Mux(_any([jump[k] for k in levels]),
-               _any([starts[k] & jump[k].replicate(PC_BITS) for k in levels]), p + 1)
+               _any([Mux(jump[k], starts[k], 0) for k in levels]), p + 1)
 
 
 def _select(opcode, adjusted: dict[int, object]):

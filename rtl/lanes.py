@@ -136,6 +136,16 @@ def reg(m: Module, value: Value, name: str) -> Signal:
     return sig
 
 
+def wire(m: Module, value: Value, name: str) -> Signal:
+    """`value` as a named wire, for a value used more than once. The Verilog names each use
+    of an expression again, so a value read in n places is built n times there (and
+    Verilator evaluates every copy each clock); synthesis merges the copies either way."""
+    value = Value.cast(value)
+    sig = Signal(value.shape(), name=name)
+    m.d.comb += sig.eq(value)
+    return sig
+
+
 def kept(m: Module, value: Value, name: str) -> Signal:
     """`value` as a wire synthesis keeps: an add into it stays a carry chain.
 
@@ -258,7 +268,7 @@ def _first_stage(k: dict[str, Value], a: Value, b: Value, c: Value) -> Value:
     negative = a[31]
     # Adder: X + Y + cin, with X = a or 0 and Y = 0, ~a, b or ~b.
     negate = k["neg"] | (k["abs"] & negative)
-    x = a & ~(negate | k["zero"] | (k["relu"] & negative)).replicate(LANE)
+    x = Mux(negate | k["zero"] | (k["relu"] & negative), 0, a)
     y = select(Cat(k["add_sub"], negate | k["sub"]), {0: Const(0, LANE), 1: b, 2: ~a, 3: ~b}, b)
     total = (x + y + (negate | k["sub"]))[0:LANE]
     # Bitwise: one LUT per bit of (a, b, two code bits).
@@ -307,10 +317,11 @@ def _thermometer(s: Value, offset: int, width: int) -> Value:
     return Cat(*bits)
 
 
-def shift_window(x: Value, s: Value, width: int) -> Value:
+def shift_window(m: Module, x: Value, s: Value, width: int, name: str) -> Value:
     """(x >> s)[0:width], x signed: the largest shift first, so each level keeps only the
     bits the smaller shifts after it can still bring into the window (about width +
-    2^level muxes a level, not len(x))."""
+    2^level muxes a level, not len(x)). Each level is a wire: the next reads its bits
+    twice."""
     bits = [x[i] for i in range(len(x))]
 
     def at(i: int) -> Value:
@@ -320,7 +331,9 @@ def shift_window(x: Value, s: Value, width: int) -> Value:
 
     for k in reversed(range(len(s))):
         step = 1 << k
-        bits = [Mux(s[k], at(i + step), at(i)) for i in range(width + step - 1)]
+        level = wire(m, Cat(*[Mux(s[k], at(i + step), at(i)) for i in range(width + step - 1)]),
+                     f"{name}_shift{k}")
+        bits = [level[i] for i in range(len(level))]
     return Cat(*bits[0:width])
 
 
@@ -393,7 +406,7 @@ def vector_lane(m: Module, ctl: LaneControl, a: Value, b: Value, c: Value,
     # Stage 3: (p<<1) >> s gives the rounding bit (bit s-1 of p; 0 when s = 0) and p >> s;
     # p >> s is below -2^11 or at least 2^11 exactly when p's bits from s + 11 up are not all
     # its sign.
-    window = shift_window(Cat(Const(0, 1), p2).as_signed(), sh2, LANE)
+    window = shift_window(m, Cat(Const(0, 1), p2).as_signed(), sh2, LANE, name)
     win3 = reg(m, window, f"{name}_win3")
     big3 = reg(m, ~p2[63] & (p2 & mask2).any(), f"{name}_big3")
     small3 = reg(m, p2[63] & ~(p2 | ~mask2).all(), f"{name}_small3")
