@@ -212,13 +212,17 @@ class Core(wiring.Component):
         # SRAM clearing when a run begins.
         started = Signal()
         clearing = Signal()
+        # started & ~clearing & ~done & (fault == 0), one flip-flop: the run state every
+        # start and dispatch waits on, set as the clearing ends and cleared by `done` or a
+        # fault (neither happens while clearing: both need a tick), not an AND of seven.
+        live = Signal()
         clr = Signal(range(max(cfg.sp_rows, cfg.acc_rows) + 1))
         with m.If(self._running & ~started):
             m.d.sync += [started.eq(1), clearing.eq(1), clr.eq(0)]
         with m.If(clearing):
             m.d.sync += clr.eq(clr + 1)
             with m.If(clr == max(cfg.sp_rows, cfg.acc_rows) - 1):
-                m.d.sync += clearing.eq(0)
+                m.d.sync += [clearing.eq(0), live.eq(1)]
 
         # The order of the channels is the arbiter's priority (rtl/sram.py).
         for chan, port in zip((compute.rd_a, compute.rd_b, compute.rd_c, store.rd,
@@ -266,7 +270,7 @@ class Core(wiring.Component):
         m.d.comb += hold.eq(Cat(*[completing[u] & ~engines[u].idle for u in HOLDING_UNITS]).any())
         tick = Signal()
         running = Signal()
-        m.d.comb += [running.eq(started & ~clearing & ~done & (fault == 0) & ~late),
+        m.d.comb += [running.eq(live & ~late),
                      tick.eq(running & ~hold)]
 
         flag_index = {name: i for i, name in enumerate(TOKEN_FLAGS)}
@@ -539,13 +543,13 @@ class Core(wiring.Component):
         with m.Elif(dispatching & (opcode == Op.LOOP) & loop_bad):
             m.d.comb += [raise_fault.eq(1), fault_cause.eq(Fault.LOOP_NESTING), fault_at.eq(pc)]
         with m.If(raise_fault):
-            m.d.sync += [fault.eq(fault_cause), fault_pc.eq(fault_at)]
+            m.d.sync += [fault.eq(fault_cause), fault_pc.eq(fault_at), live.eq(0)]
 
         # Completion and counters ----------------------------------------------------------
         all_idle = Cat(*[free[u] & (queues[u].level == 0) for u in UNITS]).all()
         with m.If(tick & ~raise_fault):
             with m.If(halted & all_idle):
-                m.d.sync += done.eq(1)
+                m.d.sync += [done.eq(1), live.eq(0)]
             with m.Else():
                 m.d.sync += cycle.eq(cycle + 1)
         counters = {name: Signal(COUNTER_BITS, name=f"perf_{name}") for name in PERF_COUNTERS}
