@@ -136,12 +136,12 @@ def reg(m: Module, value: Value, name: str) -> Signal:
     return sig
 
 
-def wire(m: Module, value: Value, name: str) -> Signal:
+def wire(m: Module, value: Value, name: str, attrs: dict | None = None) -> Signal:
     """`value` as a named wire, for a value used more than once. The Verilog names each use
     of an expression again, so a value read in n places is built n times there (and
     Verilator evaluates every copy each clock); synthesis merges the copies either way."""
     value = Value.cast(value)
-    sig = Signal(value.shape(), name=name)
+    sig = Signal(value.shape(), name=name, attrs=attrs or {})
     m.d.comb += sig.eq(value)
     return sig
 
@@ -151,10 +151,7 @@ def kept(m: Module, value: Value, name: str) -> Signal:
 
     Without it yosys merges a tree of adds into one multi-operand sum and builds that from
     LUTs (about twice the logic of the carry chains, and deeper)."""
-    value = Value.cast(value)
-    sig = Signal(value.shape(), name=name, attrs={"keep": 1})
-    m.d.comb += sig.eq(value)
-    return sig
+    return wire(m, value, name, {"keep": 1})
 
 
 def pick(m: Module, choices: list[tuple[Value, Value]], name: str, width: int = LANE) -> Value:

@@ -281,11 +281,31 @@ def test_division_edge_cases_match_simulator():
     assert rtl.counters["hold_cycles"] == 0  # the dividers meet the table's DIV formula
 
 
+def _load_compute_store(data: np.ndarray, load_rows: int, compute: list[tuple[str, dict]],
+                        out_rows: int) -> None:
+    """int32 `data` loaded into SP rows 0.., the compute instructions in order (the first
+    waits for the load, the last hands over to the store), then out_rows SP rows from
+    load_rows on stored: the RTL's bytes and cycles against the simulator's."""
+    from isa.container import Segment
+    from isa.encoding import make
+
+    code = [make("load", sram=0, dram=0, stride=16, rows=load_rows, cols=4, fmt=2,
+                 flags=("push_next",))]
+    for i, (mnemonic, values) in enumerate(compute):
+        flags = (("pop_prev",) if i == 0 else ()) + \
+                (("push_next",) if i == len(compute) - 1 else ())
+        code.append(make(mnemonic, **values, flags=flags))
+    code += [make("store", sram=load_rows, dram=1024, stride=16, rows=out_rows, cols=4,
+                  fmt=2, flags=("pop_prev",)),
+             make("halt")]
+    program = Program(TINY, code, [Segment(0, data.astype(np.int32).tobytes())])
+    rtl = run_programs([program])[0]
+    compare(program, rtl, reference(program))
+
+
 def test_reductions_match_simulator():
     """REDUCE over rows and over lanes, every function, with and without the old row
     (acc), on values that wrap: the fold's and the tree's choices, one instruction each."""
-    from isa.container import Segment
-    from isa.encoding import make
     from isa.table import Axis, ReduceFn
 
     rng = np.random.default_rng(5)
@@ -293,26 +313,15 @@ def test_reductions_match_simulator():
     edge = [0, 1, -1, 2**31 - 1, -2**31, 7, -7]
     data = rng.choice(np.concatenate([edge, rng.integers(-2**31, 2**31, 40)]),
                       (count + 30) * TINY.n).astype(np.int32)
-    code = [make("load", sram=0, dram=0, stride=16, rows=count + 30, cols=4, fmt=2,
-                 flags=("push_next",))]
+    compute = []
     dst = count
-    first = True
     for axis in Axis:
         for fn in ReduceFn:
             for acc in (0, 1):
-                rows = count if axis == Axis.LANES else 1
-                code.append(make("reduce", dst=dst, src1=0, count=count, fn=int(fn),
-                                 axis=int(axis), dtype=0, acc=acc,
-                                 flags=("pop_prev",) if first else ()))
-                first = False
-                dst += rows
-    code[-1] = make("reduce", **{**code[-1].values, "flags": ("push_next",)})
-    code += [make("store", sram=count, dram=1024, stride=16, rows=dst - count, cols=4, fmt=2,
-                  flags=("pop_prev",)),
-             make("halt")]
-    program = Program(TINY, code, [Segment(0, data.tobytes())])
-    rtl = run_programs([program])[0]
-    compare(program, rtl, reference(program))
+                compute.append(("reduce", dict(dst=dst, src1=0, count=count, fn=int(fn),
+                                               axis=int(axis), dtype=0, acc=acc)))
+                dst += count if axis == Axis.LANES else 1
+    _load_compute_store(data, count + 30, compute, dst - count)
 
 
 def test_binary_immediates_of_both_signs_match_simulator():
@@ -320,25 +329,12 @@ def test_binary_immediates_of_both_signs_match_simulator():
     positive, on values that straddle it: a negative immediate is a signed 32-bit value,
     so CMPLT(0, -1) is 0 and MAX(x, -1) keeps -1 over INT_MIN (a random program found an
     RTL that compared 0xFFFFFFFF as 2^32 - 1)."""
-    from isa.container import Segment
-    from isa.encoding import make
     from isa.table import BinaryFn
 
     edge = np.array([0, 1, -1, -2, 2**31 - 1, -2**31, 7, -7], np.int32)
     rows = len(edge) // TINY.n
-    code = [make("load", sram=0, dram=0, stride=16, rows=rows, cols=4, fmt=2,
-                 flags=("push_next",))]
-    dst = rows
-    for imm in (-1, -7, 5, -2**31):
-        for fn in BinaryFn:
-            code.append(make("binary", dst=dst, src1=0, count=rows, fn=int(fn), dtype=0,
-                             step1=1, imm_mode=1, imm=imm & 0xFFFFFFFF,
-                             flags=("pop_prev",) if dst == rows else ()))
-            dst += rows
-    code[-1] = make("binary", **{**code[-1].values, "flags": ("push_next",)})
-    code += [make("store", sram=rows, dram=256, stride=16, rows=dst - rows, cols=4, fmt=2,
-                  flags=("pop_prev",)),
-             make("halt")]
-    program = Program(TINY, code, [Segment(0, edge.tobytes())])
-    rtl = run_programs([program])[0]
-    compare(program, rtl, reference(program))
+    compute = [("binary", dict(dst=rows * (1 + k), src1=0, count=rows, fn=int(fn), dtype=0,
+                               step1=1, imm_mode=1, imm=imm & 0xFFFFFFFF))
+               for k, (imm, fn) in enumerate((imm, fn) for imm in (-1, -7, 5, -2**31)
+                                             for fn in BinaryFn)]
+    _load_compute_store(edge, rows, compute, rows * len(compute))
