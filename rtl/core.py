@@ -365,7 +365,7 @@ class Core(wiring.Component):
         prime = Signal(2)  # 0: read word 0; 1: it arrives in `cur`; 2: fetching
         with m.If(prime != 2):
             m.d.sync += prime.eq(prime + 1)
-        m.d.comb += imem_r.addr.eq(Mux(prime == 0, 0, after_next))
+        fetch_to = Signal(PC_BITS)  # the word after `after`, should the dispatcher move on
         word = cur[0:INSN_BITS]
         stored = PREDECODED(cur[INSN_BITS:])
         opcode = word[0:4]
@@ -446,6 +446,12 @@ class Core(wiring.Component):
         m.d.comb += [pc_next.eq(Mux(adv, after, pc)),
                      after_next.eq(Mux(adv_loop, after_loop, Mux(adv, after_unit, after)))]
         m.d.sync += after.eq(after_next)
+        # The read port addresses the word a dispatch would need next, from flip-flops, and
+        # reads only when the dispatcher moves on (else it keeps the word at `after`): the
+        # dispatch decision reaches the block RAM's read enable, not its address bits.
+        m.d.comb += [fetch_to.eq(Mux(stored.loop, after_loop, after_unit)),
+                     imem_r.addr.eq(Mux(prime == 2, fetch_to, Mux(prime == 0, 0, after))),
+                     imem_r.en.eq(adv | (prime != 2))]
         with m.If(adv):
             m.d.sync += ends_here.eq(Mux(adv_loop, ends_after_loop, ends_after))
         with m.If(adv | (prime == 1)):
