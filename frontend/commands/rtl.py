@@ -1,8 +1,8 @@
 """`dozen rtl`: the chip's Amaranth RTL: export Verilog, synthesise, run programs on it.
 
     dozen rtl verilog [--config tiny] [--imem-depth N] -o dozen.v
-    dozen rtl synth --target ecp5|ice40 [--config tiny] [--unit NAME] [--seed N] [--no-pnr]
-                    [--json]
+    dozen rtl synth --target ecp5|ice40 [--config tiny] [--unit NAME] [--seed N]
+                    [--speed 6|7|8] [--no-pnr] [--json]
     dozen rtl paths [WORKDIR/top.json | --config tiny] [--top N] [--trace CELL]
     dozen rtl run prog.dzn [--sim amaranth|verilator] [--input NAME=x.npy] [--json]
 
@@ -50,6 +50,9 @@ def register(subparsers: argparse._SubParsersAction, common: argparse.ArgumentPa
     synth.add_argument("--imem-depth", type=int, default=64, metavar="N")
     synth.add_argument("--seed", type=int, metavar="N",
                        help="nextpnr's placement seed (the Fmax of one design varies with it)")
+    synth.add_argument("--speed", type=int, metavar="GRADE",
+                       help="the ECP5's speed grade to time against: 6 (default, the "
+                            "slowest), 7 or 8")
     synth.add_argument("--no-pnr", dest="place", action="store_false",
                        help="yosys and nextpnr's packing only: the cell counts against the "
                             "device's, no Fmax (minutes, where place and route takes the "
@@ -136,11 +139,11 @@ def run_synth(args: argparse.Namespace) -> int:
         if args.unit not in UNITS:
             raise InputError(f"unknown unit {args.unit!r} (units: {', '.join(UNITS)})")
         report = synthesize_unit(args.unit, cfg, args.target, workdir=args.workdir,
-                                 seed=args.seed, place=args.place)
+                                 seed=args.seed, place=args.place, speed=args.speed)
         what = f"{args.unit} unit of {cfg.name!r}"
     else:
         report = synthesize(cfg, args.target, _imem_depth(args.imem_depth), workdir=args.workdir,
-                            seed=args.seed, place=args.place)
+                            seed=args.seed, place=args.place, speed=args.speed)
         what = f"{cfg.name!r} core"
     data = report.to_dict()
     data["fits"] = report.luts <= report.device_luts if report.device_luts else None

@@ -37,8 +37,9 @@ class MacCounter(wiring.Component):
 def test_place_and_route_of_a_small_design_reports_every_figure(tmp_path):
     report = synthesize_design(MacCounter(), "ice40", tmp_path, freq_mhz=12.0, seed=7)
     figures = report.to_dict()
-    assert set(figures) == {"target", "luts", "ffs", "brams", "dsps", "fmax_mhz", "device_luts"}
-    assert figures["device_luts"] == 5_280
+    assert set(figures) == {"target", "luts", "ffs", "brams", "dsps", "fmax_mhz", "device_luts",
+                            "speed"}
+    assert figures["device_luts"] == 5_280 and figures["speed"] is None
     assert figures["target"] == "ice40"
     assert figures["luts"] > 0 and figures["ffs"] >= 20
     assert figures["fmax_mhz"] is not None and figures["fmax_mhz"] > 12.0
@@ -106,6 +107,29 @@ def test_report_parsing():
                        "clk2": {"achieved": 99.5, "constraint": 50.0}}}
     assert parse_fmax(report) == pytest.approx(99.5)
     assert parse_fmax({}) is None
+
+
+def test_a_faster_speed_grade_times_the_same_placement_faster(tmp_path):
+    """`speed` reaches nextpnr's timing model: the same design and seed on an ECP5 of
+    speed grade 8 closes at a higher Fmax than on the slowest grade, 6 (the default)."""
+    fmax = {}
+    for grade in (None, 8):
+        report = synthesize_design(MacCounter(), "ecp5", tmp_path / str(grade),
+                                   freq_mhz=50.0, seed=3, speed=grade)
+        assert report.speed == (grade or 6)
+        fmax[grade] = report.fmax_mhz
+    assert fmax[8] > 1.1 * fmax[None]
+
+
+@pytest.mark.parametrize(("target", "speed", "message"), [
+    ("ecp5", 9, "ecp5 speed grade must be one of 6, 7, 8, got 9"),
+    ("ice40", 8, "ice40 has no speed grades to choose from"),
+])
+def test_a_speed_grade_the_device_lacks_is_refused_before_the_tools(tmp_path, target, speed,
+                                                                    message):
+    with pytest.raises(SynthError, match=message):
+        synthesize_design(MacCounter(), target, tmp_path, speed=speed)
+    assert not any(tmp_path.iterdir())
 
 
 def test_unknown_target_is_a_clear_error(tmp_path):
