@@ -135,10 +135,30 @@ endmodule
 """
 
 
+# The bench's ports, all cocotb touches, as the only public signals: cocotb's Verilator
+# runner makes every signal public (`--public-flat-rw`), and Verilator then keeps each one
+# in the model and drops none (`_runner` takes that flag back out).
+BENCH_CONTROL = f"""`verilator_config
+public_flat_rw -module "{BENCH_TOP}" -var "*"
+"""
+
+
+def _runner(simulator: str):
+    from cocotb_tools.runner import Verilator, get_runner
+
+    if simulator != "verilator":
+        return get_runner(simulator)
+
+    class PortsPublic(Verilator):
+        def _build_command(self):
+            commands = super()._build_command()
+            return [[arg for arg in cmd if arg != "--public-flat-rw"] for cmd in commands]
+
+    return PortsPublic()
+
+
 def build(cfg: ChipConfig, imem_depth: int, simulator: str = "verilator") -> Path:
     """Export and compile the core in its bench once; later calls reuse the build."""
-    from cocotb_tools.runner import get_runner
-
     from rtl.export import verilog_text
 
     _environment(simulator)
@@ -146,15 +166,18 @@ def build(cfg: ChipConfig, imem_depth: int, simulator: str = "verilator") -> Pat
     build_dir = BUILD / f"{simulator}-{key}-imem{imem_depth}"
     build_dir.mkdir(parents=True, exist_ok=True)
     sources = []
-    for name, text in ((TOP, lambda: verilog_text(cfg, imem_depth)),
-                       (BENCH_TOP, lambda: bench_verilog(cfg, imem_depth))):
-        source = build_dir / f"{name}.v"
+    files = [(f"{TOP}.v", lambda: verilog_text(cfg, imem_depth)),
+             (f"{BENCH_TOP}.v", lambda: bench_verilog(cfg, imem_depth))]
+    if simulator == "verilator":
+        files.append((f"{BENCH_TOP}.vlt", lambda: BENCH_CONTROL))
+    for name, text in files:
+        source = build_dir / name
         if not source.exists():
-            tmp = source.with_suffix(".tmp")
+            tmp = source.with_name(source.name + ".tmp")
             tmp.write_text(text())
             tmp.replace(source)
         sources.append(source)
-    runner = get_runner(simulator)
+    runner = _runner(simulator)
     args = ["-Wno-WIDTHEXPAND", "-Wno-WIDTHTRUNC", "-Wno-fatal", "-O2"] \
         if simulator == "verilator" else []
     marker = build_dir / ".built"
@@ -173,8 +196,6 @@ def run_verilog(programs: list[Program], cfg: ChipConfig | None = None,
                 simulator: str = "verilator", max_clocks: int = DEFAULT_MAX_CLOCKS,
                 imem_depth: int | None = None, job_dir: Path | None = None) -> list[RtlResult]:
     """Run programs on the exported Verilog; one build per config, one simulation per call."""
-    from cocotb_tools.runner import get_runner
-
     if not programs:
         return []
     cfg = cfg or programs[0].config
@@ -185,7 +206,7 @@ def run_verilog(programs: list[Program], cfg: ChipConfig | None = None,
     for i, program in enumerate(programs):
         program.save(job / f"p{i}.dzn")
     (job / "job.json").write_text(json.dumps({"count": len(programs), "max_clocks": max_clocks}))
-    runner = get_runner(simulator)
+    runner = _runner(simulator)
     env = {JOB_ENV: str(job), "PYTHONPATH": os.pathsep.join([str(REPO), *sys.path])}
     try:
         runner.test(test_module="rtl.cocotb_bench", hdl_toplevel=BENCH_TOP,
