@@ -289,39 +289,60 @@ class Core(wiring.Component):
         head_lat = {u: head[u][INSN_BITS:INSN_BITS + LATENCY_BITS] for u in UNITS}
         head_pc = {u: head[u][INSN_BITS + LATENCY_BITS:entry_head] for u in UNITS}
         free = {u: ~busy[u] | completing[u] for u in UNITS}
-        start = {}
+        # Whether each unit's head waits to start (a free unit, a queued head) and whether
+        # its tokens are there are flip-flops, worked out from the state the clock's edge
+        # leaves (every D input below): a start is `tick` and two flip-flops, so the clock
+        # enable, the dispatch decision and the units' go follow it a few gates later.
+        ready = {u: Signal(name=f"ready_{u.name.lower()}") for u in UNITS}
+        tokens_ok = {u: Signal(name=f"tokens_ok_{u.name.lower()}") for u in UNITS}
+        start = {u: Signal(name=f"start_{u.name.lower()}") for u in UNITS}
         popped = {ch: Const(0) for ch in CHANNELS}
         token_wait = {}
+        busy_n = {u: Signal(name=f"busy_{u.name.lower()}_next") for u in UNITS}
+        completing_n = {u: Signal(name=f"completing_{u.name.lower()}_next") for u in UNITS}
+        flags_n = {u: Signal(4, name=f"flags_{u.name.lower()}_next") for u in UNITS}
         for u in UNITS:
-            ok = Const(1)
-            pops = []
+            m.d.comb += start[u].eq(tick & ready[u] & tokens_ok[u])
+            token_wait[u] = tick & ready[u] & ~tokens_ok[u]
             for name, ch in _flag_channels(u).items():
                 if ch is not None and name.startswith("pop"):
-                    wants = flag_bit(head_word[u], name)
-                    ok = ok & (~wants | (tokens[ch] != 0) | pushed[ch])
-                    pops.append((ch, wants))
-            waiting = free[u] & (queues[u].level != 0)
-            start[u] = Signal(name=f"start_{u.name.lower()}")
-            m.d.comb += start[u].eq(tick & waiting & ok)
-            token_wait[u] = tick & waiting & ~ok
-            for ch, wants in pops:
-                popped[ch] = popped[ch] | (start[u] & wants)
+                    popped[ch] = popped[ch] | (start[u] & flag_bit(head_word[u], name))
             m.d.comb += [queues[u].r_en.eq(start[u]), engines[u].go.eq(start[u]),
                          engines[u].insn.eq(head_word[u])]
             if u in reads_at_go:
                 m.d.comb += engines[u].go_reads.eq(head[u][entry_head:])
+            m.d.comb += [busy_n[u].eq(busy[u]), completing_n[u].eq(completing[u]),
+                         flags_n[u].eq(flags[u])]
             with m.If(tick):
                 with m.If(start[u]):
-                    m.d.sync += [busy[u].eq(1), left[u].eq(head_lat[u] - 1),
-                                 completing[u].eq(head_lat[u] == 1),
-                                 flags[u].eq(head_word[u][4:8]), cur_pc[u].eq(head_pc[u])]
+                    m.d.comb += [busy_n[u].eq(1), completing_n[u].eq(head_lat[u] == 1),
+                                 flags_n[u].eq(head_word[u][4:8])]
+                    m.d.sync += [left[u].eq(head_lat[u] - 1), cur_pc[u].eq(head_pc[u])]
                 with m.Elif(completing[u]):
-                    m.d.sync += [busy[u].eq(0), completing[u].eq(0)]
+                    m.d.comb += [busy_n[u].eq(0), completing_n[u].eq(0)]
                 with m.Elif(busy[u]):
-                    m.d.sync += [left[u].eq(left[u] - 1), completing[u].eq(left[u] == 1)]
-        with m.If(tick):
-            for ch in CHANNELS:
-                m.d.sync += tokens[ch].eq(after_push[ch] - popped[ch])
+                    m.d.sync += left[u].eq(left[u] - 1)
+                    m.d.comb += completing_n[u].eq(left[u] == 1)
+            m.d.sync += [busy[u].eq(busy_n[u]), completing[u].eq(completing_n[u]),
+                         flags[u].eq(flags_n[u])]
+        tokens_n = {ch: Signal.like(tokens[ch], name=f"{tokens[ch].name}_next")
+                    for ch in CHANNELS}
+        m.d.comb += [tokens_n[ch].eq(Mux(tick, after_push[ch] - popped[ch], tokens[ch]))
+                     for ch in CHANNELS]
+        m.d.sync += [tokens[ch].eq(tokens_n[ch]) for ch in CHANNELS]
+        pushed_n = {ch: Const(0) for ch in CHANNELS}
+        for u in UNITS:
+            for name, ch in _flag_channels(u).items():
+                if ch is not None and name.startswith("push"):
+                    pushed_n[ch] = pushed_n[ch] | (completing_n[u] & flags_n[u][flag_index[name]])
+        for u in UNITS:
+            head_n = queues[u].r_next[0:INSN_BITS]
+            ok = Const(1)
+            for name, ch in _flag_channels(u).items():
+                if ch is not None and name.startswith("pop"):
+                    ok = ok & (~flag_bit(head_n, name) | (tokens_n[ch] != 0) | pushed_n[ch])
+            m.d.sync += [ready[u].eq((~busy_n[u] | completing_n[u]) & queues[u].filled_next),
+                         tokens_ok[u].eq(ok)]
 
         # Dispatcher ------------------------------------------------------------------------
         pc = Signal(PC_BITS)

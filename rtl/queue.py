@@ -27,6 +27,8 @@ class InstructionQueue(wiring.Component):
             "w_en": In(1), "w_data": In(width),
             "r_en": In(1), "r_data": Out(width),
             "level": Out(range(depth + 1)),
+            # what the clock's edge leaves: the head, and whether there is one
+            "r_next": Out(width), "filled_next": Out(1),
         })
 
     def elaborate(self, platform):
@@ -39,14 +41,18 @@ class InstructionQueue(wiring.Component):
         tail = Signal(range(depth))
         m.d.comb += [second.addr.eq(_wrap(head, depth)),
                      wr.addr.eq(tail), wr.data.eq(self.w_data), wr.en.eq(self.w_en)]
+        m.d.comb += self.r_next.eq(self.r_data)
         with m.If(self.r_en):
-            m.d.sync += [head.eq(_wrap(head, depth)),
-                         self.r_data.eq(Mux(self.level > 1, second.data, self.w_data))]
+            m.d.sync += head.eq(_wrap(head, depth))
+            m.d.comb += self.r_next.eq(Mux(self.level > 1, second.data, self.w_data))
         with m.Elif(self.level == 0):
-            m.d.sync += self.r_data.eq(self.w_data)
+            m.d.comb += self.r_next.eq(self.w_data)
         with m.If(self.w_en):
             m.d.sync += tail.eq(_wrap(tail, depth))
-        m.d.sync += self.level.eq(self.level + self.w_en - self.r_en)
+        m.d.sync += [self.r_data.eq(self.r_next),
+                     self.level.eq(self.level + self.w_en - self.r_en)]
+        m.d.comb += self.filled_next.eq(self.w_en | (self.level > 1) |
+                                        ((self.level == 1) & ~self.r_en))
         return m
 
 
