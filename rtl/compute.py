@@ -275,8 +275,8 @@ class ComputeUnit(wiring.Component):
         # instruction needs later is kept in flip-flops as it starts: `go` (the end of the
         # core's longest control chain) only picks between the two, last.
         held = Signal(INSN_BITS)
-        with m.If(self.go):
-            m.d.sync += held.eq(self.insn)
+        held_next = Mux(self.go, self.insn, held)
+        m.d.sync += held.eq(held_next)
         d = _decode(m, self.insn, n)
         is_, base = d.is_, d.base
         un, bi, te, re_, rq, mv, mm = (d.f[op] for op in (
@@ -286,8 +286,10 @@ class ComputeUnit(wiring.Component):
         steps = Signal.like(d.steps, name="steps_held")
         mm_held = Signal()
         rr_held = Signal()
+        mm_held_next = Mux(self.go, is_[Op.MATMUL], mm_held)
+        m.d.sync += mm_held.eq(mm_held_next)
         with m.If(self.go):
-            m.d.sync += [steps.eq(d.steps), mm_held.eq(is_[Op.MATMUL]), rr_held.eq(reduce_rows)]
+            m.d.sync += [steps.eq(d.steps), rr_held.eq(reduce_rows)]
 
         running = Signal()
         k = Signal(18)
@@ -307,8 +309,8 @@ class ComputeUnit(wiring.Component):
         # mm_held), so the read requests and the arbiter's clock enable start at a register.
         weights_now = Signal()
         k_next = Mux(active, cur_k + 1, k)
-        m.d.sync += [k.eq(k_next),
-                     weights_now.eq(Mux(self.go, is_[Op.MATMUL], mm_held) & (k_next < n))]
+        weights_next = mm_held_next & (k_next < n)
+        m.d.sync += [k.eq(k_next), weights_now.eq(weights_next)]
         in_weights = Mux(self.go, is_[Op.MATMUL], weights_now)  # (a start's step is 0 < n)
         regs = {"a": (a_row, a_mem, a_step), "b": (b_row, b_mem, b_step),
                 "c": (c_row, c_mem, c_step), "w": (w_row, w_mem, w_step)}
@@ -320,8 +322,9 @@ class ComputeUnit(wiring.Component):
                 m.d.sync += [mem.eq(bm), st.eq(bs)]
         # MATMUL streams weights on channel a, then inputs on b with the old sums on c.
         mm_advance_bc = ~in_weights
+        running_next = Mux(active, Mux(self.go, d.many, k + 1 < steps), running)
+        m.d.sync += running.eq(running_next)
         with m.If(active):
-            m.d.sync += running.eq(Mux(self.go, d.many, k + 1 < steps))
             m.d.sync += a_row.eq(cur["a"][0] + cur["a"][2])
             with m.If(mm_advance_bc):
                 m.d.sync += [b_row.eq(cur["b"][0] + cur["b"][2]),
@@ -335,11 +338,14 @@ class ComputeUnit(wiring.Component):
         # and then its inputs and old sums (b, c): a cycle with fewer requests takes fewer
         # clocks of the two-port SRAMs. After the start cycle, from flip-flops only.
         streams = {x: Signal(name=f"{x}_streams") for x in READ_CHANNELS}
-        with m.If(self.go):
-            m.d.sync += [streams[x].eq(d.uses[x]) for x in READ_CHANNELS]
-        stream_en = {"a": running & streams["a"] & (~mm_held | weights_now),
-                     "b": running & streams["b"] & ~weights_now,
-                     "c": running & streams["c"] & ~weights_now}
+        streams_next = {x: Mux(self.go, d.uses[x], streams[x]) for x in READ_CHANNELS}
+        m.d.sync += [streams[x].eq(streams_next[x]) for x in READ_CHANNELS]
+        # The requests of the cycle after this one (should the unit not start then), from
+        # the D inputs of the registers they are a function of: registered, they reach the
+        # SRAM arbiter's clock enable from flip-flops (see `requests` below).
+        stream_next = {"a": running_next & streams_next["a"] & (~mm_held_next | weights_next),
+                       "b": running_next & streams_next["b"] & ~weights_next,
+                       "c": running_next & streams_next["c"] & ~weights_next}
         for x, port in zip(READ_CHANNELS, self._reads(), strict=True):
             m.d.comb += port.row.eq(cur[x][0][0:ROW_BITS])
 
@@ -488,9 +494,9 @@ class ComputeUnit(wiring.Component):
             m.d.sync += w_row.eq(w_row + w_step)
 
         t_write, t_wrow, t_wmem, t_data, t_busy, t_reads = self._transposer(
-            m, self.go & is_transpose, mv, held, L.join(a1))
+            m, self.go & is_transpose, mv, held, held_next, L.join(a1))
         d_write, d_row, d_mem, d_data, d_busy, d_reads = self._divider(
-            m, self.go & is_div, bi, held, a1, b1)
+            m, self.go & is_div, bi, held, held_next, a1, b1)
 
         m.d.comb += [self.wr.en.eq(s_write | t_write | d_write),
                      self.wr.row.eq(Mux(t_write, t_wrow[0:ROW_BITS],
@@ -503,14 +509,16 @@ class ComputeUnit(wiring.Component):
                           Mux(cls["reduce_rows"], emit[0:drr + 1].any(), emit[0:dv + 1].any())))
         m.d.comb += self.idle.eq(~running & ~p1_valid & ~v1 & ~pending & ~t_busy & ~d_busy)
         # Each read's request: in the start cycle ready-made from the queue entry
-        # (`go_reads`), afterwards from whichever datapath runs (its flip-flops alone); the
-        # arbiter chooses between them by `go` (rtl.ports.ReadChannel).
+        # (`go_reads`), afterwards from whichever datapath runs, worked out a cycle ahead
+        # into two flip-flops; the arbiter chooses between them by `go` (rtl.ports.ReadChannel).
         for i, (x, port) in enumerate(zip(READ_CHANNELS, self._reads(), strict=True)):
-            en, mem = stream_en[x], regs[x][1]
+            en, mem = stream_next[x], cur[x][1]  # cur: the D inputs of the channel's memory
             for reads in (t_reads, d_reads):
                 if x in reads:
                     en, mem = en | reads[x][0], Mux(reads[x][0], reads[x][1], mem)
-            m.d.comb += [port.en.eq(en), port.mem.eq(mem), port.go.eq(self.go),
+            req_en, req_mem = Signal(name=f"{x}_req_en"), Signal(name=f"{x}_req_mem")
+            m.d.sync += [req_en.eq(en), req_mem.eq(mem)]
+            m.d.comb += [port.en.eq(req_en), port.mem.eq(req_mem), port.go.eq(self.go),
                          port.go_en.eq(self.go_reads[2 * i]),
                          port.go_mem.eq(self.go_reads[2 * i + 1])]
         return m
@@ -529,7 +537,7 @@ class ComputeUnit(wiring.Component):
                              f"unit's datapath needs {needed}")
         return depth - needed
 
-    def _transposer(self, m: Module, start, mv: dict, held, row_in: Value):
+    def _transposer(self, m: Module, start, mv: dict, held, held_next, row_in: Value):
         """TRANSPOSE, pipelined: one source row read and one result row out per clock.
 
         n one-lane memories (block RAMs), each holding two blocks: row i of a block is
@@ -565,16 +573,20 @@ class ComputeUnit(wiring.Component):
         # blk < count, a flip-flop (its D input from blk's), so the read request after the
         # start comes from registers.
         more = Signal(name="tr_more")
-        later = {"a": (running & more, _mem(hm["src1"]))}
-        with m.If(later["a"][0]):
-            m.d.comb += self.rd_a.row.eq((src + j)[0:ROW_BITS])
         blk_next = Mux(active, Mux(cur_j == n - 1, cur_blk + 1, cur_blk), blk)[0:len(blk)]
-        m.d.sync += more.eq(blk_next < count)
+        more_next = blk_next < count
+        running_next = Mux(active, ~((cur_blk == count) & (cur_j == n - 1)), running)
+        m.d.sync += [more.eq(more_next), running.eq(running_next)]
+        # The read request of the next cycle (the D inputs of `running & more`), and this
+        # cycle's, registered from it.
+        later = {"a": (running_next & more_next, _mem(_fields(held_next, Op.MOVE)["src1"]))}
+        reading_later = L.reg(m, later["a"][0], "tr_reading")
+        with m.If(reading_later):
+            m.d.comb += self.rd_a.row.eq((src + j)[0:ROW_BITS])
         with m.If(active):
             m.d.sync += [j.eq(cur_j + 1), blk.eq(blk_next), src.eq(cur_src)]
             with m.If(cur_j == n - 1):
                 m.d.sync += src.eq(cur_src + sstride)
-            m.d.sync += running.eq(~((cur_blk == count) & (cur_j == n - 1)))
 
         # The read's clock, delayed to the memories' write: row j of block k (k < count) is
         # in `row_in` while line j of block k-1 is read.
@@ -618,7 +630,8 @@ class ComputeUnit(wiring.Component):
         busy = running | s1["valid"] | s2["valid"] | s3_valid | s4_valid | out_valid
         return out_valid, out_row, _mem(hm["dst"]), out_data, busy, later
 
-    def _divider(self, m: Module, start, bi: dict, held, a1: list[Value], b1: list[Value]):
+    def _divider(self, m: Module, start, bi: dict, held, held_next, a1: list[Value],
+                 b1: list[Value]):
         """int32 BINARY DIV: one restoring divider per lane, one quotient bit per clock.
 
         Three registers per lane: operands (the vector lanes' operand registers, fetched
@@ -683,25 +696,30 @@ class ComputeUnit(wiring.Component):
             with m.Elif(dividing & ~finished):
                 m.d.sync += [rem[i].eq(Mux(fits, diff[0:33], shifted)),
                              quo[i].eq(Cat(fits, quo[i][0:31]))]
+        dividing_next = Mux(take, 1, Mux(finished, 0, dividing))
+        finished_next = Mux(take, DIV_STEPS == 1,
+                            Mux(finished, 0, Mux(dividing, steps + 1 == DIV_STEPS, finished)))
+        opd_full_next = Mux(arriving, 1, Mux(take, 0, opd_full))
+        m.d.sync += [dividing.eq(dividing_next), finished.eq(finished_next),
+                     opd_full.eq(opd_full_next)]
         with m.If(take):
-            m.d.sync += [dividing.eq(1), steps.eq(1), finished.eq(DIV_STEPS == 1)]
+            m.d.sync += steps.eq(1)
             m.d.comb += fetch.eq(more)
-        with m.Elif(finished):
-            m.d.sync += [dividing.eq(0), finished.eq(0)]
-        with m.Elif(dividing):
-            m.d.sync += [steps.eq(steps + 1), finished.eq(steps + 1 == DIV_STEPS)]
-        with m.If(arriving):
-            m.d.sync += opd_full.eq(1)
-        with m.Elif(take):
-            m.d.sync += opd_full.eq(0)
+        with m.Elif(dividing & ~finished):
+            m.d.sync += steps.eq(steps + 1)
 
         left_next = Mux(fetch, cur_left - 1, left)[0:len(left)]
-        m.d.sync += more.eq(left_next != 0)
+        more_next = left_next != 0
+        m.d.sync += more.eq(more_next)
         with m.If(fetch):
             m.d.sync += [a_row.eq(cur_a + f[0]), b_row.eq(cur_b + f[1]), left.eq(left_next)]
-        # After the start (in it, the streaming path already asks for src1 and src2's rows).
-        fetch_later = take & more
-        later = {"a": (fetch_later, _mem(hb["src1"])), "b": (fetch_later, _mem(hb["src2"]))}
+        # After the start (in it, the streaming path already asks for src1 and src2's rows):
+        # the next cycle's requests (`take & more` from their D inputs), and this cycle's,
+        # registered from them.
+        fetch_next = opd_full_next & (~dividing_next | finished_next) & more_next
+        hb_next = _fields(held_next, Op.BINARY)
+        later = {"a": (fetch_next, _mem(hb_next["src1"])), "b": (fetch_next, _mem(hb_next["src2"]))}
+        fetch_later = L.reg(m, fetch_next, "div_fetching")
         with m.If(fetch_later):
             m.d.comb += [self.rd_a.row.eq(a_row[0:ROW_BITS]), self.rd_b.row.eq(b_row[0:ROW_BITS])]
 
