@@ -261,6 +261,7 @@ class ComputeUnit(wiring.Component):
         self.array_dsps = cfg.n * cfg.n if array_dsps is None else max(0, array_dsps)
         super().__init__({
             "go": In(1), "insn": In(INSN_BITS), "go_reads": In(2 * len(READ_CHANNELS)),
+            "next_go_reads": In(2 * len(READ_CHANNELS)),
             "idle": Out(1),
             "rd_a": Out(ReadChannel(cfg)), "rd_b": Out(ReadChannel(cfg)),
             "rd_c": Out(ReadChannel(cfg)), "wr": Out(WriteChannel(cfg)),
@@ -363,7 +364,8 @@ class ComputeUnit(wiring.Component):
                      ~is_[Op.MATMUL] & (~reduce_rows | ~d.many),
                      Mux(mm_held, ~weights_now, ~rr_held | (k + 1 == steps)))
         emit = Signal(max(dv, dm, drl, drr) + 1)  # emit[i]: a row to write i clocks after arrival
-        m.d.sync += emit.eq(Cat(active & writes, emit[:-1]))
+        emit_next = Cat(active & writes, emit[:-1])
+        m.d.sync += emit.eq(emit_next)
 
         h = {op: _fields(held, op) for op in (Op.MATMUL, Op.UNARY, Op.BINARY, Op.TERNARY,
                                               Op.REDUCE, Op.REQUANT, Op.MOVE)}
@@ -409,9 +411,10 @@ class ComputeUnit(wiring.Component):
         # Signed, as the lanes are: an unsigned immediate beside a signed lane would widen the
         # operand by a bit and compare 0xFFFFFFFF as 2^32 - 1, not -1.
         imm = decoded("ctl_imm", Mux(is_[Op.MOVE], mv["imm"], bi["imm"]), signed(32))
-        cls = {name: decoded(f"ctl_{name}", value) for name, value in (
-            ("matmul", is_[Op.MATMUL]), ("reduce_lanes", is_[Op.REDUCE] & ~reduce_rows),
-            ("reduce_rows", reduce_rows))}
+        cls_of = {"matmul": is_[Op.MATMUL], "reduce_lanes": is_[Op.REDUCE] & ~reduce_rows,
+                  "reduce_rows": reduce_rows}
+        cls = {name: decoded(f"ctl_{name}", value) for name, value in cls_of.items()}
+        cls_next = {name: Mux(self.go, value, cls[name]) for name, value in cls_of.items()}
         acc = decoded("ctl_acc", Mux(is_[Op.MATMUL], mm["acc"], re_["acc"]))
         red_fn = h[Op.REDUCE]["fn"]
 
@@ -483,9 +486,11 @@ class ComputeUnit(wiring.Component):
                                                        (old, take_old)], f"rr{i}_pick"))
 
         # The write: each datapath's row after its depth, to the next destination row.
-        s_write = ((cls["matmul"] & emit[dm]) | (cls["reduce_lanes"] & emit[drl])
-                   | (cls["reduce_rows"] & emit[drr])
-                   | (~cls["matmul"] & ~cls["reduce_lanes"] & ~cls["reduce_rows"] & emit[dv]))
+        def stream_write(cl, em):
+            return ((cl["matmul"] & em[dm]) | (cl["reduce_lanes"] & em[drl])
+                    | (cl["reduce_rows"] & em[drr])
+                    | (~cl["matmul"] & ~cl["reduce_lanes"] & ~cl["reduce_rows"] & em[dv]))
+        s_write = stream_write(cls, emit)
         rr_write = cls["reduce_rows"] & emit[drr]
         s_data = mm_row | rl_row | vec_row | Mux(rr_write, red_acc, 0)
         with m.If(self.go):
@@ -498,6 +503,12 @@ class ComputeUnit(wiring.Component):
         d_write, d_row, d_mem, d_data, d_busy, d_reads = self._divider(
             m, self.go & is_div, bi, held, held_next, a1, b1)
 
+        # The next cycle's write (`ReadChannel`): each datapath's from its D inputs.
+        (t_write_next, t_mem_next), (d_write_next, d_mem_next) = t_reads["w"], d_reads["w"]
+        m.d.comb += [self.wr.next_en.eq(stream_write(cls_next, emit_next) | t_write_next |
+                                        d_write_next),
+                     self.wr.next_mem.eq(Mux(t_write_next, t_mem_next,
+                                             Mux(d_write_next, d_mem_next, cur["w"][1])))]
         m.d.comb += [self.wr.en.eq(s_write | t_write | d_write),
                      self.wr.row.eq(Mux(t_write, t_wrow[0:ROW_BITS],
                                         Mux(d_write, d_row[0:ROW_BITS], w_row[0:ROW_BITS]))),
@@ -520,7 +531,10 @@ class ComputeUnit(wiring.Component):
             m.d.sync += [req_en.eq(en), req_mem.eq(mem)]
             m.d.comb += [port.en.eq(req_en), port.mem.eq(req_mem), port.go.eq(self.go),
                          port.go_en.eq(self.go_reads[2 * i]),
-                         port.go_mem.eq(self.go_reads[2 * i + 1])]
+                         port.go_mem.eq(self.go_reads[2 * i + 1]),
+                         port.next_en.eq(en), port.next_mem.eq(mem),
+                         port.next_go_en.eq(self.next_go_reads[2 * i]),
+                         port.next_go_mem.eq(self.next_go_reads[2 * i + 1])]
         return m
 
     def _reads(self):
@@ -619,6 +633,7 @@ class ComputeUnit(wiring.Component):
         out_row = Signal(_ROW, name="tr_out_row")
         out_data = Signal(row_width(self.cfg), name="tr_out_data")
         m.d.sync += out_valid.eq(s4_valid)
+        later["w"] = (s4_valid, _mem(_fields(held_next, Op.MOVE)["dst"]))  # the write's next
         with m.If(start):
             m.d.sync += w_base.eq(_row(mv["dst"]))
         with m.If(s4_valid):
@@ -728,6 +743,7 @@ class ComputeUnit(wiring.Component):
         out_row = Signal(_ROW, name="div_out_row")
         out_data = Signal(row_width(self.cfg), name="div_out_data")
         m.d.sync += out_valid.eq(finished)
+        later["w"] = (finished, _mem(hb_next["dst"]))  # the write's next
         with m.If(start):
             m.d.sync += out_row.eq(_row(bi["dst"]) - 1)
         with m.If(finished):

@@ -310,7 +310,8 @@ class Core(wiring.Component):
             m.d.comb += [queues[u].r_en.eq(start[u]), engines[u].go.eq(start[u]),
                          engines[u].insn.eq(head_word[u])]
             if u in reads_at_go:
-                m.d.comb += engines[u].go_reads.eq(head[u][entry_head:])
+                m.d.comb += [engines[u].go_reads.eq(head[u][entry_head:]),
+                             engines[u].next_go_reads.eq(queues[u].r_next[entry_head:])]
             m.d.comb += [busy_n[u].eq(busy[u]), completing_n[u].eq(completing[u]),
                          flags_n[u].eq(flags[u])]
             with m.If(tick):

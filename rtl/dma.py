@@ -58,9 +58,11 @@ class _RowSequencer:
                        (self.held_f["sram"][0:16] + k)[0:16])
         with m.If(go):
             m.d.sync += self.held.eq(insn)
+        # `running` as the clock's edge leaves it (its D input)
+        self.running_next = Mux(self.active, self.cur_k + 1 < self.f["rows"], self.running)
+        m.d.sync += self.running.eq(self.running_next)
         with m.If(self.active):
-            m.d.sync += [k.eq(self.cur_k + 1), addr.eq(self.cur_addr + self.f["stride"]),
-                         self.running.eq(self.cur_k + 1 < self.f["rows"])]
+            m.d.sync += [k.eq(self.cur_k + 1), addr.eq(self.cur_addr + self.f["stride"])]
 
 
 class LoadUnit(wiring.Component):
@@ -101,6 +103,7 @@ class LoadUnit(wiring.Component):
                         f"ld{c}_hi", 24)
             lanes.append(Cat(low, high))
         m.d.comb += [self.wr.en.eq(p1_valid), self.wr.row.eq(p1_row), self.wr.mem.eq(p1_mem),
+                     self.wr.next_en.eq(active), self.wr.next_mem.eq(f["sram"][16]),
                      self.wr.data.eq(Cat(*lanes))]
         m.d.comb += self.idle.eq(~seq.running & ~p1_valid)
         return m
@@ -112,7 +115,8 @@ class StoreUnit(wiring.Component):
     def __init__(self, cfg: ChipConfig):
         self.cfg = cfg
         super().__init__({
-            "go": In(1), "insn": In(INSN_BITS), "go_reads": In(2), "idle": Out(1),
+            "go": In(1), "insn": In(INSN_BITS), "go_reads": In(2), "next_go_reads": In(2),
+            "idle": Out(1),
             "dram": Out(DramPort(cfg)), "rd": Out(ReadChannel(cfg)),
         })
 
@@ -127,6 +131,9 @@ class StoreUnit(wiring.Component):
                      self.rd.mem.eq(hf["sram"][16]),
                      self.rd.go.eq(self.go), self.rd.go_en.eq(self.go_reads[0]),
                      self.rd.go_mem.eq(self.go_reads[1]),
+                     self.rd.next_en.eq(seq.running_next), self.rd.next_mem.eq(seq.f["sram"][16]),
+                     self.rd.next_go_en.eq(self.next_go_reads[0]),
+                     self.rd.next_go_mem.eq(self.next_go_reads[1]),
                      self.rd.row.eq(seq.row)]
 
         # Stage 1: the SRAM row arrives; pack its lanes into bytes and write DRAM.

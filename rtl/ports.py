@@ -33,17 +33,25 @@ class ReadChannel(wiring.Signature):
     In a cycle the unit starts an instruction (`go`) the request is `go_en`, `go_mem` in
     place of `en`, `mem`: both are ready before the start is decided, so the SRAM arbiter
     works out its schedule for either and the start decision only chooses (rtl/sram.py).
+    The `next_` members are both requests of the next architectural cycle, as the clock
+    enable's rise leaves the unit: the arbiter works out that cycle's first clock a cycle
+    ahead, into flip-flops.
     """
 
     def __init__(self, cfg: ChipConfig):
         super().__init__({"en": Out(1), "mem": Out(1), "row": Out(ROW_BITS),
                           "go": Out(1), "go_en": Out(1), "go_mem": Out(1),
+                          "next_en": Out(1), "next_mem": Out(1),
+                          "next_go_en": Out(1), "next_go_mem": Out(1),
                           "data": In(row_width(cfg))})
 
 
 class WriteChannel(wiring.Signature):
+    """A unit's write of one SRAM row; `next_en`, `next_mem` as `ReadChannel`'s."""
+
     def __init__(self, cfg: ChipConfig):
         super().__init__({"en": Out(1), "mem": Out(1), "row": Out(ROW_BITS),
+                          "next_en": Out(1), "next_mem": Out(1),
                           "data": Out(row_width(cfg))})
 
 

@@ -163,12 +163,26 @@ class SramArbiter(wiring.Component):
         # cycle: every register behind them waits for `ce`).
         phase = Signal(_RANK_BITS)
         at_first = Signal(init=1)  # phase == 0
+        final = Signal()
         alones, firsts = [], []
         for case in itertools.product((0, 1), repeat=len(units)):
             tag = "".join(map(str, case))
-            reqs = [(ch.go_en, ch.go_mem) if case[units.index(READ_UNIT[c])] else (ch.en, ch.mem)
-                    for c, ch in enumerate(self.rd)] + [(ch.en, ch.mem) for ch in self.wr]
-            alone, first = _first_clock(m, reqs, tag)
+
+            def requests(prefix, case=case):
+                return [(getattr(ch, f"{prefix}go_en"), getattr(ch, f"{prefix}go_mem"))
+                        if case[units.index(READ_UNIT[c])] else
+                        (getattr(ch, f"{prefix}en"), getattr(ch, f"{prefix}mem"))
+                        for c, ch in enumerate(self.rd)] + \
+                       [(getattr(ch, f"{prefix}en"), getattr(ch, f"{prefix}mem"))
+                        for ch in self.wr]
+            _, first = _first_clock(m, requests(""), tag)
+            # Whether the cycle needs one clock, worked out in the last clock of the cycle
+            # before from the units' next requests: the clock enable starts at registers
+            # and the start decisions, which choose among these.
+            alone_next, _ = _first_clock(m, requests("next_"), f"{tag}_next")
+            alone = Signal(init=1, name=f"alone_{tag}")
+            with m.If(final):
+                m.d.sync += alone.eq(alone_next)
             alones.append(alone)
             firsts.append(first)
 
@@ -191,7 +205,6 @@ class SramArbiter(wiring.Component):
         # The cycle's last clock: no request ranks after it (the requests hold still, so
         # `phase` never passes the busiest port's last).
         later_final = Cat(*[~en | (r <= phase) for en, _, r in held]).all()
-        final = Signal()
         m.d.comb += final.eq(Mux(at_first, choose(alones), later_final))
         m.d.comb += self.ce.eq(final)
         m.d.sync += [phase.eq(Mux(final, 0, phase + 1)), at_first.eq(final)]
