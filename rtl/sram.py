@@ -200,11 +200,16 @@ class SramArbiter(wiring.Component):
                [(ch.en, ch.mem) for ch in self.wr]
         held = [(Signal(name=f"req{i}_en"), Signal(name=f"req{i}_mem"),
                  Signal(_RANK_BITS, name=f"req{i}_rank")) for i in range(_REQUESTS)]
-        for (en, mem), r, (h_en, h_mem, h_rank) in zip(reqs, _ranks(reqs), held, strict=True):
+        ranks = _ranks(reqs)
+        for (en, mem), r, (h_en, h_mem, h_rank) in zip(reqs, ranks, held, strict=True):
             m.d.sync += [h_en.eq(en), h_mem.eq(mem), h_rank.eq(r)]
         # The cycle's last clock: no request ranks after it (the requests hold still, so
-        # `phase` never passes the busiest port's last).
-        later_final = Cat(*[~en | (r <= phase) for en, _, r in held]).all()
+        # `phase` never passes the busiest port's last). Worked out a clock ahead: whether
+        # the next clock is the last, a flip-flop.
+        later_final = Signal(name="next_clock_last")
+        m.d.sync += later_final.eq(Mux(
+            at_first, Cat(*[~en | (r <= 1) for (en, _), r in zip(reqs, ranks, strict=True)]).all(),
+            Cat(*[~en | (r <= phase + 1) for en, _, r in held]).all()))
         m.d.comb += final.eq(Mux(at_first, choose(alones), later_final))
         m.d.comb += self.ce.eq(final)
         m.d.sync += [phase.eq(Mux(final, 0, phase + 1)), at_first.eq(final)]
