@@ -7,9 +7,12 @@ cycle takes one or more *clocks*: the arbiter ranks the cycle's requests per mem
 (reads first), serves two per memory per clock, and raises `ce` (the clock enable of
 every other register in the core) only in the clock that serves the last of them.
 The schedule (each request's clock, and which clock is the cycle's last) is worked out
-for each combination of the units' starts from registers, and the start decisions, the
-end of the core's longest control chain, choose among them last (`rtl.ports.ReadChannel`:
-a channel's request if its unit starts and if it does not).
+for each combination of the units' starts, and the start decisions choose among them last
+(`rtl.ports.ReadChannel`: a channel's request if its unit starts and if it does not).
+Whether a cycle needs one clock is worked out in the cycle before, from the units' next
+requests (`next_*`: their registers' D inputs), into a flip-flop per combination, and
+whether the next of its later clocks is its last into another: the clock enable, which
+every register of the core waits for, is a few gates from flip-flops.
 Nothing architectural can tell:
 the units see every read's row in the cycle after they asked, as the channel contract
 (`rtl.ports`) says, and cycle counts stay the ISA's. `stall_clocks` counts the clocks a
