@@ -266,8 +266,8 @@ class Core(wiring.Component):
             cur_pc[u] = Signal(PC_BITS, name=f"pc_{u.name.lower()}")
             # busy[u] & (left[u] == 0), kept as a flip-flop: the start of many paths.
             completing[u] = Signal(name=f"completing_{u.name.lower()}")
+        # completing & ~idle of a DMA unit, a flip-flop (from both's D inputs, below).
         hold = Signal()
-        m.d.comb += hold.eq(Cat(*[completing[u] & ~engines[u].idle for u in HOLDING_UNITS]).any())
         tick = Signal()
         running = Signal()
         m.d.comb += [running.eq(live & ~late),
@@ -326,6 +326,8 @@ class Core(wiring.Component):
                     m.d.comb += completing_n[u].eq(left[u] == 1)
             m.d.sync += [busy[u].eq(busy_n[u]), completing[u].eq(completing_n[u]),
                          flags[u].eq(flags_n[u])]
+        m.d.sync += hold.eq(Cat(*[completing_n[u] & ~engines[u].idle_next
+                                  for u in HOLDING_UNITS]).any())
         tokens_n = {ch: Signal.like(tokens[ch], name=f"{tokens[ch].name}_next")
                     for ch in CHANNELS}
         m.d.comb += [tokens_n[ch].eq(Mux(tick, after_push[ch] - popped[ch], tokens[ch]))

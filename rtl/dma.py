@@ -71,7 +71,7 @@ class LoadUnit(wiring.Component):
     def __init__(self, cfg: ChipConfig):
         self.cfg = cfg
         super().__init__({
-            "go": In(1), "insn": In(INSN_BITS), "idle": Out(1),
+            "go": In(1), "insn": In(INSN_BITS), "idle": Out(1), "idle_next": Out(1),
             "dram": Out(DramPort(cfg)), "wr": Out(WriteChannel(cfg)),
         })
 
@@ -105,7 +105,8 @@ class LoadUnit(wiring.Component):
         m.d.comb += [self.wr.en.eq(p1_valid), self.wr.row.eq(p1_row), self.wr.mem.eq(p1_mem),
                      self.wr.next_en.eq(active), self.wr.next_mem.eq(f["sram"][16]),
                      self.wr.data.eq(Cat(*lanes))]
-        m.d.comb += self.idle.eq(~seq.running & ~p1_valid)
+        m.d.comb += [self.idle.eq(~seq.running & ~p1_valid),
+                     self.idle_next.eq(~seq.running_next & ~active)]  # as the edge leaves it
         return m
 
 
@@ -116,7 +117,7 @@ class StoreUnit(wiring.Component):
         self.cfg = cfg
         super().__init__({
             "go": In(1), "insn": In(INSN_BITS), "go_reads": In(2), "next_go_reads": In(2),
-            "idle": Out(1),
+            "idle": Out(1), "idle_next": Out(1),
             "dram": Out(DramPort(cfg)), "rd": Out(ReadChannel(cfg)),
         })
 
@@ -149,5 +150,6 @@ class StoreUnit(wiring.Component):
             self.dram.wr_data.eq(Mux(wide_fmt, row, Cat(narrow, Const(0, len(row) - len(narrow))))),
             self.dram.wr_len.eq(nbytes[:len_bits(cfg)]),
         ]
-        m.d.comb += self.idle.eq(~seq.running & ~p1_valid)
+        m.d.comb += [self.idle.eq(~seq.running & ~p1_valid),
+                     self.idle_next.eq(~seq.running_next & ~active)]  # as the edge leaves it
         return m
