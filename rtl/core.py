@@ -68,8 +68,8 @@ from isa.table import (
     Op,
     Unit,
 )
-from rtl.compute import ComputeUnit, go_reads
-from rtl.dma import LoadUnit, StoreUnit, store_go_reads
+from rtl.compute import ComputeUnit
+from rtl.dma import LoadUnit, StoreUnit
 from rtl.fields import (
     LATENCY_BITS,
     PREDECODED,
@@ -250,8 +250,8 @@ class Core(wiring.Component):
         # reads its unit makes in the cycle it starts (so the arbiter's clock enable
         # follows the start decision by a multiplexer, not by decoding the head word).
         # The load unit reads no SRAM row; the others' `go_reads` ports give the widths.
-        reads_at_go = {Unit.COMPUTE: lambda w: go_reads(m, w, cfg.n),
-                       Unit.STORE: store_go_reads}
+        reads_at_go = {Unit.COMPUTE: lambda s: s.go_reads,
+                       Unit.STORE: lambda s: s.go_reads[0:len(store.go_reads)]}
         entry_head = INSN_BITS + LATENCY_BITS + PC_BITS
         queues = {}
         busy, left, flags, cur_pc, completing = {}, {}, {}, {}, {}
@@ -546,7 +546,7 @@ class Core(wiring.Component):
         entry = Cat(_select(opcode, adjusted), latency, pc)
         for u in UNITS:
             # The raw word's reads: LOOP offsets move rows, never a memory bit or a count.
-            reads = reads_at_go[u](word) if u in reads_at_go else Cat()
+            reads = reads_at_go[u](stored) if u in reads_at_go else Cat()
             m.d.comb += [queues[u].w_data.eq(Cat(entry, reads)),
                          queues[u].w_en.eq(dispatched & target[u])]
 

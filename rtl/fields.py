@@ -275,6 +275,7 @@ SPAN_SLOTS = max(len(spans(op, field_values(Signal(INSN_BITS), op), ChipConfig()
                  for op in BY_OPCODE.values())
 # Field roles, as LOOP's d_X fields name them (each moves the fields of role X).
 ROLES = tuple(f.name[2:] for f in BY_OPCODE[Op.LOOP].fields if f.name.startswith("d_"))
+GO_READ_BITS = 6  # three read channels' (en, mem): the compute unit's, the widest
 # What the predecoder decides about a word, as the instruction memory keeps it beside it.
 # The units that take instructions, the bits of `unit` below.
 QUEUED_UNITS = (Unit.LOAD, Unit.COMPUTE, Unit.STORE)
@@ -284,6 +285,10 @@ PREDECODED = data.StructLayout({
     # and whether it is LOOP or HALT: what dispatch decides from, straight from flip-flops
     # of the instruction memory, not from a decode of the opcode.
     "unit": len(QUEUED_UNITS), "loop": 1, "halt": 1,
+    # The SRAM reads its unit makes in the cycle it starts the word, (en, mem) a channel
+    # (`rtl.compute.go_reads`; STORE's, `rtl.dma.store_go_reads`, in the low bits): the
+    # queue entry carries them, and the arbiter's next schedule starts at flip-flops.
+    "go_reads": GO_READ_BITS,
     # Each span's role, one-hot, and whether it is a DRAM range: dispatch picks its LOOP
     # offset and its fault without decoding the opcode again.
     "span_role": data.ArrayLayout(len(ROLES), SPAN_SLOTS), "span_dram": SPAN_SLOTS,
@@ -385,6 +390,7 @@ class Predecoder(wiring.Component):
                      self.wr_addr.eq(out_stage[INSN_BITS:-1]), self.wr_en.eq(out_stage[-1]),
                      self.busy.eq(Cat(*(s[-1] for s in stages[1:])).any())]
 
+        self._m = m
         products = self._products(first)
         self._multiply(m, first, products)
         decided = {}
@@ -440,6 +446,16 @@ class Predecoder(wiring.Component):
                 m.d.sync += total.eq(sum(piece[i] << shift for i, shift in used))
                 found.sums.append(total)
 
+    def _go_reads(self, op: OpDef, word: Value) -> Value:
+        from rtl.compute import go_reads
+        from rtl.dma import store_go_reads
+
+        if op.unit is Unit.COMPUTE:
+            return go_reads(self._m, word, self.cfg.n)
+        if op.opcode == Op.STORE:
+            return store_go_reads(word)
+        return Const(0, GO_READ_BITS)  # LOAD reads no row; SYNC starts nothing that reads
+
     def _decide(self, op: OpDef, word: Value, mul: Mul,
                 keep: Callable[[Value], Value] = Value.cast) -> list[Any]:
         """Latency, legality and spans of `op` from its word: assignments to `out`."""
@@ -456,6 +472,7 @@ class Predecoder(wiring.Component):
                     for u in QUEUED_UNITS]
             sets.append(out.unit.eq(Cat(*unit)))
             sets.append(out.latency.eq(latency_value(op, raw, self.cfg, mul)))
+            sets.append(out.go_reads.eq(self._go_reads(op, word)))
             if op.opcode == Op.SYNC:
                 for u in (Unit.LOAD, Unit.COMPUTE, Unit.STORE):
                     legal = legal & ~((raw["unit"] == int(u)) & bad_flags(word, u))
