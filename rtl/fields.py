@@ -296,6 +296,18 @@ PREDECODED = data.StructLayout({
     "span_high": data.ArrayLayout(signed(SPAN_BITS), SPAN_SLOTS)})
 
 
+def _go_reads(m: Module, op: OpDef, word: Value, n: int) -> Value:
+    """The SRAM reads `op`'s unit makes in the cycle it starts `word`."""
+    from rtl.compute import go_reads
+    from rtl.dma import store_go_reads
+
+    if op.unit is Unit.COMPUTE:
+        return go_reads(m, word, n)
+    if op.opcode == Op.STORE:
+        return store_go_reads(word)
+    return Const(0, GO_READ_BITS)  # LOAD reads no row; SYNC starts nothing that reads
+
+
 class _Products:
     """The variable products of one opcode's predecoding, each split into pieces one DSP
     multiplies (the wider operand cut into CHUNK-bit slices).
@@ -390,15 +402,15 @@ class Predecoder(wiring.Component):
                      self.wr_addr.eq(out_stage[INSN_BITS:-1]), self.wr_en.eq(out_stage[-1]),
                      self.busy.eq(Cat(*(s[-1] for s in stages[1:])).any())]
 
-        self._m = m
         products = self._products(first)
         self._multiply(m, first, products)
         decided = {}
         for op in ops():
             kept_sums = itertools.count()
-            decided[op.opcode] = self._decide(
+            decided[op.opcode] = [*self._decide(
                 op, last, products[op.opcode].replay,
-                lambda v, op=op, k=kept_sums: kept(m, v, f"{op.mnemonic}_sum{next(k)}"))
+                lambda v, op=op, k=kept_sums: kept(m, v, f"{op.mnemonic}_sum{next(k)}")),
+                self.out.go_reads.eq(_go_reads(m, op, last, self.cfg.n))]
         m.d.sync += self.out.eq(0)  # what an opcode does not set (unused span slots)
         with m.Switch(opcode_of(last)):
             for op in ops():
@@ -446,16 +458,6 @@ class Predecoder(wiring.Component):
                 m.d.sync += total.eq(sum(piece[i] << shift for i, shift in used))
                 found.sums.append(total)
 
-    def _go_reads(self, op: OpDef, word: Value) -> Value:
-        from rtl.compute import go_reads
-        from rtl.dma import store_go_reads
-
-        if op.unit is Unit.COMPUTE:
-            return go_reads(self._m, word, self.cfg.n)
-        if op.opcode == Op.STORE:
-            return store_go_reads(word)
-        return Const(0, GO_READ_BITS)  # LOAD reads no row; SYNC starts nothing that reads
-
     def _decide(self, op: OpDef, word: Value, mul: Mul,
                 keep: Callable[[Value], Value] = Value.cast) -> list[Any]:
         """Latency, legality and spans of `op` from its word: assignments to `out`."""
@@ -472,7 +474,6 @@ class Predecoder(wiring.Component):
                     for u in QUEUED_UNITS]
             sets.append(out.unit.eq(Cat(*unit)))
             sets.append(out.latency.eq(latency_value(op, raw, self.cfg, mul)))
-            sets.append(out.go_reads.eq(self._go_reads(op, word)))
             if op.opcode == Op.SYNC:
                 for u in (Unit.LOAD, Unit.COMPUTE, Unit.STORE):
                     legal = legal & ~((raw["unit"] == int(u)) & bad_flags(word, u))

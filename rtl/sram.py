@@ -178,14 +178,18 @@ class SramArbiter(wiring.Component):
                         for c, ch in enumerate(self.rd)] + \
                        [(getattr(ch, f"{prefix}en"), getattr(ch, f"{prefix}mem"))
                         for ch in self.wr]
-            _, first = _first_clock(m, requests(""), tag)
-            # Whether the cycle needs one clock, worked out in the last clock of the cycle
-            # before from the units' next requests: the clock enable starts at registers
+            # Whether the cycle needs one clock, and which requests its first clock serves,
+            # worked out in the last clock of the cycle before from the units' next
+            # requests: the clock enable and the RAM ports' addresses start at registers
             # and the start decisions, which choose among these.
-            alone_next, _ = _first_clock(m, requests("next_"), f"{tag}_next")
+            alone_next, first_next = _first_clock(m, requests("next_"), f"{tag}_next")
             alone = Signal(init=1, name=f"alone_{tag}")
+            first = [{mem_id: Signal(name=f"first{i}_{mem_id.name.lower()}_{tag}")
+                      for mem_id in by_mem} for i, by_mem in enumerate(first_next)]
             with m.If(final):
                 m.d.sync += alone.eq(alone_next)
+                m.d.sync += [first[i][mem_id].eq(value) for i, by_mem in enumerate(first_next)
+                             for mem_id, value in by_mem.items()]
             alones.append(alone)
             firsts.append(first)
 
