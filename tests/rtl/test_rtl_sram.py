@@ -72,10 +72,10 @@ def test_arbiter_matches_a_many_port_memory():
         for i, cyc in enumerate(cycles):
             drive(ctx, cyc)
             drive(ctx, cycles[(i + 1) % len(cycles)], "next_")
-            for c, (en, mem, row) in enumerate(cyc["reads"]):
+            for c, (_, _, row) in enumerate(cyc["reads"]):
                 ctx.set(arb.rd[c].go, cyc["go"][c])
                 ctx.set(arb.rd[c].row, row)
-            for w, (en, mem, row, data) in enumerate(cyc["writes"]):
+            for w, (_, _, row, data) in enumerate(cyc["writes"]):
                 ctx.set(arb.wr[w].row, row)
                 ctx.set(arb.wr[w].data, data)
             requests = cyc["reads"] + cyc["writes"]
