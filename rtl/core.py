@@ -273,14 +273,9 @@ class Core(wiring.Component):
         m.d.comb += [running.eq(live & ~late),
                      tick.eq(running & ~hold)]
 
-        flag_index = {name: i for i, name in enumerate(TOKEN_FLAGS)}
         tokens = {ch: Signal(range(cfg.token_depth + 2), name=f"tok_{ch[0]}_{ch[1]}")
                   for ch in CHANNELS}
-        pushed = {ch: Const(0) for ch in CHANNELS}
-        for u in UNITS:
-            for name, ch in _flag_channels(u).items():
-                if ch is not None and name.startswith("push"):
-                    pushed[ch] = pushed[ch] | (completing[u] & flags[u][flag_index[name]])
+        pushed = _pushes(completing, flags)
         after_push = {ch: tokens[ch] + pushed[ch] for ch in CHANNELS}
         overflow = Cat(*[after_push[ch] > cfg.token_depth for ch in CHANNELS]).any()
 
@@ -333,11 +328,7 @@ class Core(wiring.Component):
         m.d.comb += [tokens_n[ch].eq(Mux(tick, after_push[ch] - popped[ch], tokens[ch]))
                      for ch in CHANNELS]
         m.d.sync += [tokens[ch].eq(tokens_n[ch]) for ch in CHANNELS]
-        pushed_n = {ch: Const(0) for ch in CHANNELS}
-        for u in UNITS:
-            for name, ch in _flag_channels(u).items():
-                if ch is not None and name.startswith("push"):
-                    pushed_n[ch] = pushed_n[ch] | (completing_n[u] & flags_n[u][flag_index[name]])
+        pushed_n = _pushes(completing_n, flags_n)
         for u in UNITS:
             head_n = queues[u].r_next[0:INSN_BITS]
             ok = Const(1)
@@ -600,6 +591,17 @@ class Core(wiring.Component):
             with m.If(events[name]):
                 m.d.sync += sig.eq(sig + 1)
             m.d.comb += getattr(self, name).eq(sig)
+
+
+def _pushes(completing: dict, flags: dict) -> dict:
+    """Per token channel, whether a unit completing pushes a token onto it."""
+    flag_index = {name: i for i, name in enumerate(TOKEN_FLAGS)}
+    pushed = {ch: Const(0) for ch in CHANNELS}
+    for u in UNITS:
+        for name, ch in _flag_channels(u).items():
+            if ch is not None and name.startswith("push"):
+                pushed[ch] = pushed[ch] | (completing[u] & flags[u][flag_index[name]])
+    return pushed
 
 
 def _any(values: list):

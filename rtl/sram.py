@@ -77,8 +77,8 @@ def _first_clock(m: Module, reqs: list, tag: str):
     request is served in it (no two share a memory and port), and per request and memory
     whether it is served in it (no earlier one shares its memory and port). Pairwise
     compares: a few gates from the requests, where ranking them takes an adder each.
-    Wires, not kept ones: ABC, free to merge across them, brings the enable to its global
-    buffer two LUTs sooner on the tiny core (estimated)."""
+    Wires, not kept ones, so ABC may merge across them (into the flip-flops that hold the
+    next cycle's schedule)."""
     shares = [Cat(*[en2 & (mem2 == mem) for k, (en2, mem2) in enumerate(reqs[:i])
                     if CHANNEL_PORT[k] == CHANNEL_PORT[i]]).any()
               for i, (_en, mem) in enumerate(reqs)]
@@ -170,19 +170,14 @@ class SramArbiter(wiring.Component):
         alones, firsts = [], []
         for case in itertools.product((0, 1), repeat=len(units)):
             tag = "".join(map(str, case))
-
-            def requests(prefix, case=case):
-                return [(getattr(ch, f"{prefix}go_en"), getattr(ch, f"{prefix}go_mem"))
-                        if case[units.index(READ_UNIT[c])] else
-                        (getattr(ch, f"{prefix}en"), getattr(ch, f"{prefix}mem"))
-                        for c, ch in enumerate(self.rd)] + \
-                       [(getattr(ch, f"{prefix}en"), getattr(ch, f"{prefix}mem"))
-                        for ch in self.wr]
+            nexts = [(ch.next_go_en, ch.next_go_mem) if case[units.index(READ_UNIT[c])] else
+                     (ch.next_en, ch.next_mem) for c, ch in enumerate(self.rd)] + \
+                    [(ch.next_en, ch.next_mem) for ch in self.wr]
             # Whether the cycle needs one clock, and which requests its first clock serves,
             # worked out in the last clock of the cycle before from the units' next
             # requests: the clock enable and the RAM ports' addresses start at registers
             # and the start decisions, which choose among these.
-            alone_next, first_next = _first_clock(m, requests("next_"), f"{tag}_next")
+            alone_next, first_next = _first_clock(m, nexts, f"{tag}_next")
             alone = Signal(init=1, name=f"alone_{tag}")
             first = [{mem_id: Signal(name=f"first{i}_{mem_id.name.lower()}_{tag}")
                       for mem_id in by_mem} for i, by_mem in enumerate(first_next)]
