@@ -38,7 +38,8 @@ class Netlist:
     """One module of a yosys JSON netlist, with the arrival time of every net bit."""
 
     def __init__(self, path: Path, top: str = "top"):
-        self.cells = json.loads(Path(path).read_text())["modules"][top]["cells"]
+        module = json.loads(Path(path).read_text())["modules"][top]
+        self.cells = module["cells"]
         self.driver: dict[int, tuple[str, str]] = {}
         for name, cell in self.cells.items():
             for port, bits in cell["connections"].items():
@@ -107,6 +108,30 @@ class Netlist:
                 worst[key] = max(worst.get(key, 0.0), self.arrival(bit))
         return sorted((Endpoint(ns, key) for key, ns in worst.items()),
                       key=lambda e: (-e.ns, e.name))
+
+    def fanouts(self) -> list[tuple[int, str]]:
+        """Registers by the cells their output reaches, most first (the bits of one register
+        folded to its busiest). Routing, not logic, is most of a path on a full FPGA, and a
+        net with a thousand loads spans the chip: such a register wants copies
+        (`lanes.replicas`)."""
+        loads: dict[int, int] = {}
+        for cell in self.cells.values():
+            for bit in {b for _, b in self.inputs_all(cell)}:
+                loads[bit] = loads.get(bit, 0) + 1
+        worst: dict[str, int] = {}
+        for name, cell in self.cells.items():
+            if cell["type"] == "TRELLIS_FF":
+                key = re.sub(r"_TRELLIS_FF_Q.*", "", name)
+                worst[key] = max(worst.get(key, 0), loads.get(cell["connections"]["Q"][0], 0))
+        return sorted(((count, key) for key, count in worst.items()),
+                      key=lambda e: (-e[0], e[1]))
+
+    @staticmethod
+    def inputs_all(cell: dict) -> list[tuple[str, int]]:
+        """Every input bit of a cell, clocks and enables included."""
+        return [(port, bit) for port, bits in cell["connections"].items()
+                if cell["port_directions"].get(port) == "input"
+                for bit in bits if isinstance(bit, int)]
 
     def path_to(self, cell: str) -> list[tuple[float, str, str]]:
         """The latest path into `cell`'s inputs, back to a register: (ns, type, cell)."""

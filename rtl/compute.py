@@ -125,23 +125,25 @@ def transpose_stages(cfg: ChipConfig) -> int:
     return _latency_constant(cfg, Op.MOVE, "count", cfg.n, fn=int(MoveFn.TRANSPOSE)) - cfg.n
 
 
-def _last_stage(m: Module, lanes: list[Signal], pad: int, name: str, keep: Value) -> Value:
+def _last_stage(m: Module, lanes: list[Signal], pad: int, name: str, keep_next: Value) -> Value:
     """A datapath's lanes (each a register) after `pad` clocks of delay, as a row whose
-    last register holds zeros unless `keep` (its row is written the clock after): rows
-    that are zero when not written can be ORed onto the write port."""
+    last register holds zeros unless its row is written the clock after (`keep_next` a
+    clock before): rows that are zero when not written can be ORed onto the write port.
+    The flag reaches every bit of the row, so it is a register for each lane."""
     last = [L.delay(m, x, pad, f"{name}{i}") for i, x in enumerate(lanes)]
-    with m.If(~keep):
-        m.d.sync += [x.eq(0) for x in last]
+    for x, keep in zip(last, L.copies(m, keep_next, f"{name}_keep", len(last)), strict=True):
+        with m.If(~keep):
+            m.d.sync += x.eq(0)
     return L.join(last)
 
 
-def _rotate(lanes: list[Value], by: Value) -> list[Value]:
-    """out[b] = lanes[(b - by) mod n], n a power of two: a level of 2:1 muxes per bit of
-    `by`, a LUT a bit each."""
+def _rotate(lanes: list[Value], by: list[Value]) -> list[Value]:
+    """out[b] = lanes[(b - by[b]) mod n], n a power of two, every by[b] alike (a copy for
+    each lane: `L.replicas`): a level of 2:1 muxes per bit of it, a LUT a bit each."""
     n = len(lanes)
-    for k in range(len(by)):
+    for k in range(len(by[0])):
         step = 1 << k
-        lanes = [Mux(by[k], lanes[(b - step) % n], lanes[b]) for b in range(n)]
+        lanes = [Mux(by[b][k], lanes[(b - step) % n], lanes[b]) for b in range(n)]
     return lanes
 
 
@@ -378,12 +380,16 @@ class ComputeUnit(wiring.Component):
             m.d.sync += weights[p1_k].eq(self.rd_a.data)
         wl = [L.split(weights[i], n) for i in range(n)]
 
-        # The running instruction, decoded once as it starts (registers beside `held`).
+        # The running instruction, decoded once as it starts (registers beside `held`); what
+        # every lane reads, a copy for each lane (`L.replicas`).
         def decoded(name, value, shape=1):
             sig = Signal(shape, name=name)
             with m.If(self.go):
                 m.d.sync += sig.eq(value)
             return sig
+
+        def per_lane(name, value, shape=1):
+            return L.copies(m, value, name, n, self.go, shape)
 
         def lane_code(fn, table):
             return L.select(fn, {k: Const(int(v), L.LANE_FN_BITS) for k, v in table.items()},
@@ -394,20 +400,21 @@ class ComputeUnit(wiring.Component):
                           Mux(is_[Op.TERNARY], lane_code(te["fn"], L.TERNARY_LANE_FN),
                               int(L.LaneFn.PASS))))
         is_mulacc = is_[Op.TERNARY] & (te["fn"] == TernaryFn.MULACC)
-        shift = decoded("ctl_shift",
-                        is_[Op.BINARY] & Cat(*[bi["fn"] == fn for fn in L.SHIFT_FNS]).any())
-        shift_left = decoded("ctl_shift_left", bi["fn"] == BinaryFn.SHL)
-        ctl = L.LaneControl(
-            fn=decoded("ctl_fn", lane_fn, L.LANE_FN_BITS),
-            product=decoded("ctl_product", (is_[Op.BINARY] & (bi["fn"] == BinaryFn.MUL))
-                            | is_mulacc),
-            mulacc=decoded("ctl_mulacc", is_mulacc),
-            requant=decoded("ctl_requant", is_[Op.REQUANT]),
-            zp=h[Op.REQUANT]["zp"], lo=h[Op.REQUANT]["lo"], hi=h[Op.REQUANT]["hi"],
-            shift=shift)
-        bcast = decoded("ctl_bcast", is_[Op.MOVE] & (mv["fn"] == MoveFn.BCAST))
-        fill = decoded("ctl_fill", is_[Op.MOVE] & (mv["fn"] == MoveFn.FILL))
-        imm_b = decoded("ctl_imm_b", is_[Op.BINARY] & bi["imm_mode"])
+        shift = per_lane("ctl_shift",
+                         is_[Op.BINARY] & Cat(*[bi["fn"] == fn for fn in L.SHIFT_FNS]).any())
+        shift_left = per_lane("ctl_shift_left", bi["fn"] == BinaryFn.SHL)
+        ctls = [L.LaneControl(fn=fn, product=product, mulacc=mulacc, requant=requant,
+                              zp=h[Op.REQUANT]["zp"], lo=h[Op.REQUANT]["lo"],
+                              hi=h[Op.REQUANT]["hi"], shift=sh)
+                for fn, product, mulacc, requant, sh in zip(
+                    per_lane("ctl_fn", lane_fn, L.LANE_FN_BITS),
+                    per_lane("ctl_product", (is_[Op.BINARY] & (bi["fn"] == BinaryFn.MUL))
+                             | is_mulacc),
+                    per_lane("ctl_mulacc", is_mulacc), per_lane("ctl_requant", is_[Op.REQUANT]),
+                    shift, strict=True)]
+        bcast = per_lane("ctl_bcast", is_[Op.MOVE] & (mv["fn"] == MoveFn.BCAST))
+        fill = per_lane("ctl_fill", is_[Op.MOVE] & (mv["fn"] == MoveFn.FILL))
+        imm_b = per_lane("ctl_imm_b", is_[Op.BINARY] & bi["imm_mode"])
         # Signed, as the lanes are: an unsigned immediate beside a signed lane would widen the
         # operand by a bit and compare 0xFFFFFFFF as 2^32 - 1, not -1.
         imm = decoded("ctl_imm", Mux(is_[Op.MOVE], mv["imm"], bi["imm"]), signed(32))
@@ -415,21 +422,23 @@ class ComputeUnit(wiring.Component):
                   "reduce_rows": reduce_rows}
         cls = {name: decoded(f"ctl_{name}", value) for name, value in cls_of.items()}
         cls_next = {name: Mux(self.go, value, cls[name]) for name, value in cls_of.items()}
-        acc = decoded("ctl_acc", Mux(is_[Op.MATMUL], mm["acc"], re_["acc"]))
+        acc = per_lane("ctl_acc", Mux(is_[Op.MATMUL], mm["acc"], re_["acc"]))
+        lend = per_lane("ctl_lend", is_[Op.MATMUL])  # the lanes' DSPs to the matrix array
         red_fn = h[Op.REDUCE]["fn"]
 
         # Operand registers: BCAST's chosen lane, FILL's and BINARY's immediate put in here.
         chosen = Array(a)[imm[0:max(1, self.cfg.log2_n)]]
-        a1 = [L.reg(m, Mux(bcast, chosen, Mux(fill, imm, x)), f"a1_{i}") for i, x in enumerate(a)]
+        a1 = [L.reg(m, Mux(bcast[i], chosen, Mux(fill[i], imm, x)), f"a1_{i}")
+              for i, x in enumerate(a)]
         # SHL and SHR: b the multiplier and c the window's start (`L.shift_operands`).
-        b_in = [Mux(imm_b, imm, y) for y in b]
-        shifts = [L.shift_operands(shift_left, x) for x in b_in]
-        b1 = [L.reg(m, Mux(shift, mult, x), f"b1_{i}")
+        b_in = [Mux(imm_b[i], imm, y) for i, y in enumerate(b)]
+        shifts = [L.shift_operands(shift_left[i], x) for i, x in enumerate(b_in)]
+        b1 = [L.reg(m, Mux(shift[i], mult, x), f"b1_{i}")
               for i, (x, (mult, _)) in enumerate(zip(b_in, shifts, strict=True))]
-        c1 = [L.reg(m, Mux(shift, Cat(start, z[6:]), z), f"c1_{i}")
+        c1 = [L.reg(m, Mux(shift[i], Cat(start, z[6:]), z), f"c1_{i}")
               for i, (z, (_, start)) in enumerate(zip(c, shifts, strict=True))]
         v1 = L.reg(m, p1_valid, "v1")
-        first1 = L.reg(m, p1_first, "first1")
+        first1 = L.copies(m, p1_first, "first1", n)
 
         # The matrix array's products: column j's first own[j] on DSPs of its own, the next
         # lent[j] on the vector lanes' DSPs (idle while MATMUL runs), the rest from LUTs.
@@ -440,16 +449,17 @@ class ComputeUnit(wiring.Component):
         slots = [borrowed[i:i + L.LANE_DSPS] for i in range(0, len(borrowed), L.LANE_DSPS)]
         slots += [[] for _ in range(n - len(slots))]
         # The vector lanes (UNARY, BINARY but DIV, TERNARY, REQUANT, MOVE but TRANSPOSE).
-        dsps = [L.lane_dsps(m, x, y, f"vl{i}", cls["matmul"],
+        dsps = [L.lane_dsps(m, x, y, f"vl{i}", lend[i],
                             tuple((b1[k], wl[k][j]) for j, k in slot))
                 for i, (x, y, slot) in enumerate(zip(a1, b1, slots, strict=True))]
         vec = [L.vector_lane(m, ctl, x, y, z, f"vl{i}", d)
-               for i, (x, y, z, d) in enumerate(zip(a1, b1, c1, dsps, strict=True))]
+               for i, (ctl, x, y, z, d) in enumerate(zip(ctls, a1, b1, c1, dsps, strict=True))]
         # Each datapath's last register holds zeros unless its row is written the clock
         # after, so the write port takes the OR of them all (a flip-flop's reset, free,
         # where a choice among six rows took about four LUTs a bit).
-        vector_next = (~cls["matmul"] & ~cls["reduce_lanes"] & ~cls["reduce_rows"]
-                       & emit[dv - 1])
+        # (cls_next, emit_next: the D inputs of cls, emit.)
+        vector_next = (~cls_next["matmul"] & ~cls_next["reduce_lanes"]
+                       & ~cls_next["reduce_rows"] & emit_next[dv - 1])
         vec_row = _last_stage(m, vec, self._pad(dv, 1 + L.VECTOR_STAGES, "vector"), "vec",
                               vector_next)
         given: list[dict[int, Value]] = [{} for _ in range(n)]
@@ -457,31 +467,31 @@ class ComputeUnit(wiring.Component):
             for d, (j, k) in enumerate(slot):
                 given[j][k] = dsps[i][d]
         # The matrix array: column j sums lane k of the input row times W[k][j].
-        cols = [L.dot_column(m, b1, [wl[k][j] for k in range(n)], c1[j], acc, f"dot{j}",
+        cols = [L.dot_column(m, b1, [wl[k][j] for k in range(n)], c1[j], acc[j], f"dot{j}",
                              lut_products=n - own[j] - lent[j], given=given[j])
                 for j in range(n)]
         mm_row = _last_stage(m, cols, self._pad(dm, 1 + L.DOT_STAGES, "matmul"), "mm",
-                             cls["matmul"] & emit[dm - 1])
+                             cls_next["matmul"] & emit_next[dm - 1])
         # REDUCE over the lanes, straight from the SRAM row.
         tree = L.lane_tree(m, red_fn, a, c, acc, "rt")
         rl_row = _last_stage(m, tree, self._pad(drl, L.lane_tree_stages(n), "reduce"), "rl",
-                             cls["reduce_lanes"] & emit[drl - 1])
+                             cls_next["reduce_lanes"] & emit_next[drl - 1])
         # REDUCE over rows folds each operand row into one register, written after the last.
         self._pad(drr, 2, "reduce over rows")
         red_lanes = [Signal(L.LANE, name=f"red_acc{i}") for i in range(n)]
         red_acc = Cat(*red_lanes)
         is_sum, is_min = red_fn == ReduceFn.SUM, red_fn == ReduceFn.MIN
-        start = first1 & ~acc  # the first row alone, when not accumulating
-        for i, (old, x) in enumerate(zip(c1, a1, strict=True)):
+        for i, (old, x, first) in enumerate(zip(c1, a1, first1, strict=True)):
             # One combine a lane: with the old row (acc=1) on the first row, the running row
             # after it. Keeping the running row is the register's enable, not a choice.
-            run = Mux(first1, old, red_lanes[i].as_signed())
+            start = first & ~acc[i]  # the first row alone, when not accumulating
+            run = Mux(first, old, red_lanes[i].as_signed())
             lt = L.kept(m, run < x, f"rr{i}_lt")
             total = L.kept(m, (run + x)[0:L.LANE], f"rr{i}_sum")
             take_x = start | (~is_sum & (lt ^ is_min))
             take_sum = ~start & is_sum
-            take_old = ~take_x & ~is_sum & first1
-            with m.If(v1 & cls["reduce_rows"] & (take_x | take_sum | first1)):
+            take_old = ~take_x & ~is_sum & first
+            with m.If(v1 & cls["reduce_rows"] & (take_x | take_sum | first)):
                 m.d.sync += red_lanes[i].eq(L.pick(m, [(x, take_x), (total, take_sum),
                                                        (old, take_old)], f"rr{i}_pick"))
 
@@ -608,23 +618,29 @@ class ComputeUnit(wiring.Component):
               "j": cur_j}
         s1 = {key: L.reg(m, v, f"tr_s1_{key}") for key, v in s0.items()}
         s2 = {key: L.reg(m, v, f"tr_s2_{key}") for key, v in s1.items()}
+        s2_j = L.copies(m, s1["j"], "tr_s2_jb", n)  # the line, a copy for each memory
         banks = []
-        wdata = _rotate(L.split(row_in, n), s2["j"])
+        wdata = _rotate(L.split(row_in, n), s2_j)
         for b in range(n):
             mem = Memory(shape=32, depth=2 * n, init=[], attrs={"ram_style": "block"})
             m.submodules[f"tr_bank{b}"] = mem
             wp, rp = mem.write_port(), mem.read_port()
-            m.d.comb += [wp.en.eq(s2["valid"] & s2["in"]), wp.addr.eq(Cat(s2["j"], s2["half"])),
+            m.d.comb += [wp.en.eq(s2["valid"] & s2["in"]), wp.addr.eq(Cat(s2_j[b], s2["half"])),
                          wp.data.eq(wdata[b]),
-                         rp.addr.eq(Cat((b - s2["j"])[0:j_bits], ~s2["half"]))]
+                         rp.addr.eq(Cat((b - s2_j[b])[0:j_bits], ~s2["half"]))]
             banks.append(rp.data)
         s3_valid, s3_j = (L.reg(m, s2["valid"] & s2["out"], "tr_s3_valid"),
                           L.reg(m, s2["j"], "tr_s3_j"))
         s4_valid, s4_j = L.reg(m, s3_valid, "tr_s4_valid"), L.reg(m, s3_j, "tr_s4_j")
+        # The line out rotated back, and zeros unless it is written: a copy of both controls
+        # for each lane.
+        back = L.copies(m, (n - s3_j)[0:j_bits], "tr_s4_back", n)
         s4_line = [L.reg(m, x, f"tr_s4_{b}") for b, x in enumerate(banks)]
-        line = _rotate(s4_line, (n - s4_j)[0:j_bits])
+        line = _rotate(s4_line, back)
         # The table may grant more clocks than these stages take: delay the line's write.
         pad = self._transpose_pad()
+        lane_valid = [L.delay(m, v, pad, f"tr_pv{i}", {L.REPLICA: 1})
+                      for i, v in enumerate(L.copies(m, s3_valid, "tr_s4_lv", n))]
         s4_valid, s4_j = L.delay(m, s4_valid, pad, "tr_pv"), L.delay(m, s4_j, pad, "tr_pj")
         line = [L.delay(m, x, pad, f"tr_pl{i}") for i, x in enumerate(line)]
 
@@ -637,11 +653,12 @@ class ComputeUnit(wiring.Component):
         with m.If(start):
             m.d.sync += w_base.eq(_row(mv["dst"]))
         with m.If(s4_valid):
-            m.d.sync += [out_row.eq(w_base + s4_j), out_data.eq(L.join(line))]
+            m.d.sync += out_row.eq(w_base + s4_j)
             with m.If(s4_j == n - 1):
                 m.d.sync += w_base.eq(w_base + hm["dstride"])
-        with m.Else():
-            m.d.sync += out_data.eq(0)  # zeros unless written (the write port ORs the rows)
+        # Zeros unless written (the write port ORs the rows).
+        m.d.sync += out_data.eq(L.join([Mux(v, x, 0) for v, x in zip(lane_valid, line,
+                                                                     strict=True)]))
         busy = running | s1["valid"] | s2["valid"] | s3_valid | s4_valid | out_valid
         return out_valid, out_row, _mem(hm["dst"]), out_data, busy, later
 

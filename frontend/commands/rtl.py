@@ -74,6 +74,8 @@ def register(subparsers: argparse._SubParsersAction, common: argparse.ArgumentPa
     paths.add_argument("--top", type=int, default=20, metavar="N", help="endpoints to list")
     paths.add_argument("--trace", metavar="CELL",
                        help="the latest path into the first cell whose name starts so")
+    paths.add_argument("--fanout", type=int, default=0, metavar="N",
+                       help="also list the N registers whose outputs reach the most cells")
     paths.set_defaults(func=run_paths)
 
     runp = sub.add_parser("run", parents=[common],
@@ -120,6 +122,10 @@ def run_paths(args: argparse.Namespace) -> int:
     rows = [(f"{e.ns:.1f}", e.name) for e in netlist.endpoints()[:args.top]]
     print(format_table(["ns (estimated)", "register input"], rows,
                        title=f"slowest endpoints of {args.netlist}"), end="")
+    if args.fanout > 0:
+        rows = [(f"{count:,}", name) for count, name in netlist.fanouts()[:args.fanout]]
+        print(format_table(["loads", "register"], rows,
+                           title=f"registers with the most loads in {args.netlist}"), end="")
     if args.trace:
         found = next((c for c in netlist.cells if c.startswith(args.trace)), None)
         if found is None:

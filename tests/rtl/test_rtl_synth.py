@@ -187,6 +187,39 @@ def test_arrival_estimates_rank_a_multiply_accumulate_above_a_shift(tmp_path, ca
     assert err.count("\n") == 1 and "not a yosys JSON netlist" in err
 
 
+class FanOut(wiring.Component):
+    """A control register that 64 flip-flops' logic reads, in `copies` replicas."""
+
+    def __init__(self, copies: int):
+        self.copies = copies
+        super().__init__({"a": In(1), "x": In(64), "y": Out(64)})
+
+    def elaborate(self, platform):
+        from rtl.lanes import copies
+
+        m = Module()
+        ctl = copies(m, self.a, "ctl", self.copies)
+        m.d.sync += [self.y[i].eq(self.x[i] ^ ctl[i * self.copies // 64]) for i in range(64)]
+        return m
+
+
+@pytest.mark.parametrize("count", [1, 4])
+def test_replicated_registers_survive_synthesis_and_share_the_loads(tmp_path, capsys, count):
+    """yosys merges registers of one D input; the replicas stay apart, each reaching its
+    share of the 64 loads, and `paths --fanout` lists them busiest first."""
+    from frontend.cli import main
+    from rtl.arrival import Netlist
+    from rtl.synth import synthesize_netlist
+
+    work = synthesize_netlist(FanOut(count), "ecp5", tmp_path)
+    ctl = [(loads, name) for loads, name in Netlist(work / "top.json").fanouts()
+           if name.startswith("ctl")]
+    assert len(ctl) == count and {loads for loads, _ in ctl} == {64 // count}
+    assert main(["rtl", "paths", str(work / "top.json"), "--top", "1", "--fanout", "2"]) == 0
+    rows = capsys.readouterr().out.split("registers with the most loads")[1].splitlines()
+    assert f"{64 // count}" in rows[3] and "ctl_r" in rows[3]
+
+
 def test_paths_of_a_config_maps_its_core_first(tmp_path, capsys):
     """...and the clock enable, which every register of the core waits for, reaches its
     global buffer a few LUTs from flip-flops: the SRAM schedule is worked out a cycle
@@ -205,6 +238,13 @@ def test_paths_of_a_config_maps_its_core_first(tmp_path, capsys):
     cells = [line.split()[1] for line in path if re.match(r"\s*\d+\.\d+\s", line)]
     assert cells[-1] == "TRELLIS_FF" and set(cells[:-1]) == {"LUT4"}
     assert len(cells) - 1 <= 5, path
+    # The datapaths' and SRAM read-back's controls are a copy a lane: none reaches more
+    # than a lane's worth of cells (a single ctl_shift reached 298 on this core).
+    from rtl.arrival import Netlist
+
+    busiest = [(loads, name) for loads, name in Netlist(tmp_path / "w" / "top.json").fanouts()
+               if name.startswith(("core.logic.compute.", "core.sram."))][:3]
+    assert busiest[0][0] <= 100, busiest
 
 
 class TwoPortRam(wiring.Component):
