@@ -83,7 +83,7 @@ from rtl.fields import (
 from rtl.lanes import kept, wire
 from rtl.ports import DramPort
 from rtl.queue import InstructionQueue
-from rtl.sram import SramArbiter
+from rtl.sram import COLLISIONS_UNDEFINED, SramArbiter
 
 PC_BITS = 16
 COUNTER_BITS = 48
@@ -186,8 +186,11 @@ class Core(wiring.Component):
         # checks but the LOOP offset), worked out by the predecoder's pipeline as code is
         # loaded, so dispatch evaluates no formula and adds nothing to check a range.
         pre = self._pre
+        # Written only while the core is stopped, so a read never meets a write of the same
+        # clock: undefined, as on a block RAM, and synthesis builds no bypass for it.
         m.submodules.imem = imem = Memory(
-            shape=INSN_BITS + PREDECODED.size, depth=self.imem_depth, init=[])
+            shape=INSN_BITS + PREDECODED.size, depth=self.imem_depth, init=[],
+            attrs={COLLISIONS_UNDEFINED: 1})
         imem_w = imem.write_port()
         # Read a word ahead of the dispatcher (see `cur` and `after` below).
         imem_r = imem.read_port()
