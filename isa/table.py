@@ -403,8 +403,8 @@ OPS: tuple[OpDef, ...] = (
           "row `src1 + r` (fp32 sum: a pairwise tree, ((l0+l1)+(l2+l3))+...). axis=rows: row "
           "`dst` = fn over rows `src1 .. src1+count-1`, lane by lane, in ascending row order. "
           "acc=1: the result is fn(old dst, result). int32 sums wrap.",
-          # lanes: straight from the SRAM row, a register after each level of the n-lane
-          # tree, two for the combine with the old row (log2(n) + 2 stages)
+          # lanes: the operand register, a register after each level of the n-lane tree,
+          # one for the combine with the old row (log2(n) + 2 stages)
           f"count + (cfg.log2_n + 3 if axis == Axis.LANES else {_VPIPE})"),
     OpDef(8, "requant", Unit.COMPUTE, _vec(
         local("dst", "first destination row", role="dst"),

@@ -15,9 +15,9 @@ restated here; a datapath shorter than the table's P is padded with delay regist
   step: operand registers, the n x n int8 products (a DSP each, or LUTs past the device's
   DSPs: `array_dsps`), the adder trees cut in two with the old sum (acc=1) in the second.
   `n + rows + 5`.
-- REDUCE over lanes, P = log2(n) + 2: a register after every level of the combine tree,
-  straight from the SRAM row, then each lane's combine with the old row in two (the total
-  fans out to every lane). `count + log2(n) + 3`. REDUCE over rows folds each operand row
+- REDUCE over lanes, P = log2(n) + 2: the operand registers, a register after every level
+  of the combine tree, then each lane's combine with the old row (its compare and sum side
+  by side, and the choice). `count + log2(n) + 3`. REDUCE over rows folds each operand row
   into one register (a combine per clock) and writes it after the last: the vector
   pipeline's `count + 6`.
 - TRANSPOSE streams a row in and a transposed row out per clock through n one-lane block
@@ -472,8 +472,8 @@ class ComputeUnit(wiring.Component):
                 for j in range(n)]
         mm_row = _last_stage(m, cols, self._pad(dm, 1 + L.DOT_STAGES, "matmul"), "mm",
                              cls_next["matmul"] & emit_next[dm - 1])
-        # REDUCE over the lanes, straight from the SRAM row.
-        tree = L.lane_tree(m, red_fn, a, c, acc, "rt")
+        # REDUCE over the lanes, from the operand registers (a1 = a, c1 = c for REDUCE).
+        tree = L.lane_tree(m, red_fn, a1, c1, acc, "rt", registered=True)
         rl_row = _last_stage(m, tree, self._pad(drl, L.lane_tree_stages(n), "reduce"), "rl",
                              cls_next["reduce_lanes"] & emit_next[drl - 1])
         # REDUCE over rows folds each operand row into one register, written after the last.

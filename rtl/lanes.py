@@ -524,39 +524,43 @@ def dot_column(m: Module, inp: list[Value], wgt: list[Value], old: Value, acc: V
 
 
 def lane_tree_stages(n: int) -> int:
-    """Clocks REDUCE over the lanes takes from a row's arrival: one per tree level, two for
-    the combine with the old row (acc=1): its compare and sum, then the choice."""
+    """Clocks REDUCE over the lanes takes from a row's arrival: the operand register, one
+    per tree level, one for the combine with the old row (acc=1)."""
     return (n - 1).bit_length() + 2
 
 
 def lane_tree(m: Module, fn: Value, lanes: list[Value], old: list[Value],
-              acc: Value | list[Value], name: str = "rt") -> list[Signal]:
-    """REDUCE over the lanes of a row: a register after every level of the combine tree, then
-    each lane's combine with the old row (acc=1) over two stages, as the total fans out to
-    every lane. Operands arrive in the clock it is called for; the n results are
-    `lane_tree_stages(n)` clocks later. `acc` may be a copy for each lane (`replicas`)."""
+              acc: Value | list[Value], name: str = "rt", registered: bool = False
+              ) -> list[Signal]:
+    """REDUCE over the lanes of a row: the row and the old row registered as they arrive
+    (the tree never starts at a block RAM's output, 5.6 ns into the clock), a register
+    after every level of the combine tree, then each lane's combine with the old row
+    (acc=1): its compare and sum side by side, and the choice. Operands arrive in the clock
+    it is called for and the n results are `lane_tree_stages(n)` clocks later; or, when
+    `registered`, the operands are that first register already (the compute unit's operand
+    registers). `acc` may be a copy for each lane (`replicas`)."""
+    if not registered:
+        lanes = [reg(m, x, f"{name}_a{i}") for i, x in enumerate(lanes)]
+        old = [reg(m, x, f"{name}_b{j}") for j, x in enumerate(old)]
     accs = acc if isinstance(acc, list) else [acc] * len(old)
-    level = list(lanes)
-    for depth in range((len(level) - 1).bit_length()):
+    level = [x[0:LANE].as_signed() for x in lanes]
+    levels = (len(level) - 1).bit_length()
+    for depth in range(levels):
         level = [combine(fn, level[i], level[i + 1], m, f"{name}_c{depth}_{i}")
                  if i + 1 < len(level) else level[i]
                  for i in range(0, len(level), 2)]
         level = [reg(m, v, f"{name}_l{depth}_{i}") for i, v in enumerate(level)]
     total = level[0]
-    olds = [delay(m, x, lane_tree_stages(len(lanes)) - 2, f"{name}_old{j}").as_signed()
-            for j, x in enumerate(old)]
-    # combine(fn, old, total), cut after the compare and the sum.
-    total2 = reg(m, total, f"{name}_total")
+    olds = [delay(m, x[0:LANE], levels, f"{name}_old{j}").as_signed() for j, x in enumerate(old)]
     out = []
+    is_max, is_min = fn == ReduceFn.MAX, fn == ReduceFn.MIN
     for j, (o, acc) in enumerate(zip(olds, accs, strict=True)):
-        lt = reg(m, kept(m, o < total, f"{name}_olt{j}"), f"{name}_lt{j}")
-        add = reg(m, kept(m, (o + total)[0:LANE], f"{name}_osum{j}"), f"{name}_sum{j}")
-        o2 = reg(m, o, f"{name}_o{j}")
         # combine(fn, old, total) when accumulating, else the total.
-        is_max, is_min = fn == ReduceFn.MAX, fn == ReduceFn.MIN
+        lt = kept(m, o < total, f"{name}_olt{j}")
+        add = kept(m, (o + total)[0:LANE], f"{name}_osum{j}")
         take_total = ~acc | (is_max & lt) | (is_min & ~lt)
         take_sum = acc & (fn == ReduceFn.SUM)
         take_old = acc & ~take_sum & ~(is_max & lt) & ~(is_min & ~lt)
-        out.append(reg(m, pick(m, [(add, take_sum), (total2, take_total), (o2, take_old)],
+        out.append(reg(m, pick(m, [(add, take_sum), (total, take_total), (o, take_old)],
                                f"{name}_pick{j}"), f"{name}_y{j}"))
     return out
