@@ -259,8 +259,13 @@ class Builder:
             if any(fp.conflicts(prev) for prev in since):
                 self._handoff(other, unit, pending)
         if pending and (loops or not pop_on_first or len(set(pending)) < len(pending)):
-            self._sync(unit, tuple(sorted(set(pending))))
-            pending = []
+            # One SYNC pops a channel once: a token from each hand-off, so a channel with two
+            # (a direct one and one relayed through compute) takes two.
+            while pending:
+                flags = sorted(set(pending))
+                self._sync(unit, tuple(flags))
+                for flag in flags:
+                    pending.remove(flag)
         self.code.extend(loops or [])
         first = insns[0]
         if pending:
