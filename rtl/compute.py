@@ -7,9 +7,10 @@ clocks. P is read back from the ISA table's latency formulas (`table_depths`), n
 restated here; a datapath shorter than the table's P is padded with delay registers.
 
 - vector lanes (UNARY, BINARY but DIV, TERNARY, REQUANT, MOVE's copy/bcast/fill), P = 5:
-  operand registers (BCAST's lane, FILL's and BINARY's immediate chosen into them), then
+  operand registers (FILL's and BINARY's immediate chosen into them), then
   `lanes.vector_lane`: three 18x18 DSP products and the compare-free functions; the 64-bit
-  product and the compare functions; REQUANT's shift window and saturation flags (the low
+  product and the compare functions (and BCAST's lane, chosen from the operand registers
+  beside them); REQUANT's shift window and saturation flags (the low
   32 bits for MUL, MULACC); REQUANT's clamp and the result. `count + 6`.
 - MATMUL, P = 4: n steps load the n weight rows into registers, then one input row per
   step: operand registers, the n x n int8 products (a DSP each, or LUTs past the device's
@@ -395,10 +396,11 @@ class ComputeUnit(wiring.Component):
             return L.select(fn, {k: Const(int(v), L.LANE_FN_BITS) for k, v in table.items()},
                             Const(int(L.LaneFn.PASS), L.LANE_FN_BITS))
 
+        is_bcast = is_[Op.MOVE] & (mv["fn"] == MoveFn.BCAST)
         lane_fn = Mux(is_[Op.UNARY], lane_code(un["fn"], L.UNARY_LANE_FN),
                       Mux(is_[Op.BINARY], lane_code(bi["fn"], L.BINARY_LANE_FN),
                           Mux(is_[Op.TERNARY], lane_code(te["fn"], L.TERNARY_LANE_FN),
-                              int(L.LaneFn.PASS))))
+                              Mux(is_bcast, int(L.LaneFn.BCAST), int(L.LaneFn.PASS)))))
         is_mulacc = is_[Op.TERNARY] & (te["fn"] == TernaryFn.MULACC)
         shift = per_lane("ctl_shift",
                          is_[Op.BINARY] & Cat(*[bi["fn"] == fn for fn in L.SHIFT_FNS]).any())
@@ -412,7 +414,6 @@ class ComputeUnit(wiring.Component):
                              | is_mulacc),
                     per_lane("ctl_mulacc", is_mulacc), per_lane("ctl_requant", is_[Op.REQUANT]),
                     shift, strict=True)]
-        bcast = per_lane("ctl_bcast", is_[Op.MOVE] & (mv["fn"] == MoveFn.BCAST))
         fill = per_lane("ctl_fill", is_[Op.MOVE] & (mv["fn"] == MoveFn.FILL))
         imm_b = per_lane("ctl_imm_b", is_[Op.BINARY] & bi["imm_mode"])
         # Signed, as the lanes are: an unsigned immediate beside a signed lane would widen the
@@ -426,10 +427,11 @@ class ComputeUnit(wiring.Component):
         lend = per_lane("ctl_lend", is_[Op.MATMUL])  # the lanes' DSPs to the matrix array
         red_fn = h[Op.REDUCE]["fn"]
 
-        # Operand registers: BCAST's chosen lane, FILL's and BINARY's immediate put in here.
-        chosen = Array(a)[imm[0:max(1, self.cfg.log2_n)]]
-        a1 = [L.reg(m, Mux(bcast[i], chosen, Mux(fill[i], imm, x)), f"a1_{i}")
-              for i, x in enumerate(a)]
+        # Operand registers: FILL's and BINARY's immediate put in here. BCAST's lane is chosen
+        # from them a clock later, into the lanes' second stage (`L.LaneFn.BCAST`): a 16-way
+        # choice after a block RAM's output had been the slowest way into these registers.
+        a1 = [L.reg(m, Mux(fill[i], imm, x), f"a1_{i}") for i, x in enumerate(a)]
+        bc2 = L.reg(m, Array(a1)[imm[0:max(1, self.cfg.log2_n)]], "bc2")
         # SHL and SHR: b the multiplier and c the window's start (`L.shift_operands`).
         b_in = [Mux(imm_b[i], imm, y) for i, y in enumerate(b)]
         shifts = [L.shift_operands(shift_left[i], x) for i, x in enumerate(b_in)]
@@ -452,7 +454,7 @@ class ComputeUnit(wiring.Component):
         dsps = [L.lane_dsps(m, x, y, f"vl{i}", lend[i],
                             tuple((b1[k], wl[k][j]) for j, k in slot))
                 for i, (x, y, slot) in enumerate(zip(a1, b1, slots, strict=True))]
-        vec = [L.vector_lane(m, ctl, x, y, z, f"vl{i}", d)
+        vec = [L.vector_lane(m, ctl, x, y, z, f"vl{i}", d, bc2)
                for i, (ctl, x, y, z, d) in enumerate(zip(ctls, a1, b1, c1, dsps, strict=True))]
         # Each datapath's last register holds zeros unless its row is written the clock
         # after, so the write port takes the OR of them all (a flip-flop's reset, free,

@@ -215,6 +215,7 @@ class LaneFn(IntEnum):
     MIN = 17
     CMPLT = 18
     CMPEQ = 19
+    BCAST = 20  # `vector_lane`'s bcast: MOVE BCAST's chosen lane, taken in the second stage
 
 
 LANE_FN_BITS = 5
@@ -297,14 +298,17 @@ def _first_stage(k: dict[str, Value], a: Value, b: Value, c: Value) -> Value:
 
 
 def _second_stage(m: Module, fn: Value, first: Value, a: Value, b: Value, lt: Value,
-                  eq: Value, name: str) -> Value:
-    """LaneFn codes from 16 up, from the registered compare; `first` otherwise."""
-    code = {f: fn[4] & (fn[0:2] == f - 16) for f in (LaneFn.MAX, LaneFn.MIN, LaneFn.CMPLT,
-                                                      LaneFn.CMPEQ)}
+                  eq: Value, name: str, bcast: Value | None = None) -> Value:
+    """LaneFn codes from 16 up, from the registered compare (and BCAST's lane); `first`
+    otherwise."""
+    code = {f: fn[4] & (fn[0:3] == f - 16) for f in (LaneFn.MAX, LaneFn.MIN, LaneFn.CMPLT,
+                                                      LaneFn.CMPEQ, LaneFn.BCAST)}
     take_b = (code[LaneFn.MAX] & lt) | (code[LaneFn.MIN] & ~(lt | eq))
     take_a = (code[LaneFn.MAX] & ~lt) | (code[LaneFn.MIN] & (lt | eq))
     flag = (code[LaneFn.CMPLT] & lt) | (code[LaneFn.CMPEQ] & eq)
-    return pick(m, [(first, ~fn[4]), (a, take_a), (b, take_b), (Const(1, 1), flag)], name)
+    extra = [] if bcast is None else [(bcast, code[LaneFn.BCAST])]
+    return pick(m, [(first, ~fn[4]), (a, take_a), (b, take_b), (Const(1, 1), flag), *extra],
+                name)
 
 
 def _extend(v: Value, width: int) -> Value:
@@ -378,7 +382,8 @@ def lane_dsps(m: Module, a: Value, b: Value, name: str = "vl", lend: Value | int
 
 
 def vector_lane(m: Module, ctl: LaneControl, a: Value, b: Value, c: Value,
-                name: str = "vl", dsps: list[Signal] | None = None) -> Signal:
+                name: str = "vl", dsps: list[Signal] | None = None,
+                bcast: Value | None = None) -> Signal:
     """One lane of UNARY, BINARY (but DIV), TERNARY, REQUANT and MOVE, VECTOR_STAGES deep.
 
     1. three 18x18 DSP products of the 16-bit halves of a and b (`lane_dsps`; the caller
@@ -386,7 +391,8 @@ def vector_lane(m: Module, ctl: LaneControl, a: Value, b: Value, c: Value,
        (ctl.fn < 16) and the compare of a and b
     2. the exact 64-bit product: (hh, ll) side by side plus (mid - ll - hh)<<16, three
        kept carry chains (carry-save levels over 64 bits took 95 more LUTs a lane, at
-       the same Fmax); MAX, MIN, CMPLT, CMPEQ from the compare
+       the same Fmax); MAX, MIN, CMPLT, CMPEQ from the compare; BCAST takes `bcast` (a
+       value registered a clock after the operands: MOVE BCAST's chosen lane)
     3. REQUANT: bits s-1 .. s+11 of the product (the rounding bit and p >> s) and whether
        p >> s leaves 12 bits, from a 32-bit window of the product that also gives SHL and
        SHR (`shift_operands`); MUL, MULACC: the low 32 bits (+ c)
@@ -420,7 +426,7 @@ def vector_lane(m: Module, ctl: LaneControl, a: Value, b: Value, c: Value,
     mask2 = reg(m, _thermometer(sh1, _SAT - 1, 64), f"{name}_mask2")
     sh2 = reg(m, sh1, f"{name}_sh2")
     s2 = reg(m, _second_stage(m, ctl.fn, f1, a1.as_signed(), b1.as_signed(), lt1, eq1,
-                              f"{name}_ss"), f"{name}_s2")
+                              f"{name}_ss", bcast), f"{name}_s2")
     c2 = reg(m, c1, f"{name}_c2")
     # Stage 3: (p<<1) >> s gives the rounding bit (bit s-1 of p; 0 when s = 0) and p >> s;
     # p >> s is below -2^11 or at least 2^11 exactly when p's bits from s + 11 up are not all

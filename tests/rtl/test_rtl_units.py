@@ -168,15 +168,17 @@ def _lane_reference(code: L.LaneFn, a, b, c):
                 return fns[isa_fn](a) if table is L.UNARY_LANE_FN else fns[isa_fn](a, b)
     if code == L.LaneFn.WHERE:
         return np.where(a != 0, b, c)
+    if code == L.LaneFn.BCAST:  # the test's bcast: c, registered a clock after it
+        return c
     assert code == L.LaneFn.PASS
     return a
 
 
 def test_pipelined_vector_lane_matches_numpy():
-    """`vector_lane` with a new operand triple every clock, for every lane function, the
-    product paths, REQUANT (c the shift) and SHL/SHR (b the amount, turned into the lane's
-    operands by `shift_operands`, as the compute unit does): each result appears
-    VECTOR_STAGES clocks after its operands."""
+    """`vector_lane` with a new operand triple every clock, for every lane function (BCAST
+    taking c a clock later), the product paths, REQUANT (c the shift) and SHL/SHR (b the
+    amount, turned into the lane's operands by `shift_operands`, as the compute unit does):
+    each result appears VECTOR_STAGES clocks after its operands."""
     m = Module()
     a, b, c, y = Signal(32), Signal(32), Signal(32), Signal(32)
     fn, product, mulacc, rq = Signal(L.LANE_FN_BITS), Signal(), Signal(), Signal()
@@ -185,8 +187,10 @@ def test_pipelined_vector_lane_matches_numpy():
     ctl = L.LaneControl(fn=fn, product=product, mulacc=mulacc, requant=rq, zp=zp, lo=lo, hi=hi,
                         shift=shift)
     mult, start = L.shift_operands(left, b)
+    bcast = Signal(32)
+    m.d.sync += bcast.eq(c)
     m.d.comb += y.eq(L.vector_lane(m, ctl, a, Mux(shift, mult, b),
-                                   Mux(shift, Cat(start, c[6:]), c)))
+                                   Mux(shift, Cat(start, c[6:]), c), bcast=bcast))
     modes = ([(code, 0, 0, 0, None) for code in L.LaneFn]
              + [(L.LaneFn.PASS, 1, 0, 0, None), (L.LaneFn.PASS, 1, 1, 0, None)]
              + [(L.LaneFn.PASS, 0, 0, 1, None)] * 8
