@@ -264,7 +264,9 @@ class ComputeUnit(wiring.Component):
         self.array_dsps = cfg.n * cfg.n if array_dsps is None else max(0, array_dsps)
         super().__init__({
             "go": In(1), "insn": In(INSN_BITS), "go_reads": In(2 * len(READ_CHANNELS)),
-            "next_go_reads": In(2 * len(READ_CHANNELS)),
+            # The queue head's D input: `insn` a clock later (the start's first rows are
+            # decoded from it into flip-flops).
+            "next_insn": In(INSN_BITS), "next_go_reads": In(2 * len(READ_CHANNELS)),
             "idle": Out(1),
             "rd_a": Out(ReadChannel(cfg)), "rd_b": Out(ReadChannel(cfg)),
             "rd_c": Out(ReadChannel(cfg)), "wr": Out(WriteChannel(cfg)),
@@ -318,10 +320,16 @@ class ComputeUnit(wiring.Component):
         in_weights = Mux(self.go, is_[Op.MATMUL], weights_now)  # (a start's step is 0 < n)
         regs = {"a": (a_row, a_mem, a_step), "b": (b_row, b_mem, b_step),
                 "c": (c_row, c_mem, c_step), "w": (w_row, w_mem, w_step)}
+        # A start's first read rows, decoded a clock ahead from the head to come: from
+        # flip-flops, `go` the last choice before the SRAM arbiter's address multiplexers
+        # (decoding the head took some five LUTs, an add for REQUANT's c among them).
+        ahead = _decode(m, self.next_insn, n).base
+        go_row = {x: L.reg(m, ahead[x][0], f"{x}_go_row") for x in READ_CHANNELS}
         cur = {}
         for x, (r, mem, st) in regs.items():
             br, bm, bs = base[x]
-            cur[x] = (Mux(self.go, br, r), Mux(self.go, bm, mem), Mux(self.go, bs, st))
+            cur[x] = (Mux(self.go, go_row.get(x, br), r), Mux(self.go, bm, mem),
+                      Mux(self.go, bs, st))
             with m.If(self.go):
                 m.d.sync += [mem.eq(bm), st.eq(bs)]
         # MATMUL streams weights on channel a, then inputs on b with the old sums on c.

@@ -310,6 +310,8 @@ class Core(wiring.Component):
             if u in reads_at_go:
                 m.d.comb += [engines[u].go_reads.eq(head[u][entry_head:]),
                              engines[u].next_go_reads.eq(queues[u].r_next[entry_head:])]
+            if u is Unit.COMPUTE:
+                m.d.comb += engines[u].next_insn.eq(queues[u].r_next[0:INSN_BITS])
             m.d.comb += [busy_n[u].eq(busy[u]), completing_n[u].eq(completing[u]),
                          flags_n[u].eq(flags[u])]
             with m.If(tick):
