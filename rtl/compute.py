@@ -439,7 +439,11 @@ class ComputeUnit(wiring.Component):
         # from them a clock later, into the lanes' second stage (`L.LaneFn.BCAST`): a 16-way
         # choice after a block RAM's output had been the slowest way into these registers.
         a1 = [L.reg(m, Mux(fill[i], imm, x), f"a1_{i}") for i, x in enumerate(a)]
-        bc2 = L.reg(m, Array(a1)[imm[0:max(1, self.cfg.log2_n)]], "bc2")
+        # BCAST's lane: a register of its own (not imm's bits) for each byte of the choice.
+        lane_bits = max(1, self.cfg.log2_n)
+        pick_lane = L.copies(m, mv["imm"][0:lane_bits], "ctl_bcast_lane", 4, self.go)
+        bc2 = L.reg(m, Cat(*[Array(x[8 * k:8 * k + 8] for x in a1)[sel]
+                             for k, sel in enumerate(pick_lane)]), "bc2")
         # SHL and SHR: b the multiplier and c the window's start (`L.shift_operands`).
         b_in = [Mux(imm_b[i], imm, y) for i, y in enumerate(b)]
         shifts = [L.shift_operands(shift_left[i], x) for i, x in enumerate(b_in)]
