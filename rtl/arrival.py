@@ -48,6 +48,7 @@ class Netlist:
                         if isinstance(bit, int):
                             self.driver[bit] = (name, port)
         self._arrival: dict[int, float] = {}
+        self._loads: dict[int, int] | None = None
 
     def inputs(self, name: str) -> list[tuple[str, int]]:
         """The inputs a cell's outputs follow within a clock (a LUT RAM's read address)."""
@@ -109,20 +110,25 @@ class Netlist:
         return sorted((Endpoint(ns, key) for key, ns in worst.items()),
                       key=lambda e: (-e.ns, e.name))
 
+    def loads(self, bit: int) -> int:
+        """The cells a net bit reaches."""
+        if self._loads is None:
+            self._loads = {}
+            for cell in self.cells.values():
+                for b in {b for _, b in self.inputs_all(cell)}:
+                    self._loads[b] = self._loads.get(b, 0) + 1
+        return self._loads.get(bit, 0)
+
     def fanouts(self) -> list[tuple[int, str]]:
         """Registers by the cells their output reaches, most first (the bits of one register
         folded to its busiest). Routing, not logic, is most of a path on a full FPGA, and a
-        net with a thousand loads spans the chip: such a register wants copies
-        (`lanes.replicas`)."""
-        loads: dict[int, int] = {}
-        for cell in self.cells.values():
-            for bit in {b for _, b in self.inputs_all(cell)}:
-                loads[bit] = loads.get(bit, 0) + 1
+        net with a thousand loads spans the chip: such a register may want copies
+        (`lanes.replicas`), where the copies' own inputs are not on a critical path."""
         worst: dict[str, int] = {}
         for name, cell in self.cells.items():
             if cell["type"] == "TRELLIS_FF":
                 key = re.sub(r"_TRELLIS_FF_Q.*", "", name)
-                worst[key] = max(worst.get(key, 0), loads.get(cell["connections"]["Q"][0], 0))
+                worst[key] = max(worst.get(key, 0), self.loads(cell["connections"]["Q"][0]))
         return sorted(((count, key) for key, count in worst.items()),
                       key=lambda e: (-e[0], e[1]))
 

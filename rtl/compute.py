@@ -126,15 +126,13 @@ def transpose_stages(cfg: ChipConfig) -> int:
     return _latency_constant(cfg, Op.MOVE, "count", cfg.n, fn=int(MoveFn.TRANSPOSE)) - cfg.n
 
 
-def _last_stage(m: Module, lanes: list[Signal], pad: int, name: str, keep_next: Value) -> Value:
+def _last_stage(m: Module, lanes: list[Signal], pad: int, name: str, keep: Value) -> Value:
     """A datapath's lanes (each a register) after `pad` clocks of delay, as a row whose
-    last register holds zeros unless its row is written the clock after (`keep_next` a
-    clock before): rows that are zero when not written can be ORed onto the write port.
-    The flag reaches every bit of the row, so it is a register for each lane."""
+    last register holds zeros unless `keep` (its row is written the clock after): rows
+    that are zero when not written can be ORed onto the write port."""
     last = [L.delay(m, x, pad, f"{name}{i}") for i, x in enumerate(lanes)]
-    for x, keep in zip(last, L.copies(m, keep_next, f"{name}_keep", len(last)), strict=True):
-        with m.If(~keep):
-            m.d.sync += x.eq(0)
+    with m.If(~keep):
+        m.d.sync += [x.eq(0) for x in last]
     return L.join(last)
 
 
@@ -389,16 +387,15 @@ class ComputeUnit(wiring.Component):
             m.d.sync += weights[p1_k].eq(self.rd_a.data)
         wl = [L.split(weights[i], n) for i in range(n)]
 
-        # The running instruction, decoded once as it starts (registers beside `held`); what
-        # every lane reads, a copy for each lane (`L.replicas`).
+        # The running instruction, decoded once as it starts (registers beside `held`). One
+        # register each, not a copy per lane: a copy per lane loads `go` (and the SRAM
+        # read-back's copies the clock enable) sixteen times over, on the paths into the
+        # clock enable's global buffer (rtl/README.md).
         def decoded(name, value, shape=1):
             sig = Signal(shape, name=name)
             with m.If(self.go):
                 m.d.sync += sig.eq(value)
             return sig
-
-        def per_lane(name, value, shape=1):
-            return L.copies(m, value, name, n, self.go, shape)
 
         def lane_code(fn, table):
             return L.select(fn, {k: Const(int(v), L.LANE_FN_BITS) for k, v in table.items()},
@@ -410,20 +407,19 @@ class ComputeUnit(wiring.Component):
                           Mux(is_[Op.TERNARY], lane_code(te["fn"], L.TERNARY_LANE_FN),
                               Mux(is_bcast, int(L.LaneFn.BCAST), int(L.LaneFn.PASS)))))
         is_mulacc = is_[Op.TERNARY] & (te["fn"] == TernaryFn.MULACC)
-        shift = per_lane("ctl_shift",
-                         is_[Op.BINARY] & Cat(*[bi["fn"] == fn for fn in L.SHIFT_FNS]).any())
-        shift_left = per_lane("ctl_shift_left", bi["fn"] == BinaryFn.SHL)
-        ctls = [L.LaneControl(fn=fn, product=product, mulacc=mulacc, requant=requant,
-                              zp=h[Op.REQUANT]["zp"], lo=h[Op.REQUANT]["lo"],
-                              hi=h[Op.REQUANT]["hi"], shift=sh)
-                for fn, product, mulacc, requant, sh in zip(
-                    per_lane("ctl_fn", lane_fn, L.LANE_FN_BITS),
-                    per_lane("ctl_product", (is_[Op.BINARY] & (bi["fn"] == BinaryFn.MUL))
-                             | is_mulacc),
-                    per_lane("ctl_mulacc", is_mulacc), per_lane("ctl_requant", is_[Op.REQUANT]),
-                    shift, strict=True)]
-        fill = per_lane("ctl_fill", is_[Op.MOVE] & (mv["fn"] == MoveFn.FILL))
-        imm_b = per_lane("ctl_imm_b", is_[Op.BINARY] & bi["imm_mode"])
+        shift = decoded("ctl_shift",
+                        is_[Op.BINARY] & Cat(*[bi["fn"] == fn for fn in L.SHIFT_FNS]).any())
+        shift_left = decoded("ctl_shift_left", bi["fn"] == BinaryFn.SHL)
+        ctl = L.LaneControl(
+            fn=decoded("ctl_fn", lane_fn, L.LANE_FN_BITS),
+            product=decoded("ctl_product", (is_[Op.BINARY] & (bi["fn"] == BinaryFn.MUL))
+                            | is_mulacc),
+            mulacc=decoded("ctl_mulacc", is_mulacc),
+            requant=decoded("ctl_requant", is_[Op.REQUANT]),
+            zp=h[Op.REQUANT]["zp"], lo=h[Op.REQUANT]["lo"], hi=h[Op.REQUANT]["hi"],
+            shift=shift)
+        fill = decoded("ctl_fill", is_[Op.MOVE] & (mv["fn"] == MoveFn.FILL))
+        imm_b = decoded("ctl_imm_b", is_[Op.BINARY] & bi["imm_mode"])
         # Signed, as the lanes are: an unsigned immediate beside a signed lane would widen the
         # operand by a bit and compare 0xFFFFFFFF as 2^32 - 1, not -1.
         imm = decoded("ctl_imm", Mux(is_[Op.MOVE], mv["imm"], bi["imm"]), signed(32))
@@ -431,28 +427,27 @@ class ComputeUnit(wiring.Component):
                   "reduce_rows": reduce_rows}
         cls = {name: decoded(f"ctl_{name}", value) for name, value in cls_of.items()}
         cls_next = {name: Mux(self.go, value, cls[name]) for name, value in cls_of.items()}
-        acc = per_lane("ctl_acc", Mux(is_[Op.MATMUL], mm["acc"], re_["acc"]))
-        lend = per_lane("ctl_lend", is_[Op.MATMUL])  # the lanes' DSPs to the matrix array
+        acc = decoded("ctl_acc", Mux(is_[Op.MATMUL], mm["acc"], re_["acc"]))
         red_fn = h[Op.REDUCE]["fn"]
 
         # Operand registers: FILL's and BINARY's immediate put in here. BCAST's lane is chosen
         # from them a clock later, into the lanes' second stage (`L.LaneFn.BCAST`): a 16-way
         # choice after a block RAM's output had been the slowest way into these registers.
-        a1 = [L.reg(m, Mux(fill[i], imm, x), f"a1_{i}") for i, x in enumerate(a)]
+        a1 = [L.reg(m, Mux(fill, imm, x), f"a1_{i}") for i, x in enumerate(a)]
         # BCAST's lane: a register of its own (not imm's bits) for each byte of the choice.
         lane_bits = max(1, self.cfg.log2_n)
         pick_lane = L.copies(m, mv["imm"][0:lane_bits], "ctl_bcast_lane", 4, self.go)
         bc2 = L.reg(m, Cat(*[Array(x[8 * k:8 * k + 8] for x in a1)[sel]
                              for k, sel in enumerate(pick_lane)]), "bc2")
         # SHL and SHR: b the multiplier and c the window's start (`L.shift_operands`).
-        b_in = [Mux(imm_b[i], imm, y) for i, y in enumerate(b)]
-        shifts = [L.shift_operands(shift_left[i], x) for i, x in enumerate(b_in)]
-        b1 = [L.reg(m, Mux(shift[i], mult, x), f"b1_{i}")
+        b_in = [Mux(imm_b, imm, y) for y in b]
+        shifts = [L.shift_operands(shift_left, x) for x in b_in]
+        b1 = [L.reg(m, Mux(shift, mult, x), f"b1_{i}")
               for i, (x, (mult, _)) in enumerate(zip(b_in, shifts, strict=True))]
-        c1 = [L.reg(m, Mux(shift[i], Cat(start, z[6:]), z), f"c1_{i}")
+        c1 = [L.reg(m, Mux(shift, Cat(start, z[6:]), z), f"c1_{i}")
               for i, (z, (_, start)) in enumerate(zip(c, shifts, strict=True))]
         v1 = L.reg(m, p1_valid, "v1")
-        first1 = L.copies(m, p1_first, "first1", n)
+        first1 = L.reg(m, p1_first, "first1")
 
         # The matrix array's products: column j's first own[j] on DSPs of its own, the next
         # lent[j] on the vector lanes' DSPs (idle while MATMUL runs), the rest from LUTs.
@@ -463,17 +458,16 @@ class ComputeUnit(wiring.Component):
         slots = [borrowed[i:i + L.LANE_DSPS] for i in range(0, len(borrowed), L.LANE_DSPS)]
         slots += [[] for _ in range(n - len(slots))]
         # The vector lanes (UNARY, BINARY but DIV, TERNARY, REQUANT, MOVE but TRANSPOSE).
-        dsps = [L.lane_dsps(m, x, y, f"vl{i}", lend[i],
+        dsps = [L.lane_dsps(m, x, y, f"vl{i}", cls["matmul"],
                             tuple((b1[k], wl[k][j]) for j, k in slot))
                 for i, (x, y, slot) in enumerate(zip(a1, b1, slots, strict=True))]
         vec = [L.vector_lane(m, ctl, x, y, z, f"vl{i}", d, bc2)
-               for i, (ctl, x, y, z, d) in enumerate(zip(ctls, a1, b1, c1, dsps, strict=True))]
+               for i, (x, y, z, d) in enumerate(zip(a1, b1, c1, dsps, strict=True))]
         # Each datapath's last register holds zeros unless its row is written the clock
         # after, so the write port takes the OR of them all (a flip-flop's reset, free,
         # where a choice among six rows took about four LUTs a bit).
-        # (cls_next, emit_next: the D inputs of cls, emit.)
-        vector_next = (~cls_next["matmul"] & ~cls_next["reduce_lanes"]
-                       & ~cls_next["reduce_rows"] & emit_next[dv - 1])
+        vector_next = (~cls["matmul"] & ~cls["reduce_lanes"] & ~cls["reduce_rows"]
+                       & emit[dv - 1])
         vec_row = _last_stage(m, vec, self._pad(dv, 1 + L.VECTOR_STAGES, "vector"), "vec",
                               vector_next)
         given: list[dict[int, Value]] = [{} for _ in range(n)]
@@ -481,31 +475,31 @@ class ComputeUnit(wiring.Component):
             for d, (j, k) in enumerate(slot):
                 given[j][k] = dsps[i][d]
         # The matrix array: column j sums lane k of the input row times W[k][j].
-        cols = [L.dot_column(m, b1, [wl[k][j] for k in range(n)], c1[j], acc[j], f"dot{j}",
+        cols = [L.dot_column(m, b1, [wl[k][j] for k in range(n)], c1[j], acc, f"dot{j}",
                              lut_products=n - own[j] - lent[j], given=given[j])
                 for j in range(n)]
         mm_row = _last_stage(m, cols, self._pad(dm, 1 + L.DOT_STAGES, "matmul"), "mm",
-                             cls_next["matmul"] & emit_next[dm - 1])
+                             cls["matmul"] & emit[dm - 1])
         # REDUCE over the lanes, from the operand registers (a1 = a, c1 = c for REDUCE).
         tree = L.lane_tree(m, red_fn, a1, c1, acc, "rt", registered=True)
         rl_row = _last_stage(m, tree, self._pad(drl, L.lane_tree_stages(n), "reduce"), "rl",
-                             cls_next["reduce_lanes"] & emit_next[drl - 1])
+                             cls["reduce_lanes"] & emit[drl - 1])
         # REDUCE over rows folds each operand row into one register, written after the last.
         self._pad(drr, 2, "reduce over rows")
         red_lanes = [Signal(L.LANE, name=f"red_acc{i}") for i in range(n)]
         red_acc = Cat(*red_lanes)
         is_sum, is_min = red_fn == ReduceFn.SUM, red_fn == ReduceFn.MIN
-        for i, (old, x, first) in enumerate(zip(c1, a1, first1, strict=True)):
+        start = first1 & ~acc  # the first row alone, when not accumulating
+        for i, (old, x) in enumerate(zip(c1, a1, strict=True)):
             # One combine a lane: with the old row (acc=1) on the first row, the running row
             # after it. Keeping the running row is the register's enable, not a choice.
-            start = first & ~acc[i]  # the first row alone, when not accumulating
-            run = Mux(first, old, red_lanes[i].as_signed())
+            run = Mux(first1, old, red_lanes[i].as_signed())
             lt = L.kept(m, run < x, f"rr{i}_lt")
             total = L.kept(m, (run + x)[0:L.LANE], f"rr{i}_sum")
             take_x = start | (~is_sum & (lt ^ is_min))
             take_sum = ~start & is_sum
-            take_old = ~take_x & ~is_sum & first
-            with m.If(v1 & cls["reduce_rows"] & (take_x | take_sum | first)):
+            take_old = ~take_x & ~is_sum & first1
+            with m.If(v1 & cls["reduce_rows"] & (take_x | take_sum | first1)):
                 m.d.sync += red_lanes[i].eq(L.pick(m, [(x, take_x), (total, take_sum),
                                                        (old, take_old)], f"rr{i}_pick"))
 

@@ -46,7 +46,7 @@ from amaranth.lib.wiring import In, Out
 
 from isa.config import ChipConfig
 from isa.table import Mem
-from rtl.lanes import LANE, replicas, wire
+from rtl.lanes import wire
 from rtl.ports import ROW_BITS, ReadChannel, WriteChannel, row_width
 
 PORTS = 2  # ports of one block RAM, each a read or a write in a clock
@@ -265,55 +265,42 @@ class SramArbiter(wiring.Component):
                         m.d.comb += [addr.eq(self.clear_row), wen.eq(self.clear_row < depth)]
                 outs[mem_id].append(rdata)
 
-        # Read data back to each channel, stable for the whole cycle after the request. Its
-        # controls reach every bit of a row: a copy of each for every lane (`lanes.replicas`).
-        lanes = width // LANE
-
-        def lane(value, i):
-            return value[LANE * i:LANE * (i + 1)]
-
+        # Read data back to each channel, stable for the whole cycle after the request.
         for c, ch in enumerate(self.rd):
-            sel_mem = replicas(f"rd{c}_sel_mem", lanes)
-            fresh = replicas(f"rd{c}_fresh", lanes)  # this cycle's row is at the RAM output
+            sel_mem = Signal(name=f"rd{c}_sel_mem")
+            fresh = Signal(name=f"rd{c}_fresh")  # this cycle's row is at the RAM output now
             cur = Signal(width, name=f"rd{c}_cur")
             port = CHANNEL_PORT[c]
-            at_ram = [Mux(sel_mem[i], lane(outs[Mem.ACC][port], i), lane(outs[Mem.SP][port], i))
-                      for i in range(lanes)]
-            m.d.comb += ch.data.eq(Cat(*[Mux(fresh[i], at_ram[i], lane(cur, i))
-                                         for i in range(lanes)]))
-            for i in range(lanes):
-                with m.If(fresh[i]):
-                    m.d.sync += lane(cur, i).eq(at_ram[i])
+            at_ram = Mux(sel_mem, outs[Mem.ACC][port], outs[Mem.SP][port])
+            m.d.comb += ch.data.eq(Mux(fresh, at_ram, cur))
+            with m.If(fresh):
+                m.d.sync += cur.eq(at_ram)
             with m.If(served[c]):
-                m.d.sync += [x.eq(served_in[c][Mem.ACC]) for x in sel_mem]
+                m.d.sync += sel_mem.eq(served_in[c][Mem.ACC])
             if c in _LAST_READERS:
                 # No read after this one uses its port in a cycle: a row served early stays
                 # at the RAM output until the cycle's last clock, and is kept from there.
-                early = replicas(f"rd{c}_early", lanes)
+                early = Signal(name=f"rd{c}_early")
                 with m.If(final):
-                    m.d.sync += [x.eq(served[c]) for x in fresh] + [x.eq(0) for x in early]
-                    for i in range(lanes):
-                        with m.If(early[i]):
-                            m.d.sync += lane(cur, i).eq(at_ram[i])
+                    m.d.sync += [fresh.eq(served[c]), early.eq(0)]
+                    with m.If(early):
+                        m.d.sync += cur.eq(at_ram)
                 with m.Else():
-                    m.d.sync += [x.eq(0) for x in fresh]
+                    m.d.sync += fresh.eq(0)
                     with m.If(served[c]):
-                        m.d.sync += [x.eq(1) for x in early]
+                        m.d.sync += early.eq(1)
                 continue
-            pend = replicas(f"rd{c}_pend", lanes)  # next cycle's row is at the RAM output
-            got = replicas(f"rd{c}_got", lanes)  # next cycle's row is in `nxt`
+            pend = Signal(name=f"rd{c}_pend")  # next cycle's row is at the RAM output now
+            got = Signal(name=f"rd{c}_got")  # next cycle's row is in `nxt`
             nxt = Signal(width, name=f"rd{c}_nxt")
-            for i in range(lanes):
-                with m.If(pend[i]):
-                    m.d.sync += [lane(nxt, i).eq(at_ram[i]), got[i].eq(1)]
+            with m.If(pend):
+                m.d.sync += [nxt.eq(at_ram), got.eq(1)]
             with m.If(final):
-                m.d.sync += ([x.eq(served[c]) for x in fresh] + [x.eq(0) for x in pend]
-                             + [x.eq(0) for x in got])
-                for i in range(lanes):
-                    with m.If(~served[c] & pend[i]):
-                        m.d.sync += lane(cur, i).eq(at_ram[i])
-                    with m.Elif(~served[c] & got[i]):
-                        m.d.sync += lane(cur, i).eq(lane(nxt, i))
+                m.d.sync += [fresh.eq(served[c]), pend.eq(0), got.eq(0)]
+                with m.If(~served[c] & pend):
+                    m.d.sync += cur.eq(at_ram)
+                with m.Elif(~served[c] & got):
+                    m.d.sync += cur.eq(nxt)
             with m.Else():
-                m.d.sync += [x.eq(0) for x in fresh] + [x.eq(served[c]) for x in pend]
+                m.d.sync += [fresh.eq(0), pend.eq(served[c])]
         return m

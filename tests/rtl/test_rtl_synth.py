@@ -220,6 +220,9 @@ def test_replicated_registers_survive_synthesis_and_share_the_loads(tmp_path, ca
     assert f"{64 // count}" in rows[3] and "ctl_r" in rows[3]
 
 
+LOADS_BEFORE_THE_ENABLE_BUFFER = 50  # 47 on this core (62 with read-back copies)
+
+
 def test_paths_of_a_config_maps_its_core_first(tmp_path, capsys):
     """...and the clock enable, which every register of the core waits for, reaches its
     global buffer a few LUTs from flip-flops: the SRAM schedule is worked out a cycle
@@ -238,13 +241,14 @@ def test_paths_of_a_config_maps_its_core_first(tmp_path, capsys):
     cells = [line.split()[1] for line in path if re.match(r"\s*\d+\.\d+\s", line)]
     assert cells[-1] == "TRELLIS_FF" and set(cells[:-1]) == {"LUT4"}
     assert len(cells) - 1 <= 5, path
-    # The datapaths' and SRAM read-back's controls are a copy a lane: none reaches more
-    # than a lane's worth of cells (a single ctl_shift reached 298 on this core).
+    # The enable's own net, before its global buffer, reaches few cells: each one more
+    # spreads the logic the whole core waits for (copies of the SRAM read-back's registers,
+    # one a lane, took it from 47 to 110 cells on the default core, 62 on this one).
     from rtl.arrival import Netlist
 
-    busiest = [(loads, name) for loads, name in Netlist(tmp_path / "w" / "top.json").fanouts()
-               if name.startswith(("core.logic.compute.", "core.sram."))][:3]
-    assert busiest[0][0] <= 100, busiest
+    netlist = Netlist(tmp_path / "w" / "top.json")
+    dcca = netlist.cells["core.enable_dcca"]["connections"]["CLKI"][0]
+    assert netlist.loads(dcca) <= LOADS_BEFORE_THE_ENABLE_BUFFER
 
 
 class TwoPortRam(wiring.Component):
