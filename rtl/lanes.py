@@ -142,9 +142,11 @@ REPLICA = "dozen_replica"
 
 
 def replicas(name: str, count: int, shape=1) -> list[Signal]:
-    """`count` registers the caller drives alike, one for each group of the loads: a control
+    """`count` registers the caller drives alike, one for each group of the loads: a
     register read by a thousand LUTs spread over the chip is one net routed across all of
-    them (several ns on an ECP5), where a copy for each lane is a net within the lane."""
+    them (several ns on an ECP5), where a copy for each lane is a net within the lane. The
+    copies' inputs gain their loads: worth it where those are plain pipeline registers, not
+    where they are the start decision or the clock enable (rtl/README.md)."""
     return [Signal(shape, name=f"{name}_r{i}", attrs={REPLICA: 1}) for i in range(count)]
 
 
@@ -535,20 +537,18 @@ def lane_tree_stages(n: int) -> int:
     return (n - 1).bit_length() + 2
 
 
-def lane_tree(m: Module, fn: Value, lanes: list[Value], old: list[Value],
-              acc: Value | list[Value], name: str = "rt", registered: bool = False
-              ) -> list[Signal]:
+def lane_tree(m: Module, fn: Value, lanes: list[Value], old: list[Value], acc: Value,
+              name: str = "rt", registered: bool = False) -> list[Signal]:
     """REDUCE over the lanes of a row: the row and the old row registered as they arrive
     (the tree never starts at a block RAM's output, 5.6 ns into the clock), a register
     after every level of the combine tree, then each lane's combine with the old row
     (acc=1): its compare and sum side by side, and the choice. Operands arrive in the clock
     it is called for and the n results are `lane_tree_stages(n)` clocks later; or, when
     `registered`, the operands are that first register already (the compute unit's operand
-    registers). `acc` may be a copy for each lane (`replicas`)."""
+    registers)."""
     if not registered:
         lanes = [reg(m, x, f"{name}_a{i}") for i, x in enumerate(lanes)]
         old = [reg(m, x, f"{name}_b{j}") for j, x in enumerate(old)]
-    accs = acc if isinstance(acc, list) else [acc] * len(old)
     level = [x[0:LANE].as_signed() for x in lanes]
     levels = (len(level) - 1).bit_length()
     for depth in range(levels):
@@ -560,7 +560,7 @@ def lane_tree(m: Module, fn: Value, lanes: list[Value], old: list[Value],
     olds = [delay(m, x[0:LANE], levels, f"{name}_old{j}").as_signed() for j, x in enumerate(old)]
     out = []
     is_max, is_min = fn == ReduceFn.MAX, fn == ReduceFn.MIN
-    for j, (o, acc) in enumerate(zip(olds, accs, strict=True)):
+    for j, o in enumerate(olds):
         # combine(fn, old, total) when accumulating, else the total.
         lt = kept(m, o < total, f"{name}_olt{j}")
         add = kept(m, (o + total)[0:LANE], f"{name}_osum{j}")
