@@ -436,7 +436,7 @@ class ComputeUnit(wiring.Component):
         a1 = [L.reg(m, Mux(fill, imm, x), f"a1_{i}") for i, x in enumerate(a)]
         # BCAST's lane: a register of its own (not imm's bits) for each byte of the choice.
         lane_bits = max(1, self.cfg.log2_n)
-        pick_lane = L.copies(m, mv["imm"][0:lane_bits], "ctl_bcast_lane", 4, self.go)
+        pick_lane = L.copies(m, mv["imm"][0:lane_bits], "ctl_bcast_lane", L.LANE // 8, self.go)
         bc2 = L.reg(m, Cat(*[Array(x[8 * k:8 * k + 8] for x in a1)[sel]
                              for k, sel in enumerate(pick_lane)]), "bc2")
         # SHL and SHR: b the multiplier and c the window's start (`L.shift_operands`).
