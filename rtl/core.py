@@ -219,13 +219,17 @@ class Core(wiring.Component):
         # start and dispatch waits on, set as the clearing ends and cleared by `done` or a
         # fault (neither happens while clearing: both need a tick), not an AND of seven.
         live = Signal()
+        live_n = Signal()  # its D input (the fault and done decisions below write it)
+        m.d.comb += live_n.eq(live)
+        m.d.sync += live.eq(live_n)
         clr = Signal(range(max(cfg.sp_rows, cfg.acc_rows) + 1))
         with m.If(self._running & ~started):
             m.d.sync += [started.eq(1), clearing.eq(1), clr.eq(0)]
         with m.If(clearing):
             m.d.sync += clr.eq(clr + 1)
             with m.If(clr == max(cfg.sp_rows, cfg.acc_rows) - 1):
-                m.d.sync += [clearing.eq(0), live.eq(1)]
+                m.d.sync += clearing.eq(0)
+                m.d.comb += live_n.eq(1)
 
         # The order of the channels is the arbiter's priority (rtl/sram.py).
         for chan, port in zip((compute.rd_a, compute.rd_b, compute.rd_c, store.rd,
@@ -271,10 +275,11 @@ class Core(wiring.Component):
             completing[u] = Signal(name=f"completing_{u.name.lower()}")
         # completing & ~idle of a DMA unit, a flip-flop (from both's D inputs, below).
         hold = Signal()
+        # live & ~late & ~hold, a flip-flop from their D inputs: every start, dispatch and
+        # token count waits on it, and a start is it and one flip-flop more.
         tick = Signal()
         running = Signal()
-        m.d.comb += [running.eq(live & ~late),
-                     tick.eq(running & ~hold)]
+        m.d.comb += running.eq(live & ~late)
 
         tokens = {ch: Signal(range(cfg.token_depth + 2), name=f"tok_{ch[0]}_{ch[1]}")
                   for ch in CHANNELS}
@@ -289,10 +294,11 @@ class Core(wiring.Component):
         free = {u: ~busy[u] | completing[u] for u in UNITS}
         # Whether each unit's head waits to start (a free unit, a queued head) and whether
         # its tokens are there are flip-flops, worked out from the state the clock's edge
-        # leaves (every D input below): a start is `tick` and two flip-flops, so the clock
-        # enable, the dispatch decision and the units' go follow it a few gates later.
+        # leaves (every D input below): a start is `tick` and `startable` (both), one LUT,
+        # so the clock enable, the dispatch decision and the units' go follow it closely.
         ready = {u: Signal(name=f"ready_{u.name.lower()}") for u in UNITS}
         tokens_ok = {u: Signal(name=f"tokens_ok_{u.name.lower()}") for u in UNITS}
+        startable = {u: Signal(name=f"startable_{u.name.lower()}") for u in UNITS}
         start = {u: Signal(name=f"start_{u.name.lower()}") for u in UNITS}
         popped = {ch: Const(0) for ch in CHANNELS}
         token_wait = {}
@@ -300,7 +306,7 @@ class Core(wiring.Component):
         completing_n = {u: Signal(name=f"completing_{u.name.lower()}_next") for u in UNITS}
         flags_n = {u: Signal(4, name=f"flags_{u.name.lower()}_next") for u in UNITS}
         for u in UNITS:
-            m.d.comb += start[u].eq(tick & ready[u] & tokens_ok[u])
+            m.d.comb += start[u].eq(tick & startable[u])
             token_wait[u] = tick & ready[u] & ~tokens_ok[u]
             for name, ch in _flag_channels(u).items():
                 if ch is not None and name.startswith("pop"):
@@ -326,8 +332,8 @@ class Core(wiring.Component):
                     m.d.comb += completing_n[u].eq(left[u] == 1)
             m.d.sync += [busy[u].eq(busy_n[u]), completing[u].eq(completing_n[u]),
                          flags[u].eq(flags_n[u])]
-        m.d.sync += hold.eq(Cat(*[completing_n[u] & ~engines[u].idle_next
-                                  for u in HOLDING_UNITS]).any())
+        hold_n = Cat(*[completing_n[u] & ~engines[u].idle_next for u in HOLDING_UNITS]).any()
+        m.d.sync += hold.eq(hold_n)
         tokens_n = {ch: Signal.like(tokens[ch], name=f"{tokens[ch].name}_next")
                     for ch in CHANNELS}
         m.d.comb += [tokens_n[ch].eq(Mux(tick, after_push[ch] - popped[ch], tokens[ch]))
@@ -340,8 +346,9 @@ class Core(wiring.Component):
             for name, ch in _flag_channels(u).items():
                 if ch is not None and name.startswith("pop"):
                     ok = ok & (~flag_bit(head_n, name) | (tokens_n[ch] != 0) | pushed_n[ch])
-            m.d.sync += [ready[u].eq((~busy_n[u] | completing_n[u]) & queues[u].filled_next),
-                         tokens_ok[u].eq(ok)]
+            ready_n = (~busy_n[u] | completing_n[u]) & queues[u].filled_next
+            m.d.sync += [ready[u].eq(ready_n), tokens_ok[u].eq(ok),
+                         startable[u].eq(ready_n & ok)]
 
         # Dispatcher ------------------------------------------------------------------------
         pc = Signal(PC_BITS)
@@ -550,7 +557,9 @@ class Core(wiring.Component):
         dispatching = tick & ~halted
         # A range fault ranks last: raised the clock after it was found unless another
         # fault was raised then, so its flip-flops take the check alone, every cycle.
-        m.d.sync += [late.eq(dispatching & is_unit_insn & (sram_bad | dram_bad)),
+        late_n = dispatching & is_unit_insn & (sram_bad | dram_bad)
+        m.d.sync += tick.eq(live_n & ~late_n & ~hold_n)
+        m.d.sync += [late.eq(late_n),
                      late_pc.eq(pc),
                      late_cause.eq(Mux(sram_bad, Fault.SRAM_OUT_OF_BOUNDS,
                                        Fault.DRAM_OUT_OF_BOUNDS))]
@@ -569,13 +578,15 @@ class Core(wiring.Component):
         with m.Elif(dispatching & (opcode == Op.LOOP) & loop_bad):
             m.d.comb += [raise_fault.eq(1), fault_cause.eq(Fault.LOOP_NESTING), fault_at.eq(pc)]
         with m.If(raise_fault):
-            m.d.sync += [fault.eq(fault_cause), fault_pc.eq(fault_at), live.eq(0)]
+            m.d.sync += [fault.eq(fault_cause), fault_pc.eq(fault_at)]
+            m.d.comb += live_n.eq(0)
 
         # Completion and counters ----------------------------------------------------------
         all_idle = Cat(*[free[u] & (queues[u].level == 0) for u in UNITS]).all()
         with m.If(tick & ~raise_fault):
             with m.If(halted & all_idle):
-                m.d.sync += [done.eq(1), live.eq(0)]
+                m.d.sync += done.eq(1)
+                m.d.comb += live_n.eq(0)
             with m.Else():
                 m.d.sync += cycle.eq(cycle + 1)
         counters = {name: Signal(COUNTER_BITS, name=f"perf_{name}") for name in PERF_COUNTERS}
