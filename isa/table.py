@@ -272,6 +272,7 @@ def esize(fmt: int) -> int:
 
 
 LATENCY_NAMES: dict[str, Any] = {"__builtins__": {}, "ceil_div": ceil_div, "esize": esize,
+                                 "min": min,
                                  "Axis": Axis, "MoveFn": MoveFn, "BinaryFn": BinaryFn,
                                  "DType": DType, "log2": math.log2}
 
@@ -290,10 +291,14 @@ _DMA_LATENCY = "cfg.dram_latency + ceil_div(rows * cols * esize(fmt), cfg.dram_b
 VECTOR_STAGES = 5  # operands, 18x18 products, 64-bit product, REQUANT shift window, clamp
 MATMUL_STAGES = 4  # operands, int8 products, the adder tree and the old sum in two stages
 _VPIPE = f"{VECTOR_STAGES + 1}"
-# int32 DIV runs on iterative dividers (one quotient bit per clock), not a pipeline: a row
-# takes DIV_STEPS clocks; + 4 for the read, the operands' magnitudes, the sign and the write.
+# int32 DIV runs on iterative dividers (one quotient bit per clock), not a pipeline, each
+# shared by DIV_LANES lanes in turn, so a row takes min(n, DIV_LANES) * DIV_STEPS clocks; + 5
+# for the read, the operands, one lane's magnitudes, the sign and the write. Division is
+# rare in inference graphs; a divider a lane took 7% of an ECP5-85F on the default chip.
 DIV_STEPS = 32
-_BINARY_LATENCY = (f"count * {DIV_STEPS} + 4 if fn == BinaryFn.DIV and dtype == DType.I32 "
+DIV_LANES = 4
+_BINARY_LATENCY = (f"count * min(cfg.n, {DIV_LANES}) * {DIV_STEPS} + 5 "
+                   f"if fn == BinaryFn.DIV and dtype == DType.I32 "
                    f"else count + {_VPIPE}")
 # TRANSPOSE streams a row in and a transposed row out per clock, but a block's first output
 # row needs its last input row: one block (n clocks) of drain after count*n reads.

@@ -23,7 +23,7 @@ restated here; a datapath shorter than the table's P is padded with delay regist
   pipeline's `count + 6`.
 - TRANSPOSE streams a row in and a transposed row out per clock through n one-lane block
   RAMs, rotating each row in and each line out (`count*n + n + 5`); int32 DIV runs on
-  iterative dividers, a row every DIV_STEPS clocks (`count*DIV_STEPS + 4`).
+  iterative dividers, four lanes each in turn (`count*min(n, 4)*DIV_STEPS + 5`).
 
 Instructions on this unit never overlap (the next starts when the table's latency has
 elapsed), so each write lands before the next instruction's first read, one datapath
@@ -42,6 +42,7 @@ from amaranth.lib.wiring import In, Out
 from isa.config import ChipConfig
 from isa.table import (
     BY_OPCODE,
+    DIV_LANES,
     DIV_STEPS,
     INSN_BITS,
     Axis,
@@ -672,19 +673,21 @@ class ComputeUnit(wiring.Component):
 
     def _divider(self, m: Module, start, bi: dict, held, held_next, a1: list[Value],
                  b1: list[Value]):
-        """int32 BINARY DIV: one restoring divider per lane, one quotient bit per clock.
+        """int32 BINARY DIV: restoring dividers, one quotient bit per clock, each taking its
+        `group` of lanes (DIV_LANES, or n if fewer) in turn.
 
-        Three registers per lane: operands (the vector lanes' operand registers, fetched
-        while the previous row divides), the divider itself (loading |a| and |b| and taking
-        its first step straight from them) and the signed result, written the clock after.
-        A row every DIV_STEPS clocks: `count * DIV_STEPS + 4` (read, operands, the steps,
-        sign, write), the table's formula. n fully pipelined dividers would meet
-        `count + 2` but cost n * DIV_STEPS stages of ~100 flip-flops and a 33-bit
-        subtractor each (rtl/README.md, Timing).
+        Per divider: the operands (the vector lanes' operand registers, fetched once the
+        row's last lane is picked), the pick (one lane's magnitudes, sign, zero divisor and
+        first step, registered: the divider loads it as it is), the divider, and the signed
+        results, kept a lane until the row's last and written the clock after. A row every
+        `group * DIV_STEPS` clocks: `count * group * DIV_STEPS + 5`, the table's formula. A
+        divider a lane took 5,900 cells of the default chip (rtl/README.md).
         """
         n = self.cfg.n
+        group = min(n, DIV_LANES)
+        units = [list(range(u, min(n, u + group))) for u in range(0, n, group)]
         hb = _fields(held, Op.BINARY)
-        # Reads: row r at the start and whenever the divider takes the previous row.
+        # Reads: row r at the start and whenever the row before has its last lane picked.
         left = Signal(17, name="div_left")  # rows still to read
         more = Signal(name="div_more")  # left != 0, a flip-flop (its D input from left's)
         a_row, b_row = (Signal(_ROW, name=f"div_{x}_row") for x in "ab")
@@ -698,55 +701,94 @@ class ComputeUnit(wiring.Component):
 
         # The operands are the vector lanes' operand registers (`a1`, `b1`: BINARY's
         # immediate already chosen into b1), loaded the clock after a fetch and left alone
-        # until the next fetch's rows arrive, which is after the dividers take them.
+        # until the next fetch's rows arrive, which is after the row's last lane is picked.
         arriving = Signal(name="div_arriving")
         opd_full = Signal(name="div_opd_full")
         m.d.sync += arriving.eq(fetch)
         a1, b1 = ([x[0:32].as_signed() for x in xs] for xs in (a1, b1))
-        opd_q = [Mux(a < 0, -a, a)[0:32] for a in a1]
-        opd_d = [Mux(b < 0, -b, b)[0:32] for b in b1]
-        opd_neg = [(a < 0) ^ (b < 0) for a, b in zip(a1, b1, strict=True)]
-        opd_zero = [b == 0 for b in b1]
 
-        # The dividers: `steps` quotient bits done; DIV_STEPS means a result is waiting.
+        # The pick: lane `lane` of each divider's group, its first step worked out. |a| and
+        # |b| reach 2^31 only at -2^31, so the first step asks the raw operands.
+        lane = Signal(range(group), name="div_lane")  # the lane the next pick takes
+        lane_last = Signal(init=group == 1, name="div_lane_last")  # lane == group - 1
+        pick_full = Signal(name="div_pick_full")
         steps = Signal(range(DIV_STEPS + 1), name="div_steps")
         dividing = Signal(name="div_dividing")
-        quo = [Signal(32, name=f"div_q{i}") for i in range(n)]
-        rem = [Signal(33, name=f"div_r{i}") for i in range(n)]
-        div = [Signal(32, name=f"div_d{i}") for i in range(n)]
-        neg = [Signal(name=f"div_neg{i}") for i in range(n)]
-        zero = [Signal(name=f"div_zero{i}") for i in range(n)]
-        # dividing & (steps == DIV_STEPS), a flip-flop: `take` asks for the next rows from it.
+        # dividing & (steps == DIV_STEPS), a flip-flop: the divider takes the next pick.
         finished = Signal(name="div_finished")
-        take = opd_full & (~dividing | finished)
-        for i in range(n):
-            # A step from the divider's own registers: one carry chain, whose borrow is the
-            # compare. A row's first step (as it loads) has remainder 0, so it only asks
-            # whether |a|'s top bit reaches the divisor: no subtractor, no multiplexer in
-            # front of the chain.
-            shifted = Cat(quo[i][31], rem[i][0:32])
-            diff = L.kept(m, shifted - div[i], f"div_diff{i}")
+        picked = Signal(range(group), name="div_picked")  # the pick's lane
+        picked_last = Signal(name="div_picked_last")  # picked == group - 1
+        in_div = Signal(range(group), name="div_in")  # the dividers' lane
+        row_last = Signal(name="div_row_last")  # in_div == group - 1
+        take = pick_full & (~dividing | finished)
+        pick = opd_full & (~pick_full | take)
+        out_valid = Signal(name="div_out_valid")
+        out_row = Signal(_ROW, name="div_out_row")
+        out_data = Signal(row_width(self.cfg), name="div_out_data")
+        results = [None] * n
+        for u, lanes in enumerate(units):
+            a = _pick_lane([a1[i] for i in lanes], lane)
+            b = _pick_lane([b1[i] for i in lanes], lane)
+            top = a[31] & (a[0:31] == 0)  # |a| = 2^31
+            b_le1 = (b[1:] == 0) | (b == -1)  # |b| <= 1
+            first_fits = Mux(top, b_le1, b == 0)
+            mag_a, mag_b = (Mux(x < 0, -x, x)[0:32] for x in (a, b))
+            p_rem, p_quo, p_div = (Signal(w, name=f"div_p{x}{u}")
+                                   for x, w in (("r", 33), ("q", 32), ("d", 32)))
+            p_neg, p_zero = Signal(name=f"div_pneg{u}"), Signal(name=f"div_pzero{u}")
+            with m.If(pick):
+                m.d.sync += [p_rem.eq(Mux(first_fits, top & ~mag_b[0], top)),
+                             p_quo.eq(Cat(first_fits, mag_a[0:31])), p_div.eq(mag_b),
+                             p_neg.eq((a < 0) ^ (b < 0)), p_zero.eq(b == 0)]
+            # The divider: a step from its own registers, one carry chain whose borrow is
+            # the compare.
+            quo, rem, div = (Signal(w, name=f"div_{x}{u}")
+                             for x, w in (("q", 32), ("r", 33), ("d", 32)))
+            neg, zero = Signal(name=f"div_neg{u}"), Signal(name=f"div_zero{u}")
+            shifted = Cat(quo[31], rem[0:32])
+            diff = L.kept(m, shifted - div, f"div_diff{u}")
             fits = ~diff[33]
-            top, d = opd_q[i][31], opd_d[i]
-            first_fits = Mux(top, d[1:] == 0, d == 0)
             with m.If(take):
-                m.d.sync += [rem[i].eq(Mux(first_fits, top & ~d[0], top)),
-                             quo[i].eq(Cat(first_fits, opd_q[i][0:31])),
-                             div[i].eq(d), neg[i].eq(opd_neg[i]), zero[i].eq(opd_zero[i])]
+                m.d.sync += [rem.eq(p_rem), quo.eq(p_quo), div.eq(p_div), neg.eq(p_neg),
+                             zero.eq(p_zero)]
             with m.Elif(dividing & ~finished):
-                m.d.sync += [rem[i].eq(Mux(fits, diff[0:33], shifted)),
-                             quo[i].eq(Cat(fits, quo[i][0:31]))]
+                m.d.sync += [rem.eq(Mux(fits, diff[0:33], shifted)),
+                             quo.eq(Cat(fits, quo[0:31]))]
+            # The signed result: kept for its lane until the group's last, which goes
+            # straight to the write (zeros unless written: the write port ORs the rows).
+            result = Mux(zero, 0, Mux(neg, -quo, quo))[0:32]
+            for g, i in enumerate(lanes):
+                if g == group - 1:
+                    results[i] = result
+                    continue
+                kept_lane = Signal(32, name=f"div_res{i}")
+                with m.If(finished & (in_div == g)):
+                    m.d.sync += kept_lane.eq(result)
+                results[i] = kept_lane
+        with m.If(finished & row_last):
+            m.d.sync += [out_data.eq(L.join(results)), out_row.eq(out_row + 1)]
+        with m.Else():
+            m.d.sync += out_data.eq(0)
+        m.d.sync += out_valid.eq(finished & row_last)
+
         dividing_next = Mux(take, 1, Mux(finished, 0, dividing))
         finished_next = Mux(take, DIV_STEPS == 1,
                             Mux(finished, 0, Mux(dividing, steps + 1 == DIV_STEPS, finished)))
-        opd_full_next = Mux(arriving, 1, Mux(take, 0, opd_full))
+        opd_full_next = Mux(arriving, 1, Mux(pick & lane_last, 0, opd_full))
+        pick_full_next = Mux(pick, 1, Mux(take, 0, pick_full))
+        lane_next = Mux(pick, Mux(lane_last, 0, lane + 1), lane)
+        lane_last_next = lane_next == group - 1
         m.d.sync += [dividing.eq(dividing_next), finished.eq(finished_next),
-                     opd_full.eq(opd_full_next)]
+                     opd_full.eq(opd_full_next), pick_full.eq(pick_full_next),
+                     lane.eq(lane_next), lane_last.eq(lane_last_next)]
+        with m.If(pick):
+            m.d.sync += [picked.eq(lane), picked_last.eq(lane_last)]
         with m.If(take):
-            m.d.sync += steps.eq(1)
-            m.d.comb += fetch.eq(more)
+            m.d.sync += [steps.eq(1), in_div.eq(picked), row_last.eq(picked_last)]
         with m.Elif(dividing & ~finished):
             m.d.sync += steps.eq(steps + 1)
+        with m.If(pick & lane_last):
+            m.d.comb += fetch.eq(more)
 
         left_next = Mux(fetch, cur_left - 1, left)[0:len(left)]
         more_next = left_next != 0
@@ -754,28 +796,26 @@ class ComputeUnit(wiring.Component):
         with m.If(fetch):
             m.d.sync += [a_row.eq(cur_a + f[0]), b_row.eq(cur_b + f[1]), left.eq(left_next)]
         # After the start (in it, the streaming path already asks for src1 and src2's rows):
-        # the next cycle's requests (`take & more` from their D inputs), and this cycle's,
-        # registered from them.
-        fetch_next = opd_full_next & (~dividing_next | finished_next) & more_next
+        # the next cycle's requests (a last-lane pick's `more`, from their D inputs), and
+        # this cycle's, registered from them.
+        take_next = pick_full_next & (~dividing_next | finished_next)
+        fetch_next = (opd_full_next & (~pick_full_next | take_next) & lane_last_next
+                      & more_next)
         hb_next = _fields(held_next, Op.BINARY)
         later = {"a": (fetch_next, _mem(hb_next["src1"])), "b": (fetch_next, _mem(hb_next["src2"]))}
         fetch_later = L.reg(m, fetch_next, "div_fetching")
         with m.If(fetch_later):
             m.d.comb += [self.rd_a.row.eq(a_row[0:ROW_BITS]), self.rd_b.row.eq(b_row[0:ROW_BITS])]
 
-        # Result register: sign and zero-divisor rule, then the write.
-        out_valid = Signal(name="div_out_valid")
-        out_row = Signal(_ROW, name="div_out_row")
-        out_data = Signal(row_width(self.cfg), name="div_out_data")
-        m.d.sync += out_valid.eq(finished)
-        later["w"] = (finished, _mem(hb_next["dst"]))  # the write's next
+        # The write's row, and its next request (`out_valid`'s D input).
+        later["w"] = (finished & row_last, _mem(hb_next["dst"]))
         with m.If(start):
             m.d.sync += out_row.eq(_row(bi["dst"]) - 1)
-        with m.If(finished):
-            lanes = [Mux(zero[i], 0, Mux(neg[i], -quo[i], quo[i])) for i in range(n)]
-            m.d.sync += [out_data.eq(L.join(lanes)), out_row.eq(out_row + 1)]
-        with m.Else():
-            m.d.sync += out_data.eq(0)  # zeros unless written (the write port ORs the rows)
         # Registered state only: `fetch` follows `start`, which the core derives from `idle`.
-        busy = arriving | opd_full | dividing | out_valid | more
+        busy = arriving | opd_full | pick_full | dividing | out_valid | more
         return out_valid, out_row, _mem(hb["dst"]), out_data, busy, later
+
+
+def _pick_lane(values: list[Value], lane: Value) -> Value:
+    """values[lane], signed (one value needs no choice)."""
+    return values[0] if len(values) == 1 else Array(values)[lane].as_signed()

@@ -105,7 +105,8 @@ def test_latency_formulas_evaluate_on_every_preset():
     ("reduce", dict(count=1, axis=0), "large", 1 + 7 + 3),
     ("requant", dict(count=5), "tiny", 5 + 6),
     ("move", dict(count=2, fn=1), "default", 2 * 16 + 16 + 5),  # a block of drain, the block RAMs
-    ("binary", dict(count=3, fn=3, dtype=0), "tiny", 3 * 32 + 4),  # int32 DIV: iterative
+    ("binary", dict(count=3, fn=3, dtype=0), "tiny", 3 * 4 * 32 + 5),  # int32 DIV: iterative,
+    ("binary", dict(count=3, fn=3, dtype=0), "large", 3 * 4 * 32 + 5),  # four lanes a divider
     ("binary", dict(count=3, fn=3, dtype=1), "tiny", 3 + 6),  # fp32 DIV: pipelined
     ("move", dict(count=2, fn=3), "default", 2 + 6),  # fill: the vector pipeline
     ("sync", dict(unit=2), "tiny", 1),

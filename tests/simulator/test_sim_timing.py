@@ -118,7 +118,7 @@ LATENCIES = [  # (instruction, hand-computed latency on TIMING: n=4, dram 4 + ce
     (make("move", dst=SP(16), src1=SP(0), count=2, fn=MoveFn.TRANSPOSE, dstride=4, sstride=4),
      2 * 4 + 4 + 5),  # a block of drain, the transposer's block RAMs
     (make("binary", dst=SP(0), src1=SP(0), src2=SP(0), count=2, fn=BinaryFn.DIV,
-          dtype=DType.I32), 2 * 32 + 4),  # the iterative divider
+          dtype=DType.I32), 2 * 4 * 32 + 5),  # an iterative divider for the four lanes
     (make("move", dst=SP(8), count=2, fn=MoveFn.FILL, dstride=1), 2 + 6),
     (make("sync", unit=SyncUnit.LOAD), 1),
 ]
