@@ -441,21 +441,21 @@ class Core(wiring.Component):
         target = {u: stored.unit[QUEUED_UNITS.index(u)] for u in UNITS}  # one-hot
         is_unit_insn = stored.unit.any()
 
-        # What a unit instruction at pc does to the loops (back edges, innermost first), and
-        # the pc after the one the next dispatch moves to, for each kind of dispatch: the
-        # loop registers as they will be, from flip-flops, so the decision only chooses.
-        # `ends_here[k]`: loop k's body ends at pc, a flip-flop (set as pc moves on); its
-        # D input compares the loop ends with `after`, from flip-flops, beside the decision.
-        ends_here = Signal(LOOP_MAX_DEPTH)
+        # What a unit instruction at pc does to the loops (`_loop_exit`: the level it jumps
+        # back at, the depth after it), and the pc after the one the next dispatch moves to,
+        # for each kind of dispatch: the loop registers as they will be, so the decision only
+        # chooses. The former are flip-flops, written as pc moves on from what `_after` found
+        # for the instruction at `after` (the pc moved to): the fetch's path starts at them.
+        jump_level = [Signal(name=f"exit_jump{k}") for k in range(LOOP_MAX_DEPTH)]
+        new_depth = Signal.like(depth, name="exit_depth")
+        ends_loops = Signal(name="exit_ends")  # new_depth != depth
         ends_after = Signal(LOOP_MAX_DEPTH)
         m.d.comb += ends_after.eq(Cat(*[lp_end[k] == after for k in range(LOOP_MAX_DEPTH)]))
-        jump_level, pop_level, ended_to = _loop_exit(m, ends_here, depth, lp_more, "exit")
-        new_depth = Signal.like(depth)
-        m.d.comb += new_depth.eq(ended_to)
-        jumping = _any([jump_level[lv_] for lv_ in range(LOOP_MAX_DEPTH)])
+        jumping = _any(jump_level)
         more_after = [Mux(jump_level[lv_], lp_more2[lv_], lp_more[lv_])
                       for lv_ in range(LOOP_MAX_DEPTH)]
-        after_unit = _after(m, after, ends_after, new_depth, more_after, lp_start, "after_unit")
+        after_unit, unit_exit = _after(m, after, ends_after, new_depth, more_after, lp_start,
+                                       "after_unit")
         lv = fv[Op.LOOP]
         loop_end = pc + lv["body"]
         loop_repeats = lv["count"] > 1  # the loop a LOOP opens jumps back at its end
@@ -464,8 +464,9 @@ class Core(wiring.Component):
         ends_after_loop = Signal(LOOP_MAX_DEPTH)
         m.d.comb += ends_after_loop.eq((ends_after & ~opening) |
                                        Mux(lv["body"] == 1, opening, 0))
-        after_loop = _after(
-            m, after, ends_after_loop, wire(m, depth + 1, "depth_opened"),
+        depth_opened = wire(m, depth + 1, "depth_opened")
+        after_loop, loop_exit = _after(
+            m, after, ends_after_loop, depth_opened,
             [Mux(opening[k], loop_repeats, lp_more[k]) for k in range(LOOP_MAX_DEPTH)],
             [Mux(opening[k], pc + 1, lp_start[k]) for k in range(LOOP_MAX_DEPTH)], "after_loop")
         adv = Signal()  # the dispatcher moves on to `after`
@@ -480,7 +481,11 @@ class Core(wiring.Component):
                      imem_r.addr.eq(Mux(prime == 2, fetch_to, Mux(prime == 0, 0, after))),
                      imem_r.en.eq(adv | (prime != 2))]
         with m.If(adv):
-            m.d.sync += ends_here.eq(Mux(adv_loop, ends_after_loop, ends_after))
+            m.d.sync += [jump_level[k].eq(Mux(adv_loop, loop_exit[0][k], unit_exit[0][k]))
+                         for k in range(LOOP_MAX_DEPTH)]
+            m.d.sync += [new_depth.eq(Mux(adv_loop, loop_exit[1], unit_exit[1])),
+                         ends_loops.eq(Mux(adv_loop, loop_exit[1] != depth_opened,
+                                           unit_exit[1] != new_depth))]
         with m.If(adv | (prime == 1)):
             m.d.sync += cur.eq(imem_r.data)
 
@@ -507,7 +512,7 @@ class Core(wiring.Component):
                 from_below = _any([Mux(below[lv_], x, 0) for lv_, x in enumerate(moved)])
                 with m.If(jumping):
                     m.d.sync += back[role].eq(Mux(from_lp_pre, from_below, from_top))
-                with m.Elif(new_depth != depth):  # loops ended: the outer levels' sum
+                with m.Elif(ends_loops):  # loops ended: the outer levels' sum
                     outer = lp_pre[role][(new_depth - 1)[0:level_bits]]
                     m.d.sync += back[role].eq(Mux(new_depth == 0, 0, outer))
 
@@ -647,11 +652,14 @@ def _loop_exit(m, ends_here, depth, mores, name):
 
 
 def _after(m, p, ends_here, depth, mores, starts, name):
-    """The pc after a unit instruction at `p` (see `_loop_exit`; `starts` the bodies')."""
-    jump, _, _ = _loop_exit(m, ends_here, depth, mores, name)
+    """The pc after a unit instruction at `p` (see `_loop_exit`; `starts` the bodies'), and
+    what that instruction does to the loops: (the level it jumps back at, a flag each; the
+    depth after it)."""
+    jump, _, new_depth = _loop_exit(m, ends_here, depth, mores, name)
     levels = range(LOOP_MAX_DEPTH)
-    return Mux(_any([jump[k] for k in levels]),
-               _any([Mux(jump[k], starts[k], 0) for k in levels]), p + 1)
+    pc = Mux(_any([jump[k] for k in levels]),
+             _any([Mux(jump[k], starts[k], 0) for k in levels]), p + 1)
+    return pc, ([jump[k] for k in levels], new_depth)
 
 
 def _select(opcode, adjusted: dict[int, object]):
