@@ -6,6 +6,11 @@ a carry cell's carry 0.07 ns, a block RAM's output 5.6 ns after the clock: what 
 reports on an 85F). Routing varies with placement, so the figures rank paths and show
 what a change did to their depth; the Fmax is nextpnr's (`dozen rtl synth`). On the
 core they come within about a tenth of nextpnr's figure for the same path.
+
+A netlist nextpnr has placed (`dozen rtl synth --no-route`: its `placed.json`) is timed
+as nextpnr's placer times it (`PlacedNetlist`): each connection by the distance between
+its cells' sites, each cell by its logic alone. That names the slow paths of a core too
+full to route in a session, where nextpnr prints only the Fmax after placement.
 """
 
 from __future__ import annotations
@@ -156,3 +161,113 @@ class Netlist:
                 break
             bit = max(self.inputs(name), key=lambda pb: self.arrival(pb[1]))[1]
         return path
+
+
+# nextpnr's ECP5 placement-time model (ecp5/arch.cc, `predictDelay`), speed grade 6: a
+# connection costs UNIT_PS times 3, plus 2 a tile of the first five in x and in y, plus 1
+# a tile beyond; a carry chain's own link and a LUT into its slice's flip-flop cost none.
+UNIT_PS = 120
+PLACED_LOGIC_NS = {"TRELLIS_COMB": 0.24, "TRELLIS_RAMW": 0.0, "DCCA": 0.0,
+                   "MULT18X18D": 4.0, "ALU54B": 4.0}
+PLACED_CARRY_NS = 0.05
+_PLACED_ENDPOINTS = ("TRELLIS_FF", "DP16KD", "MULT18X18D")
+_SITE = re.compile(r"X(\d+)/Y(\d+)/")
+
+
+def connection_ns(driver: tuple[int, int], sink: tuple[int, int]) -> float:
+    """nextpnr's estimate of a placed connection between two sites (x, y)."""
+    dx, dy = abs(driver[0] - sink[0]), abs(driver[1] - sink[1])
+    units = 3 + max(dx - 5, 0) + max(dy - 5, 0) + 2 * (min(dx, 5) + min(dy, 5))
+    return UNIT_PS * units / 1000
+
+
+class PlacedNetlist(Netlist):
+    """A netlist nextpnr placed (`--write` after `--no-route`): arrival times with each
+    connection's delay from its cells' sites and each cell's logic delay."""
+
+    def __init__(self, path: Path, top: str = "top"):
+        super().__init__(path, top)
+        self.site: dict[str, tuple[int, int]] = {}
+        for name, cell in self.cells.items():
+            found = _SITE.match(cell.get("attributes", {}).get("NEXTPNR_BEL", ""))
+            if found:
+                self.site[name] = (int(found.group(1)), int(found.group(2)))
+        if not self.site:
+            raise ValueError("no cell has a placed site (NEXTPNR_BEL)")
+
+    @staticmethod
+    def is_placed(path: Path) -> bool:
+        """Whether a JSON netlist is nextpnr's placed design (its cells carry sites)."""
+        return b"NEXTPNR_BEL" in Path(path).read_bytes()[:4 << 20]
+
+    def wire(self, bit: int, sink: str, port: str) -> float:
+        """The placed connection from `bit`'s driver to `sink`'s input `port`."""
+        driver = self.driver.get(bit)
+        if driver is None:
+            return 0.0
+        name, out = driver
+        if (out == "FCO" and port == "FCI") or (out == "F" and port == "DI"):
+            return 0.0
+        if self.cells[name]["type"] == "DCCA":  # a global network: nextpnr times it as none
+            return 0.0
+        a, b = self.site.get(name), self.site.get(sink)
+        return 0.0 if a is None or b is None else connection_ns(a, b)
+
+    def inputs(self, name: str) -> list[tuple[str, int]]:
+        cell = self.cells[name]
+        if cell["type"] == "TRELLIS_COMB":  # a LUT RAM's write side is clocked
+            return [(p, b) for p, b in super().inputs(name)
+                    if p in ("A", "B", "C", "D", "FCI", "M", "FXA", "FXB", "F1")]
+        return super().inputs(name)
+
+    def _through(self, name: str, port: str, kind: str) -> float:
+        at = [(p, self._arrival[b] + self.wire(b, name, p)) for p, b in self.inputs(name)]
+        if port == "FCO":
+            return max([t + PLACED_CARRY_NS for p, t in at if p == "FCI"]
+                       + [t + PLACED_LOGIC_NS["TRELLIS_COMB"] for p, t in at if p != "FCI"],
+                       default=0.0)
+        return max((t for _, t in at), default=0.0) + PLACED_LOGIC_NS.get(kind, 0.24)
+
+    def _inputs_at(self):
+        """(ns, register, input port, bit) for every input of every register, RAM and DSP."""
+        for name, cell in self.cells.items():
+            if cell["type"] in _PLACED_ENDPOINTS:
+                for port, bit in self.inputs(name):
+                    yield self.arrival(bit) + self.wire(bit, name, port), name, port
+
+    def endpoints(self) -> list[Endpoint]:
+        worst: dict[str, float] = {}
+        for ns, name, port in self._inputs_at():
+            key = (re.sub(r"_TRELLIS_FF_Q.*|\.\d+\.\d+$|_\d+$", "", name) + "."
+                   + re.sub(r"\d+$", "", port))
+            worst[key] = max(worst.get(key, 0.0), ns)
+        return sorted((Endpoint(ns, key) for key, ns in worst.items()),
+                      key=lambda e: (-e.ns, e.name))
+
+    def path_to(self, cell: str) -> list[tuple[float, str, str]]:
+        """The latest path into `cell`, back to a register: (ns at each cell's output, or
+        at `cell`'s input first, type, cell)."""
+        if cell not in self.cells:
+            raise KeyError(cell)
+        ins = self.inputs(cell)
+        if not ins:
+            return []
+        port, bit = max(ins, key=lambda pb: self.arrival(pb[1]) + self.wire(pb[1], cell, pb[0]))
+        path = [(self.arrival(bit) + self.wire(bit, cell, port), "input", f"{cell}.{port}")]
+        while bit in self.driver:
+            name, _ = self.driver[bit]
+            kind = self.cells[name]["type"]
+            path.append((self.arrival(bit), kind, name))
+            if kind in CLOCK_TO_Q_NS or not self.inputs(name):
+                break
+            _, bit = max(self.inputs(name),
+                         key=lambda pb, n=name: self.arrival(pb[1]) + self.wire(pb[1], n, pb[0]))
+        return path
+
+    def critical(self) -> tuple[str, str, float, float, int]:
+        """The slowest path: (start register, end input, logic ns, routing ns, cells)."""
+        _, name, _ = max(self._inputs_at())
+        path = self.path_to(name)
+        kinds = [kind for _, kind, _ in path[1:]]
+        logic = sum(CLOCK_TO_Q_NS.get(k, PLACED_LOGIC_NS.get(k, 0.24)) for k in kinds)
+        return path[-1][2], path[0][2], logic, path[0][0] - logic, len(kinds) - 1

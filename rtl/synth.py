@@ -26,6 +26,7 @@ from amaranth.lib.wiring import In, Out
 from isa.config import ChipConfig
 from isa.errors import DozenError
 from isa.table import Mem
+from rtl.arrival import PlacedNetlist
 from rtl.core import PERF_COUNTERS, Core
 from rtl.fields import Predecoder
 from rtl.lanes import LANE_DSPS, REPLICA
@@ -214,11 +215,12 @@ class SynthReport:
     speed: int | None = None  # the device's speed grade timed against (None: it has one)
     critical_path: CriticalPath | None = None
     workdir: Path | None = None
+    routed: bool = True  # False: the Fmax and path are nextpnr's estimate after placement
 
     def to_dict(self) -> dict[str, Any]:
         return {"target": self.target, "luts": self.luts, "ffs": self.ffs, "brams": self.brams,
                 "dsps": self.dsps, "fmax_mhz": self.fmax_mhz, "device_luts": self.device_luts,
-                "speed": self.speed}
+                "speed": self.speed, "routed": self.routed}
 
 
 def count_cells(stat: dict[str, Any], target: str) -> dict[str, int]:
@@ -275,12 +277,12 @@ def _run(cmd: list[str], cwd: Path, what: str, timeout: float) -> None:
 def synthesize(cfg: ChipConfig, target: str = "ecp5", imem_depth: int = 64,
                workdir: Path | None = None, freq_mhz: float | None = None,
                timeout: float = 3600, seed: int | None = None,
-               place: bool = True, speed: int | None = None) -> SynthReport:
+               place: bool = True, speed: int | None = None, route: bool = True) -> SynthReport:
     """Synthesise and place & route the wrapped core (`place` False: up to packing, no
-    Fmax); raises SynthError on failure."""
+    Fmax; `route` False: up to placement); raises SynthError on failure."""
     check_fits(cfg, target)
     return synthesize_design(wrapped_core(cfg, imem_depth, target), target, workdir,
-                             freq_mhz or cfg.clock_mhz, timeout, seed, place, speed)
+                             freq_mhz or cfg.clock_mhz, timeout, seed, place, speed, route)
 
 
 def bram_blocks(rows: int, width: int, shapes: tuple[tuple[int, int], ...]) -> int:
@@ -339,14 +341,16 @@ def check_fits(cfg: ChipConfig, target: str) -> None:
 def synthesize_design(design: Elaboratable, target: str, workdir: Path | None = None,
                       freq_mhz: float = 100.0, timeout: float = 3600,
                       seed: int | None = None, place: bool = True,
-                      speed: int | None = None) -> SynthReport:
+                      speed: int | None = None, route: bool = True) -> SynthReport:
     """yosys then nextpnr on any Amaranth design with a `sync` domain and few ports.
 
     `seed`: nextpnr's placement seed; the Fmax of one netlist varies with it by a fifth
     or more, so compare designs over the same seeds. `speed`: the device's speed grade
     (ECP5: 6, 7 or 8; the slowest, 6, if None). `place` False stops after packing:
     the cell counts against the device's in minutes (a design too big for the device
-    fails in nextpnr's placer with no counts at all).
+    fails in nextpnr's placer with no counts at all). `route` False stops after
+    placement: the Fmax is nextpnr's estimate then, and the critical path `PlacedNetlist`'s
+    over its `placed.json` (a core too full to route in an hour still shows its paths).
 
     `luts` are nextpnr's packed logic cells, not yosys's LUTs: a carry chain takes about
     four cells more than its LUTs and a LUT RAM six, and that is what must fit."""
@@ -366,11 +370,24 @@ def synthesize_design(design: Elaboratable, target: str, workdir: Path | None = 
                          f"device has {device_luts:,}; --no-pnr prints every count")
     _run([*pnr, "--report", "report.json", "--freq", str(freq_mhz), "--timing-allow-fail",
           *([] if seed is None else ["--seed", str(seed)]),
-          *([] if grade is None else ["--speed", str(grade)])], work, "nextpnr", timeout)
+          *([] if grade is None else ["--speed", str(grade)]),
+          *([] if route else ["--no-route", "--write", "placed.json"])], work, "nextpnr",
+         timeout)
     report = json.loads((work / "report.json").read_text())
-    return SynthReport(target=target, fmax_mhz=parse_fmax(report), **cells,
-                       device_luts=device_luts, speed=grade,
-                       critical_path=parse_critical_path(report), workdir=work)
+    fmax = parse_fmax(report)
+    path = parse_critical_path(report)
+    if not route:
+        fmax = fmax or _placed_fmax((work / "nextpnr.log").read_text())
+        if target == "ecp5":
+            path = CriticalPath(*PlacedNetlist(work / "placed.json").critical())
+    return SynthReport(target=target, fmax_mhz=fmax, **cells, device_luts=device_luts,
+                       speed=grade, critical_path=path, workdir=work, routed=route)
+
+
+def _placed_fmax(log: str) -> float | None:
+    """The last Fmax nextpnr's log gives (after placement, its report has none)."""
+    found = re.findall(r"Max frequency for clock '[^']*': ([0-9.]+) MHz", log)
+    return float(found[-1]) if found else None
 
 
 def speed_grade(target: str, speed: int | None) -> int | None:

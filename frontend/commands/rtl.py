@@ -2,8 +2,9 @@
 
     dozen rtl verilog [--config tiny] [--imem-depth N] -o dozen.v
     dozen rtl synth --target ecp5|ice40 [--config tiny] [--unit NAME] [--seed N]
-                    [--speed 6|7|8] [--no-pnr] [--json]
-    dozen rtl paths [WORKDIR/top.json | --config tiny] [--top N] [--trace CELL]
+                    [--speed 6|7|8] [--no-pnr | --no-route] [--json]
+    dozen rtl paths [WORKDIR/top.json | WORKDIR/placed.json | --config tiny] [--top N]
+                    [--trace CELL] [--fanout N]
     dozen rtl run prog.dzn [--sim amaranth|verilator] [--input NAME=x.npy] [--json]
 
 `rtl run` executes a program on the RTL and checks it against the cycle-level simulator:
@@ -57,6 +58,10 @@ def register(subparsers: argparse._SubParsersAction, common: argparse.ArgumentPa
                        help="yosys and nextpnr's packing only: the cell counts against the "
                             "device's, no Fmax (minutes, where place and route takes the "
                             "better part of an hour)")
+    synth.add_argument("--no-route", dest="route", action="store_false",
+                       help="stop after placement: nextpnr's Fmax estimate then, and the "
+                            "slowest path over the placed netlist (WORKDIR/placed.json for "
+                            "`rtl paths`)")
     synth.add_argument("--workdir", type=Path,
                        help="keep the tool files here (nextpnr.log holds the critical path)")
     synth.add_argument("--unit", metavar="NAME",
@@ -68,8 +73,9 @@ def register(subparsers: argparse._SubParsersAction, common: argparse.ArgumentPa
                            help="the slowest register inputs of an ECP5 netlist, "
                                 "estimated without place and route")
     paths.add_argument("netlist", type=Path, nargs="?",
-                       help="yosys JSON (top.json of `rtl synth --workdir`); without it, "
-                            "yosys maps the --config core first")
+                       help="yosys JSON (top.json of `rtl synth --workdir`), or nextpnr's "
+                            "placed.json (`rtl synth --no-route`: connections timed by "
+                            "distance); without it, yosys maps the --config core first")
     paths.add_argument("--workdir", type=Path, help="keep yosys's files here")
     paths.add_argument("--top", type=int, default=20, metavar="N", help="endpoints to list")
     paths.add_argument("--trace", metavar="CELL",
@@ -106,7 +112,7 @@ def run_verilog(args: argparse.Namespace) -> int:
 
 
 def run_paths(args: argparse.Namespace) -> int:
-    from rtl.arrival import Netlist
+    from rtl.arrival import Netlist, PlacedNetlist
     from rtl.synth import check_fits, synthesize_netlist, wrapped_core
 
     if args.netlist is None:
@@ -115,7 +121,8 @@ def run_paths(args: argparse.Namespace) -> int:
         work = synthesize_netlist(wrapped_core(cfg, 64, "ecp5"), "ecp5", args.workdir)
         args.netlist = work / "top.json"
     try:
-        netlist = Netlist(args.netlist)
+        placed = PlacedNetlist.is_placed(args.netlist)
+        netlist = (PlacedNetlist if placed else Netlist)(args.netlist)
     except (OSError, ValueError, KeyError) as exc:
         raise InputError(f"{args.netlist}: not a yosys JSON netlist with a 'top' module "
                          f"({exc.__class__.__name__}: {exc})") from None
@@ -142,6 +149,8 @@ def run_synth(args: argparse.Namespace) -> int:
 
     cfg = load_config(args.config)
     if args.unit is not None:
+        if not args.route:
+            raise InputError("--no-route places the whole core; a --unit is placed and routed")
         if args.unit not in UNITS:
             raise InputError(f"unknown unit {args.unit!r} (units: {', '.join(UNITS)})")
         report = synthesize_unit(args.unit, cfg, args.target, workdir=args.workdir,
@@ -149,7 +158,8 @@ def run_synth(args: argparse.Namespace) -> int:
         what = f"{args.unit} unit of {cfg.name!r}"
     else:
         report = synthesize(cfg, args.target, _imem_depth(args.imem_depth), workdir=args.workdir,
-                            seed=args.seed, place=args.place, speed=args.speed)
+                            seed=args.seed, place=args.place, speed=args.speed,
+                            route=args.route)
         what = f"{cfg.name!r} core"
     data = report.to_dict()
     data["fits"] = report.luts <= report.device_luts if report.device_luts else None

@@ -38,7 +38,8 @@ def test_place_and_route_of_a_small_design_reports_every_figure(tmp_path):
     report = synthesize_design(MacCounter(), "ice40", tmp_path, freq_mhz=12.0, seed=7)
     figures = report.to_dict()
     assert set(figures) == {"target", "luts", "ffs", "brams", "dsps", "fmax_mhz", "device_luts",
-                            "speed"}
+                            "speed", "routed"}
+    assert figures["routed"] is True
     assert figures["device_luts"] == 5_280 and figures["speed"] is None
     assert figures["target"] == "ice40"
     assert figures["luts"] > 0 and figures["ffs"] >= 20
@@ -185,6 +186,63 @@ def test_arrival_estimates_rank_a_multiply_accumulate_above_a_shift(tmp_path, ca
     assert main(["rtl", "paths", str(work / "top.il")]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "not a yosys JSON netlist" in err
+
+
+def test_placement_alone_gives_nextpnrs_estimate_and_the_placed_paths(tmp_path, capsys):
+    """`route=False` stops after placement: nextpnr's Fmax then, and the slowest path timed
+    over its placed netlist, which `dozen rtl paths` reads too."""
+    from frontend.cli import main
+    from rtl.arrival import PlacedNetlist
+
+    report = synthesize_design(MacCounter(), "ecp5", tmp_path, freq_mhz=50.0, seed=3,
+                               route=False)
+    assert report.routed is False and report.to_dict()["routed"] is False
+    assert report.fmax_mhz is not None and report.fmax_mhz > 0
+    path = report.critical_path
+    assert path is not None and path.cells >= 1 and path.routing_ns > 0
+    placed = tmp_path / "placed.json"
+    assert PlacedNetlist.is_placed(placed) and not PlacedNetlist.is_placed(tmp_path / "top.json")
+    netlist = PlacedNetlist(placed)
+    worst = netlist.endpoints()[0]
+    assert worst.ns == pytest.approx(path.logic_ns + path.routing_ns)
+    assert worst.name.startswith("acc")  # the DSP product and its carry chain
+    assert main(["rtl", "paths", str(placed), "--top", "2"]) == 0
+    assert "slowest endpoints" in capsys.readouterr().out
+
+
+def _placed(cells: dict) -> dict:
+    """A placed netlist by hand: name -> (type, site, {port: (direction, bits)})."""
+    return {"modules": {"top": {"cells": {
+        name: {"type": kind, "attributes": {"NEXTPNR_BEL": f"X{x}/Y{y}/SLICEA"},
+               "port_directions": {p: d for p, (d, _) in ports.items()},
+               "connections": {p: bits for p, (_, bits) in ports.items()}}
+        for name, (kind, (x, y), ports) in cells.items()}}}}
+
+
+def test_placed_connections_cost_their_distance_as_nextpnrs_placer_counts_it(tmp_path):
+    """A register, a LUT four tiles off, a carry link and a flip-flop in the LUT's slice:
+    the LUT's input waits for the distance (3 + 2 a tile of the first five, 120 ps a unit
+    on grade 6); the carry link and the slice's own flip-flop cost nothing."""
+    from rtl.arrival import PlacedNetlist, connection_ns
+
+    assert connection_ns((0, 0), (0, 0)) == pytest.approx(0.36)
+    assert connection_ns((0, 0), (4, 0)) == pytest.approx(0.12 * 11)
+    assert connection_ns((0, 0), (9, 2)) == pytest.approx(0.12 * (3 + 4 + 10 + 4))
+    path = tmp_path / "placed.json"
+    path.write_text(json.dumps(_placed({
+        "q": ("TRELLIS_FF", (0, 0), {"Q": ("output", [2]), "DI": ("input", [9])}),
+        "lut": ("TRELLIS_COMB", (4, 0), {"A": ("input", [2]), "F": ("output", [3]),
+                                         "FCO": ("output", [4])}),
+        "next": ("TRELLIS_COMB", (4, 0), {"FCI": ("input", [4]), "F": ("output", [5])}),
+        "d": ("TRELLIS_FF", (4, 0), {"DI": ("input", [5]), "Q": ("output", [9])}),
+    })))
+    netlist = PlacedNetlist(path)
+    assert netlist.arrival(3) == pytest.approx(0.5 + 0.12 * 11 + 0.24)
+    assert netlist.arrival(5) == pytest.approx(0.5 + 0.12 * 11 + 0.24 + 0.24)
+    assert netlist.endpoints()[0].name == "d.DI"
+    start, end, logic, routing, cells = netlist.critical()
+    assert (start, end, cells) == ("q", "d.DI", 2)
+    assert logic + routing == pytest.approx(netlist.arrival(5))
 
 
 class FanOut(wiring.Component):
