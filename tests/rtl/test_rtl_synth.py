@@ -221,13 +221,14 @@ def _placed(cells: dict) -> dict:
 
 def test_placed_connections_cost_their_distance_as_nextpnrs_placer_counts_it(tmp_path):
     """A register, a LUT four tiles off, a carry link and a flip-flop in the LUT's slice:
-    the LUT's input waits for the distance (3 + 2 a tile of the first five, 120 ps a unit
-    on grade 6); the carry link and the slice's own flip-flop cost nothing."""
-    from rtl.arrival import PlacedNetlist, connection_ns
+    the LUT's input waits for the distance (3 units, + 2 a tile of the first five, + 1 a
+    tile beyond); the carry link and the slice's own flip-flop cost nothing."""
+    from rtl.arrival import UNIT_PS, PlacedNetlist, connection_ns
 
-    assert connection_ns((0, 0), (0, 0)) == pytest.approx(0.36)
-    assert connection_ns((0, 0), (4, 0)) == pytest.approx(0.12 * 11)
-    assert connection_ns((0, 0), (9, 2)) == pytest.approx(0.12 * (3 + 4 + 10 + 4))
+    unit = UNIT_PS / 1000
+    assert connection_ns((0, 0), (0, 0)) == pytest.approx(3 * unit)
+    assert connection_ns((0, 0), (4, 0)) == pytest.approx(unit * 11)
+    assert connection_ns((0, 0), (9, 2)) == pytest.approx(unit * (3 + 4 + 10 + 4))
     path = tmp_path / "placed.json"
     path.write_text(json.dumps(_placed({
         "q": ("TRELLIS_FF", (0, 0), {"Q": ("output", [2]), "DI": ("input", [9])}),
@@ -237,8 +238,8 @@ def test_placed_connections_cost_their_distance_as_nextpnrs_placer_counts_it(tmp
         "d": ("TRELLIS_FF", (4, 0), {"DI": ("input", [5]), "Q": ("output", [9])}),
     })))
     netlist = PlacedNetlist(path)
-    assert netlist.arrival(3) == pytest.approx(0.5 + 0.12 * 11 + 0.24)
-    assert netlist.arrival(5) == pytest.approx(0.5 + 0.12 * 11 + 0.24 + 0.24)
+    assert netlist.arrival(3) == pytest.approx(0.5 + unit * 11 + 0.24)
+    assert netlist.arrival(5) == pytest.approx(0.5 + unit * 11 + 0.24 + 0.24)
     assert netlist.endpoints()[0].name == "d.DI"
     start, end, logic, routing, cells = netlist.critical()
     assert (start, end, cells) == ("q", "d.DI", 2)
