@@ -213,6 +213,8 @@ class PlacedNetlist(Netlist):
             return 0.0
         if self.cells[name]["type"] == "DCCA":  # a global network: nextpnr times it as none
             return 0.0
+        if not self.inputs(name):  # a constant (nextpnr's packer ties them to a LUT)
+            return 0.0
         a, b = self.site.get(name), self.site.get(sink)
         return 0.0 if a is None or b is None else connection_ns(a, b)
 
@@ -225,6 +227,8 @@ class PlacedNetlist(Netlist):
 
     def _through(self, name: str, port: str, kind: str) -> float:
         at = [(p, self._arrival[b] + self.wire(b, name, p)) for p, b in self.inputs(name)]
+        if not at:  # a constant
+            return 0.0
         if port == "FCO":
             return max([t + PLACED_CARRY_NS for p, t in at if p == "FCI"]
                        + [t + PLACED_LOGIC_NS["TRELLIS_COMB"] for p, t in at if p != "FCI"],

@@ -80,7 +80,7 @@ from rtl.fields import (
     field_values,
     flag_bit,
 )
-from rtl.lanes import kept, wire
+from rtl.lanes import kept, replicas, wire
 from rtl.ports import DramPort
 from rtl.queue import InstructionQueue
 from rtl.sram import COLLISIONS_UNDEFINED, SramArbiter
@@ -277,7 +277,11 @@ class Core(wiring.Component):
         hold = Signal()
         # live & ~late & ~hold, a flip-flop from their D inputs: every start, dispatch and
         # token count waits on it, and a start is it and one flip-flop more.
-        tick = Signal()
+        # The units' datapaths read a start in thousands of places, so the placer puts its
+        # LUT among them; the dispatcher, the queues and the token counts read it across
+        # the chip. Each side has its own copies of `tick` and `startable` (`go_tick`,
+        # `go_startable`), so each start's LUT sits beside its readers.
+        tick, go_tick = replicas("tick", 2)
         running = Signal()
         m.d.comb += running.eq(live & ~late)
 
@@ -298,7 +302,9 @@ class Core(wiring.Component):
         # so the clock enable, the dispatch decision and the units' go follow it closely.
         ready = {u: Signal(name=f"ready_{u.name.lower()}") for u in UNITS}
         tokens_ok = {u: Signal(name=f"tokens_ok_{u.name.lower()}") for u in UNITS}
-        startable = {u: Signal(name=f"startable_{u.name.lower()}") for u in UNITS}
+        both = {u: replicas(f"startable_{u.name.lower()}", 2) for u in UNITS}
+        startable = {u: both[u][0] for u in UNITS}
+        go_startable = {u: both[u][1] for u in UNITS}
         start = {u: Signal(name=f"start_{u.name.lower()}") for u in UNITS}
         popped = {ch: Const(0) for ch in CHANNELS}
         token_wait = {}
@@ -311,7 +317,8 @@ class Core(wiring.Component):
             for name, ch in _flag_channels(u).items():
                 if ch is not None and name.startswith("pop"):
                     popped[ch] = popped[ch] | (start[u] & flag_bit(head_word[u], name))
-            m.d.comb += [queues[u].r_en.eq(start[u]), engines[u].go.eq(start[u]),
+            m.d.comb += [queues[u].r_en.eq(start[u]),
+                         engines[u].go.eq(go_tick & go_startable[u]),
                          engines[u].insn.eq(head_word[u])]
             if u in reads_at_go:
                 m.d.comb += [engines[u].go_reads.eq(head[u][entry_head:]),
@@ -348,7 +355,7 @@ class Core(wiring.Component):
                     ok = ok & (~flag_bit(head_n, name) | (tokens_n[ch] != 0) | pushed_n[ch])
             ready_n = (~busy_n[u] | completing_n[u]) & queues[u].filled_next
             m.d.sync += [ready[u].eq(ready_n), tokens_ok[u].eq(ok),
-                         startable[u].eq(ready_n & ok)]
+                         startable[u].eq(ready_n & ok), go_startable[u].eq(ready_n & ok)]
 
         # Dispatcher ------------------------------------------------------------------------
         pc = Signal(PC_BITS)
@@ -563,7 +570,7 @@ class Core(wiring.Component):
         # A range fault ranks last: raised the clock after it was found unless another
         # fault was raised then, so its flip-flops take the check alone, every cycle.
         late_n = dispatching & is_unit_insn & (sram_bad | dram_bad)
-        m.d.sync += tick.eq(live_n & ~late_n & ~hold_n)
+        m.d.sync += [tick.eq(live_n & ~late_n & ~hold_n), go_tick.eq(live_n & ~late_n & ~hold_n)]
         m.d.sync += [late.eq(late_n),
                      late_pc.eq(pc),
                      late_cause.eq(Mux(sram_bad, Fault.SRAM_OUT_OF_BOUNDS,
