@@ -225,15 +225,21 @@ class PlacedNetlist(Netlist):
                     if p in ("A", "B", "C", "D", "FCI", "M", "FXA", "FXB", "F1")]
         return super().inputs(name)
 
+    def _steps(self, name: str, out: str) -> list[tuple[float, float, int]]:
+        """Each input's way to output `out`: (time there, the cell's logic on it, bit)."""
+        steps = []
+        for p, b in self.inputs(name):
+            logic = (PLACED_CARRY_NS if out == "FCO" and p == "FCI"
+                     else PLACED_LOGIC_NS.get(self.cells[name]["type"], 0.24))
+            steps.append((self.arrival(b) + self.wire(b, name, p) + logic, logic, b))
+        return steps
+
     def _through(self, name: str, port: str, kind: str) -> float:
-        at = [(p, self._arrival[b] + self.wire(b, name, p)) for p, b in self.inputs(name)]
-        if not at:  # a constant
-            return 0.0
-        if port == "FCO":
-            return max([t + PLACED_CARRY_NS for p, t in at if p == "FCI"]
-                       + [t + PLACED_LOGIC_NS["TRELLIS_COMB"] for p, t in at if p != "FCI"],
-                       default=0.0)
-        return max((t for _, t in at), default=0.0) + PLACED_LOGIC_NS.get(kind, 0.24)
+        steps = [(self._arrival[b] + self.wire(b, name, p)
+                  + (PLACED_CARRY_NS if port == "FCO" and p == "FCI"
+                     else PLACED_LOGIC_NS.get(kind, 0.24)))
+                 for p, b in self.inputs(name)]
+        return max(steps, default=0.0)  # none: a constant
 
     def _inputs_at(self):
         """(ns, register, input port, bit) for every input of every register, RAM and DSP."""
@@ -254,27 +260,34 @@ class PlacedNetlist(Netlist):
     def path_to(self, cell: str) -> list[tuple[float, str, str]]:
         """The latest path into `cell`, back to a register: (ns at each cell's output, or
         at `cell`'s input first, type, cell)."""
+        return [(ns, kind, name) for ns, _, kind, name in self._walk(cell)]
+
+    def _walk(self, cell: str) -> list[tuple[float, float, str, str]]:
+        """`path_to` with each cell's logic delay on the path: (ns, logic, type, name)."""
         if cell not in self.cells:
             raise KeyError(cell)
         ins = self.inputs(cell)
         if not ins:
             return []
         port, bit = max(ins, key=lambda pb: self.arrival(pb[1]) + self.wire(pb[1], cell, pb[0]))
-        path = [(self.arrival(bit) + self.wire(bit, cell, port), "input", f"{cell}.{port}")]
+        path = [(self.arrival(bit) + self.wire(bit, cell, port), 0.0, "input", f"{cell}.{port}")]
         while bit in self.driver:
-            name, _ = self.driver[bit]
+            name, out = self.driver[bit]
             kind = self.cells[name]["type"]
-            path.append((self.arrival(bit), kind, name))
-            if kind in CLOCK_TO_Q_NS or not self.inputs(name):
+            if kind in CLOCK_TO_Q_NS:
+                path.append((self.arrival(bit), CLOCK_TO_Q_NS[kind], kind, name))
                 break
-            _, bit = max(self.inputs(name),
-                         key=lambda pb, n=name: self.arrival(pb[1]) + self.wire(pb[1], n, pb[0]))
+            steps = self._steps(name, out)
+            if not steps:
+                break
+            _, logic, nxt = max(steps)
+            path.append((self.arrival(bit), logic, kind, name))
+            bit = nxt
         return path
 
     def critical(self) -> tuple[str, str, float, float, int]:
         """The slowest path: (start register, end input, logic ns, routing ns, cells)."""
         _, name, _ = max(self._inputs_at())
-        path = self.path_to(name)
-        kinds = [kind for _, kind, _ in path[1:]]
-        logic = sum(CLOCK_TO_Q_NS.get(k, PLACED_LOGIC_NS.get(k, 0.24)) for k in kinds)
-        return path[-1][2], path[0][2], logic, path[0][0] - logic, len(kinds) - 1
+        path = self._walk(name)
+        logic = sum(step[1] for step in path)
+        return path[-1][3], path[0][3], logic, path[0][0] - logic, len(path) - 2
