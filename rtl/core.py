@@ -465,12 +465,12 @@ class Core(wiring.Component):
                                        "after_unit")
         lv = fv[Op.LOOP]
         loop_end = pc + lv["body"]
-        loop_repeats = lv["count"] > 1  # the loop a LOOP opens jumps back at its end
+        loop_repeats = stored.repeats  # the loop a LOOP opens jumps back at its end
         opening = Cat(*[depth == k for k in range(LOOP_MAX_DEPTH)])
         # The loop a LOOP opens ends at `after` (pc + 1) when its body is one instruction.
         ends_after_loop = Signal(LOOP_MAX_DEPTH)
         m.d.comb += ends_after_loop.eq((ends_after & ~opening) |
-                                       Mux(lv["body"] == 1, opening, 0))
+                                       Mux(stored.body_one, opening, 0))
         depth_opened = wire(m, depth + 1, "depth_opened")
         after_loop, loop_exit = _after(
             m, after, ends_after_loop, depth_opened,
@@ -545,7 +545,7 @@ class Core(wiring.Component):
                 m.d.sync += [lp_start[slot].eq(pc + 1), lp_end[slot].eq(loop_end),
                              lp_count[slot].eq(lv["count"]), lp_iter[slot].eq(0),
                              lp_more[slot].eq(loop_repeats),
-                             lp_more2[slot].eq(lv["count"] > 2),
+                             lp_more2[slot].eq(stored.repeats2),
                              depth.eq(depth + 1)]
                 m.d.comb += [adv.eq(1), adv_loop.eq(1)]
                 for role, dname in ROLE_DELTAS.items():

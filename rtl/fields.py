@@ -285,6 +285,9 @@ PREDECODED = data.StructLayout({
     # and whether it is LOOP or HALT: what dispatch decides from, straight from flip-flops
     # of the instruction memory, not from a decode of the opcode.
     "unit": len(QUEUED_UNITS), "loop": 1, "halt": 1,
+    # A LOOP's: count > 1 and count > 2 (it jumps back at its end; and again after that),
+    # body == 1 (its body ends at the next word): the fetch's address follows them.
+    "repeats": 1, "repeats2": 1, "body_one": 1,
     # The SRAM reads its unit makes in the cycle it starts the word, (en, mem) a channel
     # (`rtl.compute.go_reads`; STORE's, `rtl.dma.store_go_reads`, in the low bits): the
     # queue entry carries them, and the arbiter's next schedule starts at flip-flops.
@@ -469,6 +472,9 @@ class Predecoder(wiring.Component):
         if op.unit is Unit.DISPATCH:
             legal = legal & (word[4:8] == 0)
             sets += [out.loop.eq(op.opcode == Op.LOOP), out.halt.eq(op.opcode == Op.HALT)]
+            if op.opcode == Op.LOOP:
+                sets += [out.repeats.eq(raw["count"] > 1), out.repeats2.eq(raw["count"] > 2),
+                         out.body_one.eq(raw["body"] == 1)]
         else:
             unit = [raw["unit"] == int(u) if op.opcode == Op.SYNC else Const(int(u == op.unit))
                     for u in QUEUED_UNITS]
