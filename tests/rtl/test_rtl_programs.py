@@ -289,16 +289,25 @@ def test_srams_built_from_column_slices_match_simulator():
         compare(program, rtl, reference(program, inputs))
 
 
-def test_division_edge_cases_match_simulator():
-    """DIV on the iterative divider: signs, zero divisors, -2^31 / -1, immediates, steps."""
+@pytest.mark.parametrize("n", [4, 8])
+def test_division_edge_cases_match_simulator(n):
+    """DIV on the iterative dividers (one for every four lanes: one on the tiny chip, two at
+    n = 8, as the default chip's four): signs, zero divisors, -2^31 / -1, immediates."""
+    import dataclasses
+
     from isa.container import Segment
     from isa.encoding import local_addr, make
 
-    a = np.array([7, -7, 7, -7, 0, -2**31, -2**31, 2**31 - 1, 5, -1, 123456789, -99], np.int32)
-    b = np.array([2, 2, -2, -2, 5, -1, 1, -1, 0, 3, -1000, 7], np.int32)
-    rows = len(a) // TINY.n
-    code = [make("load", sram=0, dram=0, stride=16, rows=rows, cols=4, fmt=2),
-            make("load", sram=rows, dram=64, stride=16, rows=rows, cols=4, fmt=2,
+    cfg = TINY if n == TINY.n else dataclasses.replace(TINY, name=f"tiny-n{n}", n=n)
+    a = np.array([7, -7, 7, -7, 0, -2**31, -2**31, 2**31 - 1, 5, -1, 123456789, -99,
+                  1, -2**31, 40, -41, 2**31 - 1, 3, 0, -1], np.int32)
+    b = np.array([2, 2, -2, -2, 5, -1, 1, -1, 0, 3, -1000, 7,
+                  1, 2, -3, 4, 2**31 - 1, 0, -1, -1], np.int32)
+    rows = len(a) // n
+    a, b = a[:rows * n], b[:rows * n]
+    row = 4 * n  # bytes of an int32 row
+    code = [make("load", sram=0, dram=0, stride=row, rows=rows, cols=n, fmt=2),
+            make("load", sram=rows, dram=128, stride=row, rows=rows, cols=n, fmt=2,
                  flags=("push_next",)),
             make("binary", dst=local_addr(1, 0), src1=0, src2=rows, count=rows, fn=3, dtype=0,
                  step1=1, step2=1, flags=("pop_prev",)),
@@ -306,10 +315,10 @@ def test_division_edge_cases_match_simulator():
                  imm_mode=1, imm=(-3) & 0xFFFFFFFF),
             make("binary", dst=local_addr(1, 2 * rows), src1=0, src2=rows, count=2, fn=3,
                  dtype=0, step1=1, step2=0, flags=("push_next",)),
-            make("store", sram=local_addr(1, 0), dram=256, stride=16, rows=2 * rows + 2,
-                 cols=4, fmt=2, flags=("pop_prev",)),
+            make("store", sram=local_addr(1, 0), dram=256, stride=row, rows=2 * rows + 2,
+                 cols=n, fmt=2, flags=("pop_prev",)),
             make("halt")]
-    program = Program(TINY, code, [Segment(0, a.tobytes()), Segment(64, b.tobytes())])
+    program = Program(cfg, code, [Segment(0, a.tobytes()), Segment(128, b.tobytes())])
     rtl = run_programs([program])[0]
     compare(program, rtl, reference(program))
     assert rtl.counters["hold_cycles"] == 0  # the dividers meet the table's DIV formula
