@@ -101,17 +101,26 @@ class Netlist:
             return max(rest + LUT_NS, cin + 0.4 * LUT_NS)
         return latest + LOGIC_NS.get(kind, LUT_NS)
 
+    def wire(self, bit: int, sink: str, port: str) -> float:
+        """The connection from `bit`'s driver to `sink`'s `port`: none apart, here (each
+        cell's delay counts its share of routing)."""
+        return 0.0
+
+    def _inputs_at(self):
+        """(ns, cell, input port) for every input of every register, RAM and DSP."""
+        for name, cell in self.cells.items():
+            if cell["type"] in ENDPOINTS:
+                for port, bit in self.inputs(name):
+                    yield self.arrival(bit) + self.wire(bit, name, port), name, port
+
     def endpoints(self) -> list[Endpoint]:
         """The latest input of every register, RAM and DSP, slowest first; the bits of
         one register are folded into one name."""
         worst: dict[str, float] = {}
-        for name, cell in self.cells.items():
-            if cell["type"] not in ENDPOINTS:
-                continue
-            for port, bit in self.inputs(name):
-                key = (re.sub(r"_TRELLIS_FF_Q.*|\.\d+\.\d+$|_\d+$", "", name) + "."
-                       + re.sub(r"\d+$", "", port))
-                worst[key] = max(worst.get(key, 0.0), self.arrival(bit))
+        for ns, name, port in self._inputs_at():
+            key = (re.sub(r"_TRELLIS_FF_Q.*|\.\d+\.\d+$|_\d+$", "", name) + "."
+                   + re.sub(r"\d+$", "", port))
+            worst[key] = max(worst.get(key, 0.0), ns)
         return sorted((Endpoint(ns, key) for key, ns in worst.items()),
                       key=lambda e: (-e.ns, e.name))
 
@@ -173,7 +182,6 @@ UNIT_PS = 85
 PLACED_LOGIC_NS = {"TRELLIS_COMB": 0.24, "TRELLIS_RAMW": 0.0, "DCCA": 0.0,
                    "MULT18X18D": 4.0, "ALU54B": 4.0}
 PLACED_CARRY_NS = 0.05
-_PLACED_ENDPOINTS = ("TRELLIS_FF", "DP16KD", "MULT18X18D")
 _SITE = re.compile(r"X(\d+)/Y(\d+)/")
 
 
@@ -235,27 +243,7 @@ class PlacedNetlist(Netlist):
         return steps
 
     def _through(self, name: str, port: str, kind: str) -> float:
-        steps = [(self._arrival[b] + self.wire(b, name, p)
-                  + (PLACED_CARRY_NS if port == "FCO" and p == "FCI"
-                     else PLACED_LOGIC_NS.get(kind, 0.24)))
-                 for p, b in self.inputs(name)]
-        return max(steps, default=0.0)  # none: a constant
-
-    def _inputs_at(self):
-        """(ns, register, input port, bit) for every input of every register, RAM and DSP."""
-        for name, cell in self.cells.items():
-            if cell["type"] in _PLACED_ENDPOINTS:
-                for port, bit in self.inputs(name):
-                    yield self.arrival(bit) + self.wire(bit, name, port), name, port
-
-    def endpoints(self) -> list[Endpoint]:
-        worst: dict[str, float] = {}
-        for ns, name, port in self._inputs_at():
-            key = (re.sub(r"_TRELLIS_FF_Q.*|\.\d+\.\d+$|_\d+$", "", name) + "."
-                   + re.sub(r"\d+$", "", port))
-            worst[key] = max(worst.get(key, 0.0), ns)
-        return sorted((Endpoint(ns, key) for key, ns in worst.items()),
-                      key=lambda e: (-e.ns, e.name))
+        return max((t for t, _, _ in self._steps(name, port)), default=0.0)  # none: a constant
 
     def path_to(self, cell: str) -> list[tuple[float, str, str]]:
         """The latest path into `cell`, back to a register: (ns at each cell's output, or
